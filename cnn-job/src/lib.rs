@@ -1,0 +1,4 @@
+//! The CNN and the Dis-CNN training job. The layers and the job land with their own issues; this
+//! crate exists so the dependency arrow engine → cnn-job → binaries holds from the first commit.
+
+pub use discnn_engine as engine;

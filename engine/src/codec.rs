@@ -1,0 +1,211 @@
+//! How records become bytes. Records use postcard (compact, canonical for the types keys may
+//! have, and a published wire format: a tuple is its fields back to back, a `Vec` is a varint
+//! length then its items, an `Option` is a 0 or 1 byte then the value). The keyed operators rely
+//! on that layout to build `(K, Vec<V>)` or `(K, (V, W))` records from byte slices without
+//! knowing `V` or `W`.
+
+use crate::error::TaskFailure;
+use serde::{de::DeserializeOwned, Serialize};
+
+/// A record type: anything serde can encode that can be cloned and sent between threads.
+pub trait Data: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {}
+impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> Data for T {}
+
+pub(crate) fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, TaskFailure> {
+    postcard::to_allocvec(value).map_err(|e| TaskFailure::Encode {
+        what: std::any::type_name::<T>().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Appends `value`'s encoding to `buf` (no allocation once `buf` has grown).
+pub(crate) fn encode_into<T: Serialize + ?Sized>(
+    value: &T,
+    buf: &mut Vec<u8>,
+) -> Result<(), TaskFailure> {
+    let taken = std::mem::take(buf);
+    match postcard::to_extend(value, taken) {
+        Ok(v) => {
+            *buf = v;
+            Ok(())
+        }
+        Err(e) => Err(TaskFailure::Encode {
+            what: std::any::type_name::<T>().to_string(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, TaskFailure> {
+    postcard::from_bytes(bytes).map_err(|e| TaskFailure::Decode {
+        what: std::any::type_name::<T>().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Decodes a value from the front of `bytes` and returns the rest.
+pub(crate) fn take<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, &[u8]), TaskFailure> {
+    postcard::take_from_bytes(bytes).map_err(|e| TaskFailure::Decode {
+        what: std::any::type_name::<T>().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Writes `n` as postcard writes a sequence length (LEB128).
+pub(crate) fn put_varint(buf: &mut Vec<u8>, mut n: u64) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            buf.push(byte);
+            return;
+        }
+        buf.push(byte | 0x80);
+    }
+}
+
+/// Reads a LEB128 varint, returning it and the number of bytes it took.
+pub(crate) fn get_varint(bytes: &[u8]) -> Result<(u64, usize), TaskFailure> {
+    let mut n: u64 = 0;
+    for (i, &b) in bytes.iter().enumerate().take(10) {
+        n |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Ok((n, i + 1));
+        }
+    }
+    Err(TaskFailure::Decode { what: "varint".into(), message: "truncated or overlong".into() })
+}
+
+/// A list of byte strings laid end to end, each behind a u32 little-endian length. Used for
+/// shuffle buckets, cached blocks on disk and collected results.
+#[derive(Default, Clone, Debug, PartialEq, Eq)]
+pub struct Frames {
+    pub buf: Vec<u8>,
+    pub count: usize,
+}
+
+impl Frames {
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        self.buf.extend_from_slice(bytes);
+        self.count += 1;
+    }
+
+    /// A pair `(key, value)` as two consecutive frames.
+    pub fn push_pair(&mut self, key: &[u8], value: &[u8]) {
+        self.buf.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        self.buf.extend_from_slice(key);
+        self.buf.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        self.buf.extend_from_slice(value);
+        self.count += 1;
+    }
+}
+
+/// Iterates the frames of a [`Frames`] buffer, failing on a truncated frame.
+pub(crate) struct FrameReader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> FrameReader<'a> {
+    pub fn new(buf: &'a [u8]) -> Self {
+        FrameReader { rest: buf }
+    }
+
+    pub fn next_frame(&mut self) -> Option<Result<&'a [u8], TaskFailure>> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        if self.rest.len() < 4 {
+            return Some(Err(truncated()));
+        }
+        let len = u32::from_le_bytes([self.rest[0], self.rest[1], self.rest[2], self.rest[3]]) as usize;
+        if self.rest.len() < 4 + len {
+            return Some(Err(truncated()));
+        }
+        let frame = &self.rest[4..4 + len];
+        self.rest = &self.rest[4 + len..];
+        Some(Ok(frame))
+    }
+
+    pub fn next_pair(&mut self) -> Option<Result<(&'a [u8], &'a [u8]), TaskFailure>> {
+        let key = match self.next_frame()? {
+            Ok(k) => k,
+            Err(e) => return Some(Err(e)),
+        };
+        match self.next_frame() {
+            Some(Ok(v)) => Some(Ok((key, v))),
+            Some(Err(e)) => Some(Err(e)),
+            None => Some(Err(truncated())),
+        }
+    }
+}
+
+fn truncated() -> TaskFailure {
+    TaskFailure::Decode { what: "frame".into(), message: "truncated frame".into() }
+}
+
+/// Splits a framed buffer into owned records.
+pub(crate) fn frames_to_vecs(buf: &[u8]) -> Result<Vec<Vec<u8>>, TaskFailure> {
+    let mut reader = FrameReader::new(buf);
+    let mut out = Vec::new();
+    while let Some(frame) = reader.next_frame() {
+        out.push(frame?.to_vec());
+    }
+    Ok(out)
+}
+
+/// FNV-1a, 64 bit: a hash that is the same in every process and every build, used for hash
+/// partitioning of encoded keys and for the build fingerprint.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postcard_layouts_that_keyed_operators_rely_on() {
+        let k = encode(&"key".to_string()).unwrap();
+        let v1 = encode(&7u64).unwrap();
+        let v2 = encode(&300u64).unwrap();
+        let mut grouped = k.clone();
+        put_varint(&mut grouped, 2);
+        grouped.extend_from_slice(&v1);
+        grouped.extend_from_slice(&v2);
+        assert_eq!(encode(&("key".to_string(), vec![7u64, 300])).unwrap(), grouped);
+
+        let mut joined = k.clone();
+        joined.extend_from_slice(&v1);
+        joined.push(1);
+        joined.extend_from_slice(&v2);
+        assert_eq!(encode(&("key".to_string(), (7u64, Some(300u64)))).unwrap(), joined);
+        let mut none = k.clone();
+        none.push(0);
+        none.extend_from_slice(&v2);
+        assert_eq!(encode(&("key".to_string(), (None::<u64>, 300u64))).unwrap(), none);
+    }
+
+    #[test]
+    fn varints_round_trip() {
+        for n in [0u64, 1, 127, 128, 300, u32::MAX as u64, u64::MAX] {
+            let mut b = Vec::new();
+            put_varint(&mut b, n);
+            assert_eq!(get_varint(&b).unwrap(), (n, b.len()));
+            assert_eq!(b, encode(&(n as usize)).unwrap_or_else(|_| b.clone()));
+        }
+    }
+
+    #[test]
+    fn truncated_frames_are_errors() {
+        let mut f = Frames::default();
+        f.push(b"hello");
+        let cut = &f.buf[..f.buf.len() - 1];
+        assert!(FrameReader::new(cut).next_frame().unwrap().is_err());
+    }
+}

@@ -1,0 +1,178 @@
+//! An executor: the services tasks run against (block manager, shuffle store, broadcast cache)
+//! and the slots that run them. In local mode one executor lives inside the driver process.
+
+use crate::broadcast::{BroadcastCache, BroadcastSource};
+use crate::codec;
+use crate::error::TaskFailure;
+use crate::exec::Plan;
+use crate::plan::ShuffleId;
+use crate::shuffle::{self, MapOutput, ShuffleStore};
+use crate::storage::BlockManager;
+use crate::task::{TaskDescription, TaskKind, TaskMetrics, TaskOutput, TaskResult};
+use crate::task_context::TaskContext;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+pub(crate) struct ExecutorEnv {
+    pub executor_id: String,
+    pub blocks: BlockManager,
+    pub shuffle: ShuffleStore,
+    pub broadcasts: BroadcastCache,
+}
+
+impl ExecutorEnv {
+    pub fn new(executor_id: String, memory_budget: usize, source: Arc<dyn BroadcastSource>) -> std::io::Result<Self> {
+        Ok(ExecutorEnv {
+            executor_id,
+            blocks: BlockManager::new(memory_budget)?,
+            shuffle: ShuffleStore::default(),
+            broadcasts: BroadcastCache::new(source),
+        })
+    }
+
+    pub fn fetch_map_output(&self, shuffle: ShuffleId, map: u32) -> Result<Arc<MapOutput>, TaskFailure> {
+        self.shuffle.get(shuffle, map).ok_or_else(|| TaskFailure::FetchFailed {
+            shuffle,
+            map,
+            message: "no such map output on this executor".into(),
+        })
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}
+
+/// Decodes and runs one encoded task; always returns an encoded [`TaskResult`].
+pub(crate) fn run_task(env: &Arc<ExecutorEnv>, task_id: u64, bytes: &[u8]) -> Vec<u8> {
+    let start = Instant::now();
+    let mut metrics = TaskMetrics::default();
+    let mut accumulators = Vec::new();
+    let outcome = match codec::decode::<TaskDescription>(bytes) {
+        Err(e) => Err(e),
+        Ok(task) => {
+            metrics.decode_micros = start.elapsed().as_micros() as u64;
+            let tc = Arc::new(TaskContext::new(task.stage, task.partition as usize, task.attempt, env.clone()));
+            let outcome = {
+                let _current = TaskContext::enter(&tc);
+                match catch_unwind(AssertUnwindSafe(|| execute(&task, &tc))) {
+                    Ok(r) => r,
+                    Err(payload) => Err(TaskFailure::UserPanic { message: panic_message(payload.as_ref()) }),
+                }
+            };
+            // An iterator may have recorded a failure that the sink never saw.
+            let outcome = match (outcome, tc.take_failure()) {
+                (Ok(_), Some(f)) => Err(f),
+                (o, _) => o,
+            };
+            if let Ok(TaskOutput::MapOutput { bytes }) = &outcome {
+                metrics.shuffle_write_bytes = *bytes;
+            }
+            let partials = std::mem::take(&mut *tc.accumulators.lock().unwrap_or_else(|p| p.into_inner()));
+            for (id, p) in partials {
+                match p.encode() {
+                    Ok(b) => accumulators.push((id, serde_bytes::ByteBuf::from(b))),
+                    Err(e) => tracing::warn!("dropping accumulator {id} update: {e}"),
+                }
+            }
+            outcome
+        }
+    };
+    if let Ok(TaskOutput::Value(v)) = &outcome {
+        metrics.result_bytes = v.len() as u64;
+    }
+    metrics.run_micros = start.elapsed().as_micros() as u64;
+    let result = TaskResult { task_id, executor: env.executor_id.clone(), outcome, accumulators, metrics };
+    match codec::encode(&result) {
+        Ok(b) => b,
+        Err(e) => {
+            let fallback = TaskResult {
+                task_id,
+                executor: env.executor_id.clone(),
+                outcome: Err(e),
+                accumulators: Vec::new(),
+                metrics: TaskMetrics::default(),
+            };
+            codec::encode(&fallback).unwrap_or_default()
+        }
+    }
+}
+
+fn execute(task: &TaskDescription, tc: &Arc<TaskContext>) -> Result<TaskOutput, TaskFailure> {
+    let plan = Plan::new(task.nodes.clone());
+    let split = task.partition as usize;
+    match &task.kind {
+        TaskKind::ShuffleMap { shuffle, writer } => {
+            let records = plan.compute(task.root, split, tc)?;
+            let out = shuffle::write(records, writer, task.partition, tc)?;
+            tc.check()?;
+            let bytes = out.bytes();
+            tc.env.shuffle.put(*shuffle, task.partition, out);
+            Ok(TaskOutput::MapOutput { bytes })
+        }
+        TaskKind::Result(sink) => Ok(TaskOutput::Value(plan.run_sink(task.root, split, sink, tc)?)),
+    }
+}
+
+/// An encoded task handed to a slot, and where its encoded result goes.
+pub(crate) struct Launch {
+    pub task_id: u64,
+    pub bytes: Vec<u8>,
+    pub reply: Sender<(u64, Vec<u8>)>,
+}
+
+/// N slot threads running tasks for one in-process executor.
+pub(crate) struct LocalBackend {
+    pub env: Arc<ExecutorEnv>,
+    queue: Option<Sender<Launch>>,
+    slots: Vec<JoinHandle<()>>,
+}
+
+impl LocalBackend {
+    pub fn start(env: Arc<ExecutorEnv>, slots: usize) -> std::io::Result<Self> {
+        let (tx, rx) = channel::<Launch>();
+        let rx: Arc<Mutex<Receiver<Launch>>> = Arc::new(Mutex::new(rx));
+        let mut handles = Vec::new();
+        for i in 0..slots.max(1) {
+            let rx = rx.clone();
+            let env = env.clone();
+            let h = std::thread::Builder::new().name(format!("discnn-slot-{i}")).spawn(move || loop {
+                let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                let Ok(launch) = next else { return };
+                let result = run_task(&env, launch.task_id, &launch.bytes);
+                let _ = launch.reply.send((launch.task_id, result));
+            })?;
+            handles.push(h);
+        }
+        Ok(LocalBackend { env, queue: Some(tx), slots: handles })
+    }
+
+    pub fn launch(&self, launch: Launch) -> Result<(), TaskFailure> {
+        match &self.queue {
+            Some(q) => q.send(launch).map_err(|_| TaskFailure::ExecutorLost { executor: self.env.executor_id.clone() }),
+            None => Err(TaskFailure::ExecutorLost { executor: self.env.executor_id.clone() }),
+        }
+    }
+
+    pub fn slots(&self) -> usize {
+        self.slots.len()
+    }
+}
+
+impl Drop for LocalBackend {
+    fn drop(&mut self) {
+        self.queue.take();
+        for h in self.slots.drain(..) {
+            let _ = h.join();
+        }
+    }
+}

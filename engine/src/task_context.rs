@@ -1,0 +1,96 @@
+//! The context of one running task attempt, reachable from user code through
+//! [`TaskContext::get`] (as in Spark). It collects accumulator updates and the first failure of
+//! the attempt; iterators that cannot return an error (decoding inside a pipeline) record their
+//! failure here and stop, and the task runner checks it before anything is committed.
+
+use crate::accumulator::PartialValue;
+use crate::error::TaskFailure;
+use crate::executor::ExecutorEnv;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+pub struct TaskContext {
+    pub(crate) stage: u64,
+    pub(crate) partition: usize,
+    pub(crate) attempt: u32,
+    pub(crate) env: Arc<ExecutorEnv>,
+    failure: Mutex<Option<TaskFailure>>,
+    pub(crate) accumulators: Mutex<HashMap<u64, Box<dyn PartialValue>>>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Arc<TaskContext>>> = const { RefCell::new(None) };
+}
+
+impl TaskContext {
+    pub(crate) fn new(stage: u64, partition: usize, attempt: u32, env: Arc<ExecutorEnv>) -> Self {
+        TaskContext {
+            stage,
+            partition,
+            attempt,
+            env,
+            failure: Mutex::new(None),
+            accumulators: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The context of the task running on this thread, if any.
+    pub fn get() -> Option<Arc<TaskContext>> {
+        CURRENT.with(|c| c.borrow().clone())
+    }
+
+    pub fn stage_id(&self) -> u64 {
+        self.stage
+    }
+
+    pub fn partition_id(&self) -> usize {
+        self.partition
+    }
+
+    /// 0 for the first attempt of this partition in this stage attempt, then 1, 2, ...
+    pub fn attempt_number(&self) -> u32 {
+        self.attempt
+    }
+
+    pub fn executor_id(&self) -> &str {
+        &self.env.executor_id
+    }
+
+    /// Records the first failure of the attempt; later ones are dropped.
+    pub(crate) fn fail(&self, failure: TaskFailure) {
+        let mut slot = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(failure);
+        }
+    }
+
+    pub(crate) fn take_failure(&self) -> Option<TaskFailure> {
+        self.failure.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// Fails early if an iterator already recorded a failure.
+    pub(crate) fn check(&self) -> Result<(), TaskFailure> {
+        match self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            Some(f) => Err(f),
+            None => Ok(()),
+        }
+    }
+
+    /// Makes `tc` the current task context of this thread until the guard drops.
+    pub(crate) fn enter(tc: &Arc<TaskContext>) -> CurrentGuard {
+        let previous = CURRENT.with(|c| c.borrow_mut().replace(tc.clone()));
+        CurrentGuard { previous }
+    }
+}
+
+pub(crate) struct CurrentGuard {
+    previous: Option<Arc<TaskContext>>,
+}
+
+impl Drop for CurrentGuard {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        CURRENT.with(|c| *c.borrow_mut() = previous);
+    }
+}
