@@ -98,14 +98,23 @@ pub struct Accumulator<P: AccumulatorParam> {
 
 impl<P: AccumulatorParam> Clone for Accumulator<P> {
     fn clone(&self) -> Self {
-        Accumulator { id: self.id, driver: self.driver.clone() }
+        Accumulator {
+            id: self.id,
+            driver: self.driver.clone(),
+        }
     }
 }
 
 impl<P: AccumulatorParam> Accumulator<P> {
     pub(crate) fn new(id: u64) -> (Self, Arc<dyn DriverAccumulator>) {
         let d = Arc::new(DriverValue::<P>(Mutex::new(P::zero())));
-        (Accumulator { id, driver: Some(d.clone()) }, d)
+        (
+            Accumulator {
+                id,
+                driver: Some(d.clone()),
+            },
+            d,
+        )
     }
 
     pub fn id(&self) -> u64 {
@@ -115,7 +124,9 @@ impl<P: AccumulatorParam> Accumulator<P> {
     pub fn add(&self, x: P::In) {
         if let Some(tc) = TaskContext::get() {
             let mut map = tc.accumulators.lock().unwrap_or_else(|p| p.into_inner());
-            let entry = map.entry(self.id).or_insert_with(|| Box::new(Partial::<P>(P::zero())));
+            let entry = map
+                .entry(self.id)
+                .or_insert_with(|| Box::new(Partial::<P>(P::zero())));
             if let Some(p) = entry.as_any_mut().downcast_mut::<Partial<P>>() {
                 P::add(&mut p.0, x);
             }

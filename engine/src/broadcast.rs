@@ -25,11 +25,17 @@ pub(crate) struct BroadcastManager {
 
 impl BroadcastManager {
     pub fn put(&self, id: u64, bytes: Vec<u8>) {
-        self.values.lock().unwrap_or_else(|p| p.into_inner()).insert(id, Arc::new(bytes));
+        self.values
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, Arc::new(bytes));
     }
 
     pub fn remove(&self, id: u64) {
-        self.values.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        self.values
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
     }
 
     pub fn len(&self) -> usize {
@@ -49,7 +55,9 @@ impl BroadcastSource for BroadcastManager {
             .unwrap_or_else(|p| p.into_inner())
             .get(&id)
             .cloned()
-            .ok_or_else(|| TaskFailure::BadInput { message: format!("broadcast {id} was destroyed") })
+            .ok_or_else(|| TaskFailure::BadInput {
+                message: format!("broadcast {id} was destroyed"),
+            })
     }
 }
 
@@ -63,25 +71,42 @@ pub(crate) struct BroadcastCache {
 
 impl BroadcastCache {
     pub fn new(source: Arc<dyn BroadcastSource>) -> Self {
-        BroadcastCache { slots: Mutex::new(HashMap::new()), source }
+        BroadcastCache {
+            slots: Mutex::new(HashMap::new()),
+            source,
+        }
     }
 
     pub fn get<T: Data>(&self, id: u64) -> Result<Arc<T>, TaskFailure> {
-        let slot = self.slots.lock().unwrap_or_else(|p| p.into_inner()).entry(id).or_default().clone();
+        let slot = self
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id)
+            .or_default()
+            .clone();
         let mut value = slot.lock().unwrap_or_else(|p| p.into_inner());
         if value.is_none() {
             let bytes = self.source.fetch(id)?;
             let v: T = codec::decode(&bytes)?;
             *value = Some(Arc::new(v));
         }
-        let any = value.clone().ok_or_else(|| TaskFailure::plan("broadcast slot empty"))?;
+        let any = value
+            .clone()
+            .ok_or_else(|| TaskFailure::plan("broadcast slot empty"))?;
         any.downcast::<T>().map_err(|_| {
-            TaskFailure::plan(format!("broadcast {id} is not a {}", std::any::type_name::<T>()))
+            TaskFailure::plan(format!(
+                "broadcast {id} is not a {}",
+                std::any::type_name::<T>()
+            ))
         })
     }
 
     pub fn remove(&self, id: u64) {
-        self.slots.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
     }
 
     pub fn len(&self) -> usize {
@@ -97,7 +122,8 @@ pub(crate) struct BroadcastHandle<T> {
 
 impl<T> Drop for BroadcastHandle<T> {
     fn drop(&mut self) {
-        self.cleaner.push(crate::context::Cleanup::Broadcast(self.id));
+        self.cleaner
+            .push(crate::context::Cleanup::Broadcast(self.id));
     }
 }
 
@@ -112,13 +138,19 @@ pub struct Broadcast<T: Data> {
 
 impl<T: Data> Clone for Broadcast<T> {
     fn clone(&self) -> Self {
-        Broadcast { id: self.id, handle: self.handle.clone() }
+        Broadcast {
+            id: self.id,
+            handle: self.handle.clone(),
+        }
     }
 }
 
 impl<T: Data> Broadcast<T> {
     pub(crate) fn new(handle: Arc<BroadcastHandle<T>>) -> Self {
-        Broadcast { id: handle.id, handle: Some(handle) }
+        Broadcast {
+            id: handle.id,
+            handle: Some(handle),
+        }
     }
 
     pub fn id(&self) -> u64 {
@@ -151,7 +183,8 @@ impl<T: Data> Broadcast<T> {
     /// Drops the executors' copies; they fetch again on next use.
     pub fn unpersist(&self) {
         if let Some(h) = &self.handle {
-            h.cleaner.push(crate::context::Cleanup::UnpersistBroadcast(self.id));
+            h.cleaner
+                .push(crate::context::Cleanup::UnpersistBroadcast(self.id));
             h.cleaner.run_now();
         }
     }

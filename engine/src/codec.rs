@@ -73,7 +73,10 @@ pub(crate) fn get_varint(bytes: &[u8]) -> Result<(u64, usize), TaskFailure> {
             return Ok((n, i + 1));
         }
     }
-    Err(TaskFailure::Decode { what: "varint".into(), message: "truncated or overlong".into() })
+    Err(TaskFailure::Decode {
+        what: "varint".into(),
+        message: "truncated or overlong".into(),
+    })
 }
 
 /// A list of byte strings laid end to end, each behind a u32 little-endian length. Used for
@@ -86,16 +89,19 @@ pub struct Frames {
 
 impl Frames {
     pub fn push(&mut self, bytes: &[u8]) {
-        self.buf.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        self.buf
+            .extend_from_slice(&(bytes.len() as u32).to_le_bytes());
         self.buf.extend_from_slice(bytes);
         self.count += 1;
     }
 
     /// A pair `(key, value)` as two consecutive frames.
     pub fn push_pair(&mut self, key: &[u8], value: &[u8]) {
-        self.buf.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        self.buf
+            .extend_from_slice(&(key.len() as u32).to_le_bytes());
         self.buf.extend_from_slice(key);
-        self.buf.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        self.buf
+            .extend_from_slice(&(value.len() as u32).to_le_bytes());
         self.buf.extend_from_slice(value);
         self.count += 1;
     }
@@ -118,7 +124,8 @@ impl<'a> FrameReader<'a> {
         if self.rest.len() < 4 {
             return Some(Err(truncated()));
         }
-        let len = u32::from_le_bytes([self.rest[0], self.rest[1], self.rest[2], self.rest[3]]) as usize;
+        let len =
+            u32::from_le_bytes([self.rest[0], self.rest[1], self.rest[2], self.rest[3]]) as usize;
         if self.rest.len() < 4 + len {
             return Some(Err(truncated()));
         }
@@ -141,7 +148,10 @@ impl<'a> FrameReader<'a> {
 }
 
 fn truncated() -> TaskFailure {
-    TaskFailure::Decode { what: "frame".into(), message: "truncated frame".into() }
+    TaskFailure::Decode {
+        what: "frame".into(),
+        message: "truncated frame".into(),
+    }
 }
 
 /// Splits a framed buffer into owned records.
@@ -178,17 +188,26 @@ mod tests {
         put_varint(&mut grouped, 2);
         grouped.extend_from_slice(&v1);
         grouped.extend_from_slice(&v2);
-        assert_eq!(encode(&("key".to_string(), vec![7u64, 300])).unwrap(), grouped);
+        assert_eq!(
+            encode(&("key".to_string(), vec![7u64, 300])).unwrap(),
+            grouped
+        );
 
         let mut joined = k.clone();
         joined.extend_from_slice(&v1);
         joined.push(1);
         joined.extend_from_slice(&v2);
-        assert_eq!(encode(&("key".to_string(), (7u64, Some(300u64)))).unwrap(), joined);
+        assert_eq!(
+            encode(&("key".to_string(), (7u64, Some(300u64)))).unwrap(),
+            joined
+        );
         let mut none = k.clone();
         none.push(0);
         none.extend_from_slice(&v2);
-        assert_eq!(encode(&("key".to_string(), (None::<u64>, 300u64))).unwrap(), none);
+        assert_eq!(
+            encode(&("key".to_string(), (None::<u64>, 300u64))).unwrap(),
+            none
+        );
     }
 
     #[test]

@@ -44,7 +44,11 @@ impl Default for Config {
 
 /// Parses `local`, `local[N]`, `local[*]` into a slot count.
 pub fn parse_local_master(master: &str) -> Result<usize> {
-    let cores = || std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = || {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    };
     match master {
         "local" => Ok(1),
         "local[*]" => Ok(cores()),
@@ -63,8 +67,9 @@ pub fn parse_local_master(master: &str) -> Result<usize> {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct MapStatus {
+    pub executor: String,
     pub bytes: u64,
 }
 
@@ -80,7 +85,9 @@ impl MapOutputTracker {
     }
 
     pub fn register(&self, shuffle: ShuffleId, num_maps: usize) {
-        self.lock().entry(shuffle).or_insert_with(|| vec![None; num_maps]);
+        self.lock()
+            .entry(shuffle)
+            .or_insert_with(|| vec![None; num_maps]);
     }
 
     pub fn add_output(&self, shuffle: ShuffleId, map: usize, status: MapStatus) {
@@ -99,13 +106,42 @@ impl MapOutputTracker {
         }
     }
 
+    /// After a fetch failure: the executor that held `map`'s output is assumed to have lost
+    /// all its shuffle output (Spark does the same without an external shuffle service).
+    pub fn remove_outputs_of_executor_holding(&self, shuffle: ShuffleId, map: usize) -> usize {
+        let mut all = self.lock();
+        let Some(executor) = all
+            .get(&shuffle)
+            .and_then(|v| v.get(map).cloned().flatten())
+            .map(|s| s.executor)
+        else {
+            return 0;
+        };
+        let mut removed = 0;
+        for outputs in all.values_mut() {
+            for o in outputs.iter_mut() {
+                if o.as_ref().is_some_and(|s| s.executor == executor) {
+                    *o = None;
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
     pub fn missing(&self, shuffle: ShuffleId) -> Option<Vec<usize>> {
-        self.lock().get(&shuffle).map(|v| (0..v.len()).filter(|&i| v[i].is_none()).collect())
+        self.lock()
+            .get(&shuffle)
+            .map(|v| (0..v.len()).filter(|&i| v[i].is_none()).collect())
     }
 
     /// Bytes written by all registered map outputs.
     pub fn bytes(&self) -> u64 {
-        self.lock().values().flat_map(|v| v.iter().flatten()).map(|s| s.bytes).sum()
+        self.lock()
+            .values()
+            .flat_map(|v| v.iter().flatten())
+            .map(|s| s.bytes)
+            .sum()
     }
 
     pub fn remove(&self, shuffle: ShuffleId) {
@@ -148,7 +184,10 @@ impl Cleaner {
                 Cleanup::Shuffle(id) => {
                     self.env.shuffle.remove_shuffle(id);
                     self.tracker.remove(id);
-                    self.shuffle_stages.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                    self.shuffle_stages
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&id);
                 }
                 Cleanup::Broadcast(id) => {
                     self.broadcasts.remove(id);
@@ -182,7 +221,11 @@ impl ContextInner {
     }
 
     pub fn post(&self, event: Event) {
-        let listeners = self.listeners.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let listeners = self
+            .listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         for l in listeners {
             l.on_event(&event);
         }
@@ -218,7 +261,8 @@ impl Context {
             ExecutorEnv::new("driver".into(), config.memory_budget, broadcasts.clone())
                 .map_err(|e| EngineError::io(std::env::temp_dir(), e))?,
         );
-        let backend = LocalBackend::start(env.clone(), slots).map_err(|e| EngineError::io("slot threads", e))?;
+        let backend = LocalBackend::start(env.clone(), slots)
+            .map_err(|e| EngineError::io("slot threads", e))?;
         let tracker = Arc::new(MapOutputTracker::default());
         let shuffle_stages = Arc::new(Mutex::new(HashMap::new()));
         let cleaner = Arc::new(Cleaner {
@@ -253,7 +297,10 @@ impl Context {
 
     /// A local context with `slots` task slots.
     pub fn local(slots: usize) -> Result<Self> {
-        Context::new(Config { master: format!("local[{slots}]"), ..Config::default() })
+        Context::new(Config {
+            master: format!("local[{slots}]"),
+            ..Config::default()
+        })
     }
 
     pub fn default_parallelism(&self) -> usize {
@@ -265,7 +312,11 @@ impl Context {
     }
 
     pub fn add_listener(&self, l: Arc<dyn Listener>) {
-        self.inner.listeners.lock().unwrap_or_else(|p| p.into_inner()).push(l);
+        self.inner
+            .listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(l);
     }
 
     pub fn broadcast<T: Data>(&self, value: T) -> Result<Broadcast<T>> {
@@ -282,7 +333,11 @@ impl Context {
     pub fn accumulator<P: AccumulatorParam>(&self) -> Accumulator<P> {
         let id = self.inner.next_id();
         let (acc, driver) = Accumulator::<P>::new(id);
-        let mut map = self.inner.accumulators.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self
+            .inner
+            .accumulators
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         map.retain(|_, w| w.strong_count() > 0);
         map.insert(id, Arc::downgrade(&driver));
         // The handle owns the driver value; the registry only points at it.

@@ -24,7 +24,11 @@ pub enum TaskFailure {
     #[error("bad input: {message}")]
     BadInput { message: String },
     #[error("shuffle {shuffle}: output of map {map} is unavailable: {message}")]
-    FetchFailed { shuffle: u64, map: u32, message: String },
+    FetchFailed {
+        shuffle: u64,
+        map: u32,
+        message: String,
+    },
     #[error("executor {executor} was lost")]
     ExecutorLost { executor: String },
     #[error("injected failure: {message}")]
@@ -45,11 +49,16 @@ impl TaskFailure {
     }
 
     pub(crate) fn io(path: impl std::fmt::Display, err: impl std::fmt::Display) -> Self {
-        TaskFailure::Io { path: path.to_string(), message: err.to_string() }
+        TaskFailure::Io {
+            path: path.to_string(),
+            message: err.to_string(),
+        }
     }
 
     pub(crate) fn plan(message: impl Into<String>) -> Self {
-        TaskFailure::Plan { message: message.into() }
+        TaskFailure::Plan {
+            message: message.into(),
+        }
     }
 }
 
@@ -57,15 +66,29 @@ impl TaskFailure {
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("job {job} failed: stage {stage} partition {partition} failed after {attempts} attempt(s): {failure}")]
-    JobFailed { job: u64, stage: u64, partition: usize, attempts: u32, failure: TaskFailure },
+    JobFailed {
+        job: u64,
+        stage: u64,
+        partition: usize,
+        attempts: u32,
+        failure: TaskFailure,
+    },
     #[error("job {job} aborted: stage {stage} failed {attempts} times in a row fetching shuffle output: {failure}")]
-    StageAborted { job: u64, stage: u64, attempts: u32, failure: TaskFailure },
+    StageAborted {
+        job: u64,
+        stage: u64,
+        attempts: u32,
+        failure: TaskFailure,
+    },
     #[error("input not found: {0}")]
     InputNotFound(PathBuf),
     #[error("output already exists: {0}")]
     OutputExists(PathBuf),
     #[error("I/O error on {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("bad input: {0}")]
     BadInput(String),
     #[error("invalid argument: {0}")]
@@ -93,7 +116,10 @@ impl EngineError {
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        EngineError::Io { path: path.into(), source }
+        EngineError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }
 

@@ -6,11 +6,33 @@ use crate::task::TaskMetrics;
 
 #[derive(Debug, Clone)]
 pub enum Event {
-    JobStart { job: u64, description: String },
-    JobEnd { job: u64, error: Option<String> },
-    StageSubmitted { job: u64, stage: u64, attempt: u32, name: String, num_tasks: usize, shuffle_map: bool },
-    StageCompleted { stage: u64, attempt: u32, failure: Option<String> },
-    TaskStart { stage: u64, partition: usize, attempt: u32, task_id: u64 },
+    JobStart {
+        job: u64,
+        description: String,
+    },
+    JobEnd {
+        job: u64,
+        error: Option<String>,
+    },
+    StageSubmitted {
+        job: u64,
+        stage: u64,
+        attempt: u32,
+        name: String,
+        num_tasks: usize,
+        shuffle_map: bool,
+    },
+    StageCompleted {
+        stage: u64,
+        attempt: u32,
+        failure: Option<String>,
+    },
+    TaskStart {
+        stage: u64,
+        partition: usize,
+        attempt: u32,
+        task_id: u64,
+    },
     TaskEnd {
         stage: u64,
         stage_attempt: u32,
@@ -35,11 +57,17 @@ pub struct EventLog {
 
 impl EventLog {
     pub fn events(&self) -> Vec<Event> {
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn clear(&self) {
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// Stages submitted (run), as (stage, attempt).
@@ -58,7 +86,12 @@ impl EventLog {
         self.events()
             .iter()
             .filter_map(|e| match e {
-                Event::TaskEnd { partition, attempt, failure, .. } => Some((*partition, *attempt, failure.clone())),
+                Event::TaskEnd {
+                    partition,
+                    attempt,
+                    failure,
+                    ..
+                } => Some((*partition, *attempt, failure.clone())),
                 _ => None,
             })
             .collect()
@@ -67,6 +100,9 @@ impl EventLog {
 
 impl Listener for EventLog {
     fn on_event(&self, event: &Event) {
-        self.events.lock().unwrap_or_else(|p| p.into_inner()).push(event.clone());
+        self.events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(event.clone());
     }
 }

@@ -21,10 +21,17 @@ pub(crate) struct Plan {
 
 impl Plan {
     pub fn new(nodes: Vec<WireNode>) -> Self {
-        Plan { nodes: nodes.into_iter().map(|n| (n.id, n)).collect() }
+        Plan {
+            nodes: nodes.into_iter().map(|n| (n.id, n)).collect(),
+        }
     }
 
-    pub fn compute(&self, id: RddId, split: usize, tc: &Arc<TaskContext>) -> Result<Records, TaskFailure> {
+    pub fn compute(
+        &self,
+        id: RddId,
+        split: usize,
+        tc: &Arc<TaskContext>,
+    ) -> Result<Records, TaskFailure> {
         let node = self
             .nodes
             .get(&id)
@@ -55,14 +62,18 @@ impl Plan {
         Ok(block.records())
     }
 
-    fn compute_node(&self, node: &WireNode, split: usize, tc: &Arc<TaskContext>) -> Result<Records, TaskFailure> {
+    fn compute_node(
+        &self,
+        node: &WireNode,
+        split: usize,
+        tc: &Arc<TaskContext>,
+    ) -> Result<Records, TaskFailure> {
         let key = |name: &str| registry::lookup_key(name);
         Ok(match &node.kind {
             NodeKind::Parallelize { slices } => {
-                let slice = slices
-                    .get(split)
-                    .and_then(|s| s.as_ref())
-                    .ok_or_else(|| TaskFailure::plan(format!("parallelize slice {split} not shipped")))?;
+                let slice = slices.get(split).and_then(|s| s.as_ref()).ok_or_else(|| {
+                    TaskFailure::plan(format!("parallelize slice {split} not shipped"))
+                })?;
                 Records::Encoded(Box::new(codec::frames_to_vecs(slice)?.into_iter()))
             }
             NodeKind::Range { start, end, step } => {
@@ -77,29 +88,53 @@ impl Plan {
             NodeKind::BinaryRecords { splits, record_len } => {
                 io::read_records(split_of(splits, split)?, *record_len as usize, tc)?
             }
-            NodeKind::Map { parent, op } => registry::decode_map(op)?.map(self.compute(*parent, split, tc)?, tc)?,
+            NodeKind::Map { parent, op } => {
+                registry::decode_map(op)?.map(self.compute(*parent, split, tc)?, tc)?
+            }
             NodeKind::KeyBy { parent, op } => {
                 registry::decode_map(op)?.key_by(self.compute(*parent, split, tc)?, tc)?
             }
-            NodeKind::MapValues { parent, op, key_type } => {
-                registry::decode_map(op)?.map_values(self.compute(*parent, split, tc)?, key(key_type)?, tc)?
-            }
+            NodeKind::MapValues {
+                parent,
+                op,
+                key_type,
+            } => registry::decode_map(op)?.map_values(
+                self.compute(*parent, split, tc)?,
+                key(key_type)?,
+                tc,
+            )?,
             NodeKind::FlatMap { parent, op } => {
                 registry::decode_flat_map(op)?.flat_map(self.compute(*parent, split, tc)?, tc)?
             }
-            NodeKind::FlatMapValues { parent, op, key_type } => registry::decode_flat_map(op)?
-                .flat_map_values(self.compute(*parent, split, tc)?, key(key_type)?, tc)?,
+            NodeKind::FlatMapValues {
+                parent,
+                op,
+                key_type,
+            } => registry::decode_flat_map(op)?.flat_map_values(
+                self.compute(*parent, split, tc)?,
+                key(key_type)?,
+                tc,
+            )?,
             NodeKind::Filter { parent, op } => {
                 registry::decode_filter(op)?.filter(self.compute(*parent, split, tc)?, tc)?
             }
-            NodeKind::Partitions { parent, op } => {
-                registry::decode_partitions(op)?.call(split, self.compute(*parent, split, tc)?, tc)?
+            NodeKind::Partitions { parent, op } => registry::decode_partitions(op)?.call(
+                split,
+                self.compute(*parent, split, tc)?,
+                tc,
+            )?,
+            NodeKind::Keys { parent, key_type } => {
+                split_pairs(self.compute(*parent, split, tc)?, key(key_type)?, tc, true)
             }
-            NodeKind::Keys { parent, key_type } => split_pairs(self.compute(*parent, split, tc)?, key(key_type)?, tc, true),
             NodeKind::Values { parent, key_type } => {
                 split_pairs(self.compute(*parent, split, tc)?, key(key_type)?, tc, false)
             }
-            NodeKind::Sample { parent, fraction, with_replacement, seed } => stream::sample(
+            NodeKind::Sample {
+                parent,
+                fraction,
+                with_replacement,
+                seed,
+            } => stream::sample(
                 self.compute(*parent, split, tc)?,
                 Sampler::new(*seed, split, *fraction, *with_replacement),
             ),
@@ -110,7 +145,9 @@ impl Plan {
                 self.compute(p, s, tc)?
             }
             NodeKind::Coalesce { parent, groups } => {
-                let group = groups.get(split).ok_or_else(|| TaskFailure::plan("coalesce group missing"))?;
+                let group = groups
+                    .get(split)
+                    .ok_or_else(|| TaskFailure::plan("coalesce group missing"))?;
                 let mut out: Option<Records> = None;
                 for &p in group {
                     let r = self.compute(*parent, p as usize, tc)?;
@@ -121,12 +158,21 @@ impl Plan {
                 }
                 out.unwrap_or_else(|| Records::Encoded(Box::new(std::iter::empty())))
             }
-            NodeKind::Zip { a, b, op } => {
-                registry::decode_zip(op)?.call(self.compute(*a, split, tc)?, self.compute(*b, split, tc)?, tc)?
-            }
-            NodeKind::FoldPartitions { parent, agg, combiners } => {
-                let mut table = registry::decode_agg(&agg.op)?.table(agg.zero.as_deref(), *combiners)?;
-                stream::for_each_encoded(self.compute(*parent, split, tc)?, &mut |r| table.insert(b"", r))?;
+            NodeKind::Zip { a, b, op } => registry::decode_zip(op)?.call(
+                self.compute(*a, split, tc)?,
+                self.compute(*b, split, tc)?,
+                tc,
+            )?,
+            NodeKind::FoldPartitions {
+                parent,
+                agg,
+                combiners,
+            } => {
+                let mut table =
+                    registry::decode_agg(&agg.op)?.table(agg.zero.as_deref(), *combiners)?;
+                stream::for_each_encoded(self.compute(*parent, split, tc)?, &mut |r| {
+                    table.insert(b"", r)
+                })?;
                 let mut out = Vec::new();
                 table.drain(&mut |_, v| {
                     out.push(v.to_vec());
@@ -134,7 +180,11 @@ impl Plan {
                 })?;
                 Records::Encoded(Box::new(out.into_iter()))
             }
-            NodeKind::Shuffled { shuffle, num_maps, reduce } => shuffle::read(tc, *shuffle, *num_maps, split, reduce)?,
+            NodeKind::Shuffled {
+                shuffle,
+                num_maps,
+                reduce,
+            } => shuffle::read(tc, *shuffle, *num_maps, split, reduce)?,
             NodeKind::CoGrouped { inputs, mode } => shuffle::cogroup(tc, inputs, split, *mode)?,
         })
     }
@@ -151,16 +201,24 @@ impl Plan {
         let out = match sink {
             ResultSink::Collect => frames(stream::into_encoded(records, tc)),
             ResultSink::Count => codec::encode(&stream::count(records))?,
-            ResultSink::Take(n) => frames(stream::into_encoded(stream::take(records, *n as usize), tc)),
+            ResultSink::Take(n) => {
+                frames(stream::into_encoded(stream::take(records, *n as usize), tc))
+            }
             ResultSink::Fold(agg) => {
                 registry::decode_agg(&agg.op)?.fold_partition(records, agg.zero.as_deref(), tc)?
             }
-            ResultSink::TakeOrdered { n, key_type, ascending } => {
+            ResultSink::TakeOrdered {
+                n,
+                key_type,
+                ascending,
+            } => {
                 let recs: Vec<Vec<u8>> = stream::into_encoded(records, tc).collect();
                 let keys: Vec<&[u8]> = recs.iter().map(Vec::as_slice).collect();
                 let perm = registry::lookup_key(key_type)?.sort_permutation(&keys, *ascending)?;
                 let mut f = Frames::default();
-                perm.iter().take(*n as usize).for_each(|&i| f.push(&recs[i]));
+                perm.iter()
+                    .take(*n as usize)
+                    .for_each(|&i| f.push(&recs[i]));
                 f.buf
             }
             ResultSink::CountByKey { key_type } => {
@@ -222,8 +280,13 @@ fn frames(it: impl Iterator<Item = Vec<u8>>) -> Vec<u8> {
     f.buf
 }
 
-fn split_of(splits: &[crate::plan::FileSplit], i: usize) -> Result<&crate::plan::FileSplit, TaskFailure> {
-    splits.get(i).ok_or_else(|| TaskFailure::plan(format!("file split {i} missing")))
+fn split_of(
+    splits: &[crate::plan::FileSplit],
+    i: usize,
+) -> Result<&crate::plan::FileSplit, TaskFailure> {
+    splits
+        .get(i)
+        .ok_or_else(|| TaskFailure::plan(format!("file split {i} missing")))
 }
 
 pub(crate) fn range_len(start: i64, end: i64, step: i64) -> u64 {
@@ -243,13 +306,17 @@ fn split_pairs(
     keys: bool,
 ) -> Records {
     let tc2 = tc.clone();
-    Records::Encoded(Box::new(stream::into_encoded(records, tc).map_while(move |r| {
-        match codec.key_len(&r) {
-            Ok(n) => Some(if keys { r[..n].to_vec() } else { r[n..].to_vec() }),
+    Records::Encoded(Box::new(stream::into_encoded(records, tc).map_while(
+        move |r| match codec.key_len(&r) {
+            Ok(n) => Some(if keys {
+                r[..n].to_vec()
+            } else {
+                r[n..].to_vec()
+            }),
             Err(e) => {
                 tc2.fail(e);
                 None
             }
-        }
-    })))
+        },
+    )))
 }

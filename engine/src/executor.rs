@@ -24,7 +24,11 @@ pub(crate) struct ExecutorEnv {
 }
 
 impl ExecutorEnv {
-    pub fn new(executor_id: String, memory_budget: usize, source: Arc<dyn BroadcastSource>) -> std::io::Result<Self> {
+    pub fn new(
+        executor_id: String,
+        memory_budget: usize,
+        source: Arc<dyn BroadcastSource>,
+    ) -> std::io::Result<Self> {
         Ok(ExecutorEnv {
             executor_id,
             blocks: BlockManager::new(memory_budget)?,
@@ -33,12 +37,18 @@ impl ExecutorEnv {
         })
     }
 
-    pub fn fetch_map_output(&self, shuffle: ShuffleId, map: u32) -> Result<Arc<MapOutput>, TaskFailure> {
-        self.shuffle.get(shuffle, map).ok_or_else(|| TaskFailure::FetchFailed {
-            shuffle,
-            map,
-            message: "no such map output on this executor".into(),
-        })
+    pub fn fetch_map_output(
+        &self,
+        shuffle: ShuffleId,
+        map: u32,
+    ) -> Result<Arc<MapOutput>, TaskFailure> {
+        self.shuffle
+            .get(shuffle, map)
+            .ok_or_else(|| TaskFailure::FetchFailed {
+                shuffle,
+                map,
+                message: "no such map output on this executor".into(),
+            })
     }
 }
 
@@ -61,12 +71,19 @@ pub(crate) fn run_task(env: &Arc<ExecutorEnv>, task_id: u64, bytes: &[u8]) -> Ve
         Err(e) => Err(e),
         Ok(task) => {
             metrics.decode_micros = start.elapsed().as_micros() as u64;
-            let tc = Arc::new(TaskContext::new(task.stage, task.partition as usize, task.attempt, env.clone()));
+            let tc = Arc::new(TaskContext::new(
+                task.stage,
+                task.partition as usize,
+                task.attempt,
+                env.clone(),
+            ));
             let outcome = {
                 let _current = TaskContext::enter(&tc);
                 match catch_unwind(AssertUnwindSafe(|| execute(&task, &tc))) {
                     Ok(r) => r,
-                    Err(payload) => Err(TaskFailure::UserPanic { message: panic_message(payload.as_ref()) }),
+                    Err(payload) => Err(TaskFailure::UserPanic {
+                        message: panic_message(payload.as_ref()),
+                    }),
                 }
             };
             // An iterator may have recorded a failure that the sink never saw.
@@ -77,7 +94,8 @@ pub(crate) fn run_task(env: &Arc<ExecutorEnv>, task_id: u64, bytes: &[u8]) -> Ve
             if let Ok(TaskOutput::MapOutput { bytes }) = &outcome {
                 metrics.shuffle_write_bytes = *bytes;
             }
-            let partials = std::mem::take(&mut *tc.accumulators.lock().unwrap_or_else(|p| p.into_inner()));
+            let partials =
+                std::mem::take(&mut *tc.accumulators.lock().unwrap_or_else(|p| p.into_inner()));
             for (id, p) in partials {
                 match p.encode() {
                     Ok(b) => accumulators.push((id, serde_bytes::ByteBuf::from(b))),
@@ -91,7 +109,13 @@ pub(crate) fn run_task(env: &Arc<ExecutorEnv>, task_id: u64, bytes: &[u8]) -> Ve
         metrics.result_bytes = v.len() as u64;
     }
     metrics.run_micros = start.elapsed().as_micros() as u64;
-    let result = TaskResult { task_id, executor: env.executor_id.clone(), outcome, accumulators, metrics };
+    let result = TaskResult {
+        task_id,
+        executor: env.executor_id.clone(),
+        outcome,
+        accumulators,
+        metrics,
+    };
     match codec::encode(&result) {
         Ok(b) => b,
         Err(e) => {
@@ -119,7 +143,9 @@ fn execute(task: &TaskDescription, tc: &Arc<TaskContext>) -> Result<TaskOutput, 
             tc.env.shuffle.put(*shuffle, task.partition, out);
             Ok(TaskOutput::MapOutput { bytes })
         }
-        TaskKind::Result(sink) => Ok(TaskOutput::Value(plan.run_sink(task.root, split, sink, tc)?)),
+        TaskKind::Result(sink) => Ok(TaskOutput::Value(
+            plan.run_sink(task.root, split, sink, tc)?,
+        )),
     }
 }
 
@@ -145,21 +171,31 @@ impl LocalBackend {
         for i in 0..slots.max(1) {
             let rx = rx.clone();
             let env = env.clone();
-            let h = std::thread::Builder::new().name(format!("discnn-slot-{i}")).spawn(move || loop {
-                let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                let Ok(launch) = next else { return };
-                let result = run_task(&env, launch.task_id, &launch.bytes);
-                let _ = launch.reply.send((launch.task_id, result));
-            })?;
+            let h = std::thread::Builder::new()
+                .name(format!("discnn-slot-{i}"))
+                .spawn(move || loop {
+                    let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok(launch) = next else { return };
+                    let result = run_task(&env, launch.task_id, &launch.bytes);
+                    let _ = launch.reply.send((launch.task_id, result));
+                })?;
             handles.push(h);
         }
-        Ok(LocalBackend { env, queue: Some(tx), slots: handles })
+        Ok(LocalBackend {
+            env,
+            queue: Some(tx),
+            slots: handles,
+        })
     }
 
     pub fn launch(&self, launch: Launch) -> Result<(), TaskFailure> {
         match &self.queue {
-            Some(q) => q.send(launch).map_err(|_| TaskFailure::ExecutorLost { executor: self.env.executor_id.clone() }),
-            None => Err(TaskFailure::ExecutorLost { executor: self.env.executor_id.clone() }),
+            Some(q) => q.send(launch).map_err(|_| TaskFailure::ExecutorLost {
+                executor: self.env.executor_id.clone(),
+            }),
+            None => Err(TaskFailure::ExecutorLost {
+                executor: self.env.executor_id.clone(),
+            }),
         }
     }
 

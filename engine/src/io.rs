@@ -27,7 +27,9 @@ pub(crate) fn list_inputs(path: &Path) -> Result<Vec<(PathBuf, u64)>, EngineErro
             if name.starts_with('.') || name.starts_with('_') {
                 continue;
             }
-            let m = entry.metadata().map_err(|e| EngineError::io(entry.path(), e))?;
+            let m = entry
+                .metadata()
+                .map_err(|e| EngineError::io(entry.path(), e))?;
             if m.is_file() {
                 files.push((entry.path(), m.len()));
             }
@@ -54,24 +56,42 @@ fn plan_splits(files: &[(PathBuf, u64)], min_partitions: usize, align: u64) -> V
     for (path, len) in files {
         let path_s = path.to_string_lossy().to_string();
         if is_gzip(path) {
-            splits.push(FileSplit { path: path_s, start: 0, len: *len, gzip: true });
+            splits.push(FileSplit {
+                path: path_s,
+                start: 0,
+                len: *len,
+                gzip: true,
+            });
             continue;
         }
         let mut start = 0;
         let mut rest = *len;
         while rest as f64 / size as f64 > SPLIT_SLOP {
-            splits.push(FileSplit { path: path_s.clone(), start, len: size, gzip: false });
+            splits.push(FileSplit {
+                path: path_s.clone(),
+                start,
+                len: size,
+                gzip: false,
+            });
             start += size;
             rest -= size;
         }
         if rest > 0 || *len == 0 {
-            splits.push(FileSplit { path: path_s.clone(), start, len: rest, gzip: false });
+            splits.push(FileSplit {
+                path: path_s.clone(),
+                start,
+                len: rest,
+                gzip: false,
+            });
         }
     }
     splits
 }
 
-pub(crate) fn text_splits(path: &Path, min_partitions: usize) -> Result<Vec<FileSplit>, EngineError> {
+pub(crate) fn text_splits(
+    path: &Path,
+    min_partitions: usize,
+) -> Result<Vec<FileSplit>, EngineError> {
     Ok(plan_splits(&list_inputs(path)?, min_partitions, 1))
 }
 
@@ -81,7 +101,9 @@ pub(crate) fn binary_splits(
     min_partitions: usize,
 ) -> Result<Vec<FileSplit>, EngineError> {
     if record_len == 0 {
-        return Err(EngineError::InvalidArgument("record length must be positive".into()));
+        return Err(EngineError::InvalidArgument(
+            "record length must be positive".into(),
+        ));
     }
     let files = list_inputs(path)?;
     for (p, len) in &files {
@@ -135,7 +157,10 @@ impl Iterator for LineReader {
                 Some(String::from_utf8_lossy(line).into_owned())
             }
             Err(e) => {
-                self.tc.fail(TaskFailure::io(format!("{} at offset {}", self.path, self.pos), e));
+                self.tc.fail(TaskFailure::io(
+                    format!("{} at offset {}", self.path, self.pos),
+                    e,
+                ));
                 None
             }
         }
@@ -160,9 +185,13 @@ pub(crate) fn read_text(split: &FileSplit, tc: &Arc<TaskContext>) -> Result<Reco
     let mut pos = split.start;
     if split.start > 0 {
         // The line that crosses (or starts at) our start belongs to the previous split.
-        reader.seek(SeekFrom::Start(split.start)).map_err(|e| TaskFailure::io(&split.path, e))?;
+        reader
+            .seek(SeekFrom::Start(split.start))
+            .map_err(|e| TaskFailure::io(&split.path, e))?;
         let mut skipped = Vec::new();
-        pos += reader.read_until(b'\n', &mut skipped).map_err(|e| TaskFailure::io(&split.path, e))? as u64;
+        pos += reader
+            .read_until(b'\n', &mut skipped)
+            .map_err(|e| TaskFailure::io(&split.path, e))? as u64;
     }
     let end = split.start + split.len;
     if split.start > 0 && pos > end {
@@ -188,7 +217,8 @@ pub(crate) fn read_records(
     tc: &Arc<TaskContext>,
 ) -> Result<Records, TaskFailure> {
     let mut file = File::open(&split.path).map_err(|e| TaskFailure::io(&split.path, e))?;
-    file.seek(SeekFrom::Start(split.start)).map_err(|e| TaskFailure::io(&split.path, e))?;
+    file.seek(SeekFrom::Start(split.start))
+        .map_err(|e| TaskFailure::io(&split.path, e))?;
     let mut reader = BufReader::with_capacity(1 << 16, file.take(split.len));
     let path = split.path.clone();
     let start = split.start;
@@ -204,7 +234,10 @@ pub(crate) fn read_records(
             }
             Err(e) => {
                 tc.fail(TaskFailure::BadInput {
-                    message: format!("{path}: cannot read the record at offset {}: {e}", start + offset),
+                    message: format!(
+                        "{path}: cannot read the record at offset {}: {e}",
+                        start + offset
+                    ),
                 });
                 None
             }
@@ -228,8 +261,10 @@ pub(crate) fn write_text_part(
     let mut w = std::io::BufWriter::with_capacity(1 << 16, file);
     let mut n = 0u64;
     for line in lines {
-        w.write_all(line.as_bytes()).map_err(|e| TaskFailure::io(tmp.display(), e))?;
-        w.write_all(b"\n").map_err(|e| TaskFailure::io(tmp.display(), e))?;
+        w.write_all(line.as_bytes())
+            .map_err(|e| TaskFailure::io(tmp.display(), e))?;
+        w.write_all(b"\n")
+            .map_err(|e| TaskFailure::io(tmp.display(), e))?;
         n += 1;
     }
     w.flush().map_err(|e| TaskFailure::io(tmp.display(), e))?;

@@ -21,7 +21,11 @@ pub trait KeyCodec: Send + Sync {
     /// A stable permutation that sorts `keys` (ascending, or descending).
     fn sort_permutation(&self, keys: &[&[u8]], ascending: bool) -> Result<Vec<usize>, TaskFailure>;
     /// Maps a key to its range partition, given the encoded upper bounds of all but the last.
-    fn range_partitioner(&self, bounds: &[Vec<u8>], ascending: bool) -> Result<RangeFn, TaskFailure>;
+    fn range_partitioner(
+        &self,
+        bounds: &[Vec<u8>],
+        ascending: bool,
+    ) -> Result<RangeFn, TaskFailure>;
 }
 
 #[doc(hidden)]
@@ -42,7 +46,10 @@ impl<K: Key> KeyCodec for KeyCodecImpl<K> {
     }
 
     fn sort_permutation(&self, keys: &[&[u8]], ascending: bool) -> Result<Vec<usize>, TaskFailure> {
-        let decoded: Vec<K> = keys.iter().map(|k| codec::decode::<K>(k)).collect::<Result<_, _>>()?;
+        let decoded: Vec<K> = keys
+            .iter()
+            .map(|k| codec::decode::<K>(k))
+            .collect::<Result<_, _>>()?;
         let mut idx: Vec<usize> = (0..keys.len()).collect();
         if ascending {
             idx.sort_by(|&a, &b| decoded[a].cmp(&decoded[b]));
@@ -52,8 +59,15 @@ impl<K: Key> KeyCodec for KeyCodecImpl<K> {
         Ok(idx)
     }
 
-    fn range_partitioner(&self, bounds: &[Vec<u8>], ascending: bool) -> Result<RangeFn, TaskFailure> {
-        let bounds: Vec<K> = bounds.iter().map(|b| codec::decode::<K>(b)).collect::<Result<_, _>>()?;
+    fn range_partitioner(
+        &self,
+        bounds: &[Vec<u8>],
+        ascending: bool,
+    ) -> Result<RangeFn, TaskFailure> {
+        let bounds: Vec<K> = bounds
+            .iter()
+            .map(|b| codec::decode::<K>(b))
+            .collect::<Result<_, _>>()?;
         Ok(Box::new(move |key: &[u8]| {
             let k: K = codec::decode(key)?;
             // Partition i holds keys up to and including bounds[i].
@@ -72,7 +86,10 @@ impl KeyCodec for StringKeyCodec {
         let (len, used) = codec::get_varint(record)?;
         let end = used + len as usize;
         if end > record.len() {
-            return Err(TaskFailure::Decode { what: "String key".into(), message: "truncated".into() });
+            return Err(TaskFailure::Decode {
+                what: "String key".into(),
+                message: "truncated".into(),
+            });
         }
         Ok(end)
     }
@@ -81,7 +98,11 @@ impl KeyCodec for StringKeyCodec {
         KeyCodecImpl::<String>(PhantomData).sort_permutation(keys, ascending)
     }
 
-    fn range_partitioner(&self, bounds: &[Vec<u8>], ascending: bool) -> Result<RangeFn, TaskFailure> {
+    fn range_partitioner(
+        &self,
+        bounds: &[Vec<u8>],
+        ascending: bool,
+    ) -> Result<RangeFn, TaskFailure> {
         KeyCodecImpl::<String>(PhantomData).range_partitioner(bounds, ascending)
     }
 }
@@ -109,12 +130,43 @@ macro_rules! builtin_keys {
 }
 
 builtin_keys!(
-    u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize, bool, char, (),
-    Vec<u8>, Vec<u32>, Vec<u64>, Vec<i64>, Vec<String>,
-    (u32, u32), (u64, u64), (i32, i32), (i64, i64), (usize, usize),
-    (String, String), (String, u64), (String, i64), (u64, String), (i64, String),
-    (String, u32), (u32, String), (u64, u64, u64), (i64, i64, i64),
-    Option<String>, Option<u64>, Option<i64>,
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    bool,
+    char,
+    (),
+    Vec<u8>,
+    Vec<u32>,
+    Vec<u64>,
+    Vec<i64>,
+    Vec<String>,
+    (u32, u32),
+    (u64, u64),
+    (i32, i32),
+    (i64, i64),
+    (usize, usize),
+    (String, String),
+    (String, u64),
+    (String, i64),
+    (u64, String),
+    (i64, String),
+    (String, u32),
+    (u32, String),
+    (u64, u64, u64),
+    (i64, i64, i64),
+    Option<String>,
+    Option<u64>,
+    Option<i64>,
 );
 
 /// The codec for `K`, checked on the driver so a missing registration fails at once.

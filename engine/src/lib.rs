@@ -35,8 +35,8 @@ pub use error::{EngineError, Result, TaskFailure};
 pub use events::{Event, EventLog, Listener};
 pub use key::Key;
 pub use op::{
-    AggregateFn, CombineFn, FilterFn, FlatMapFn, ForeachFn, ForeachPartitionFn, MapFn, PartitionFn, Partitioner,
-    ReduceFn, ZipFn,
+    AggregateFn, CombineFn, FilterFn, FlatMapFn, ForeachFn, ForeachPartitionFn, MapFn, PartitionFn,
+    Partitioner, ReduceFn, ZipFn,
 };
 pub use rdd::{HashPartitioner, RangePartitioner, Rdd};
 pub use storage::StorageLevel;

@@ -40,28 +40,95 @@ pub(crate) struct AggSpec {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum NodeKind {
     /// Framed encoded records per partition; a task carries only the slices it reads.
-    Parallelize { slices: Vec<Option<serde_bytes::ByteBuf>> },
-    Range { start: i64, end: i64, step: i64 },
-    TextFile { splits: Vec<FileSplit> },
-    BinaryRecords { splits: Vec<FileSplit>, record_len: u32 },
-    Map { parent: RddId, op: OpRef },
-    FlatMap { parent: RddId, op: OpRef },
-    Filter { parent: RddId, op: OpRef },
-    Partitions { parent: RddId, op: OpRef },
-    KeyBy { parent: RddId, op: OpRef },
-    MapValues { parent: RddId, op: OpRef, key_type: String },
-    FlatMapValues { parent: RddId, op: OpRef, key_type: String },
-    Keys { parent: RddId, key_type: String },
-    Values { parent: RddId, key_type: String },
-    Sample { parent: RddId, fraction: f64, with_replacement: bool, seed: u64 },
-    Glom { parent: RddId },
-    Union { parents: Vec<(RddId, u32)> },
-    Coalesce { parent: RddId, groups: Vec<Vec<u32>> },
-    Zip { a: RddId, b: RddId, op: OpRef },
+    Parallelize {
+        slices: Vec<Option<serde_bytes::ByteBuf>>,
+    },
+    Range {
+        start: i64,
+        end: i64,
+        step: i64,
+    },
+    TextFile {
+        splits: Vec<FileSplit>,
+    },
+    BinaryRecords {
+        splits: Vec<FileSplit>,
+        record_len: u32,
+    },
+    Map {
+        parent: RddId,
+        op: OpRef,
+    },
+    FlatMap {
+        parent: RddId,
+        op: OpRef,
+    },
+    Filter {
+        parent: RddId,
+        op: OpRef,
+    },
+    Partitions {
+        parent: RddId,
+        op: OpRef,
+    },
+    KeyBy {
+        parent: RddId,
+        op: OpRef,
+    },
+    MapValues {
+        parent: RddId,
+        op: OpRef,
+        key_type: String,
+    },
+    FlatMapValues {
+        parent: RddId,
+        op: OpRef,
+        key_type: String,
+    },
+    Keys {
+        parent: RddId,
+        key_type: String,
+    },
+    Values {
+        parent: RddId,
+        key_type: String,
+    },
+    Sample {
+        parent: RddId,
+        fraction: f64,
+        with_replacement: bool,
+        seed: u64,
+    },
+    Glom {
+        parent: RddId,
+    },
+    Union {
+        parents: Vec<(RddId, u32)>,
+    },
+    Coalesce {
+        parent: RddId,
+        groups: Vec<Vec<u32>>,
+    },
+    Zip {
+        a: RddId,
+        b: RddId,
+        op: OpRef,
+    },
     /// One accumulator per partition (`tree_aggregate`'s levels).
-    FoldPartitions { parent: RddId, agg: AggSpec, combiners: bool },
-    Shuffled { shuffle: ShuffleId, num_maps: u32, reduce: ReduceSpec },
-    CoGrouped { inputs: Vec<(ShuffleId, u32)>, mode: JoinMode },
+    FoldPartitions {
+        parent: RddId,
+        agg: AggSpec,
+        combiners: bool,
+    },
+    Shuffled {
+        shuffle: ShuffleId,
+        num_maps: u32,
+        reduce: ReduceSpec,
+    },
+    CoGrouped {
+        inputs: Vec<(ShuffleId, u32)>,
+        mode: JoinMode,
+    },
 }
 
 /// How the map side of a shuffle finds a record's key.
@@ -79,7 +146,11 @@ pub(crate) enum KeyMode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Partitioning {
     Hash(u32),
-    Range { key_type: String, bounds: Vec<serde_bytes::ByteBuf>, ascending: bool },
+    Range {
+        key_type: String,
+        bounds: Vec<serde_bytes::ByteBuf>,
+        ascending: bool,
+    },
     Custom(OpRef),
     /// Spreads records evenly, starting at a position derived from the map partition.
     RoundRobin(u32),
@@ -90,7 +161,9 @@ pub enum Partitioning {
 impl Partitioning {
     pub fn num_partitions(&self, custom: Option<usize>) -> usize {
         match self {
-            Partitioning::Hash(n) | Partitioning::RoundRobin(n) | Partitioning::ByMapIndex(n) => *n as usize,
+            Partitioning::Hash(n) | Partitioning::RoundRobin(n) | Partitioning::ByMapIndex(n) => {
+                *n as usize
+            }
             Partitioning::Range { bounds, .. } => bounds.len() + 1,
             Partitioning::Custom(_) => custom.unwrap_or(0),
         }
@@ -132,12 +205,23 @@ pub(crate) enum ResultSink {
     Count,
     Take(u32),
     Fold(AggSpec),
-    TakeOrdered { n: u32, key_type: String, ascending: bool },
-    CountByKey { key_type: String },
+    TakeOrdered {
+        n: u32,
+        key_type: String,
+        ascending: bool,
+    },
+    CountByKey {
+        key_type: String,
+    },
     Foreach(OpRef),
-    SaveText { dir: String },
+    SaveText {
+        dir: String,
+    },
     /// Up to `n` records chosen uniformly, plus the partition's record count.
-    Sample { n: u32, seed: u64 },
+    Sample {
+        n: u32,
+        seed: u64,
+    },
 }
 
 /// Parent partitions that partition `split` of `kind` reads through narrow dependencies.

@@ -31,8 +31,10 @@ const WIDTH: usize = 80;
 
 fn render(stages: &BTreeMap<u64, StageState>) -> Option<String> {
     let now = Instant::now();
-    let shown: Vec<(&u64, &StageState)> =
-        stages.iter().filter(|(_, s)| now.duration_since(s.started) > Duration::from_millis(500)).collect();
+    let shown: Vec<(&u64, &StageState)> = stages
+        .iter()
+        .filter(|(_, s)| now.duration_since(s.started) > Duration::from_millis(500))
+        .collect();
     if shown.is_empty() {
         return None;
     }
@@ -42,7 +44,11 @@ fn render(stages: &BTreeMap<u64, StageState>) -> Option<String> {
         let header = format!("[Stage {id}:");
         let tailer = format!("({} + {}) / {}]", s.done, s.running, s.total);
         let w = width.saturating_sub(header.len() + tailer.len());
-        let filled = if s.total == 0 { 0 } else { w * s.done / s.total };
+        let filled = if s.total == 0 {
+            0
+        } else {
+            w * s.done / s.total
+        };
         let mut bar = "=".repeat(filled);
         if filled < w {
             bar.push('>');
@@ -58,20 +64,25 @@ fn render(stages: &BTreeMap<u64, StageState>) -> Option<String> {
 impl ConsoleProgressBar {
     /// Starts the drawing thread. Callers decide whether stderr is a terminal.
     pub fn start() -> Arc<Self> {
-        let bar = Arc::new(ConsoleProgressBar { state: Default::default(), stop: Default::default() });
+        let bar = Arc::new(ConsoleProgressBar {
+            state: Default::default(),
+            stop: Default::default(),
+        });
         let state = bar.state.clone();
         let stop = bar.stop.clone();
-        let spawned = std::thread::Builder::new().name("discnn-progress".into()).spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(200));
-                let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(line) = render(&st.stages) {
-                    eprint!("\r{line}");
-                    let _ = std::io::stderr().flush();
-                    st.drawn = true;
+        let spawned = std::thread::Builder::new()
+            .name("discnn-progress".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(200));
+                    let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+                    if let Some(line) = render(&st.stages) {
+                        eprint!("\r{line}");
+                        let _ = std::io::stderr().flush();
+                        st.drawn = true;
+                    }
                 }
-            }
-        });
+            });
         if let Err(e) = spawned {
             tracing::warn!("no progress bar: {e}");
         }
@@ -96,8 +107,18 @@ impl Listener for ConsoleProgressBar {
     fn on_event(&self, event: &Event) {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         match event {
-            Event::StageSubmitted { stage, num_tasks, .. } => {
-                st.stages.insert(*stage, StageState { total: *num_tasks, done: 0, running: 0, started: Instant::now() });
+            Event::StageSubmitted {
+                stage, num_tasks, ..
+            } => {
+                st.stages.insert(
+                    *stage,
+                    StageState {
+                        total: *num_tasks,
+                        done: 0,
+                        running: 0,
+                        started: Instant::now(),
+                    },
+                );
             }
             Event::TaskStart { stage, .. } => {
                 if let Some(s) = st.stages.get_mut(stage) {
@@ -134,12 +155,32 @@ mod tests {
     #[test]
     fn renders_in_sparks_format() {
         let mut m = BTreeMap::new();
-        m.insert(3, StageState { total: 100, done: 42, running: 2, started: Instant::now() - Duration::from_secs(1) });
+        m.insert(
+            3,
+            StageState {
+                total: 100,
+                done: 42,
+                running: 2,
+                started: Instant::now() - Duration::from_secs(1),
+            },
+        );
         let line = render(&m).unwrap();
         assert!(line.starts_with("[Stage 3:====="), "{line}");
         assert!(line.ends_with("(42 + 2) / 100]"), "{line}");
         assert_eq!(line.len(), WIDTH);
-        m.insert(4, StageState { total: 1, done: 0, running: 1, started: Instant::now() });
-        assert_eq!(render(&m).unwrap().matches("[Stage").count(), 1, "young stages are not drawn");
+        m.insert(
+            4,
+            StageState {
+                total: 1,
+                done: 0,
+                running: 1,
+                started: Instant::now(),
+            },
+        );
+        assert_eq!(
+            render(&m).unwrap().matches("[Stage").count(),
+            1,
+            "young stages are not drawn"
+        );
     }
 }

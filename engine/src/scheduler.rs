@@ -47,9 +47,15 @@ impl Context {
         let _one_job_at_a_time = inner.job_lock.lock().unwrap_or_else(|p| p.into_inner());
         inner.cleaner.run_now();
         let job = inner.next_id();
-        inner.post(Event::JobStart { job, description: description.to_string() });
+        inner.post(Event::JobStart {
+            job,
+            description: description.to_string(),
+        });
         let result = self.run_result_stage(job, rdd, partitions, &sink);
-        inner.post(Event::JobEnd { job, error: result.as_ref().err().map(|e| e.to_string()) });
+        inner.post(Event::JobEnd {
+            job,
+            error: result.as_ref().err().map(|e| e.to_string()),
+        });
         inner.cleaner.run_now();
         result
     }
@@ -66,25 +72,46 @@ impl Context {
         let max = self.inner.config.max_stage_attempts;
         for attempt in 0.. {
             self.run_missing_parents(job, rdd)?;
-            let todo: Vec<(usize, usize)> =
-                partitions.iter().enumerate().filter(|(i, _)| results[*i].is_none()).map(|(i, &p)| (i, p)).collect();
+            let todo: Vec<(usize, usize)> = partitions
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| results[*i].is_none())
+                .map(|(i, &p)| (i, p))
+                .collect();
             let kind = TaskKind::Result(sink.clone());
-            match self.run_stage(job, stage, attempt, rdd, &kind, &todo, &mut |idx, out| {
-                if let TaskOutput::Value(v) = out {
-                    if results[idx].is_none() {
-                        results[idx] = Some(v);
-                        return true;
+            match self.run_stage(
+                job,
+                stage,
+                attempt,
+                rdd,
+                &kind,
+                &todo,
+                &mut |idx, _, out| {
+                    if let TaskOutput::Value(v) = out {
+                        if results[idx].is_none() {
+                            results[idx] = Some(v);
+                            return true;
+                        }
                     }
-                }
-                false
-            }) {
+                    false
+                },
+            ) {
                 Ok(()) => break,
                 Err(StageError::Failed(e)) => return Err(e),
                 Err(StageError::FetchFailed(f)) => {
                     if attempt + 1 >= max {
-                        return Err(EngineError::StageAborted { job, stage, attempts: attempt + 1, failure: f });
+                        return Err(EngineError::StageAborted {
+                            job,
+                            stage,
+                            attempts: attempt + 1,
+                            failure: f,
+                        });
                     }
-                    tracing::warn!(stage, attempt, "fetch failure: {f}; recomputing lost map outputs");
+                    tracing::warn!(
+                        stage,
+                        attempt,
+                        "fetch failure: {f}; recomputing lost map outputs"
+                    );
                     std::thread::sleep(RESUBMIT_DELAY);
                 }
             }
@@ -114,25 +141,50 @@ impl Context {
         let max = self.inner.config.max_stage_attempts;
         for attempt in 0.. {
             self.run_missing_parents(job, &dep.parent)?;
-            self.inner.tracker.register(dep.id, dep.parent.num_partitions);
+            self.inner
+                .tracker
+                .register(dep.id, dep.parent.num_partitions);
             let missing = self.inner.tracker.missing(dep.id).unwrap_or_default();
             if missing.is_empty() {
                 return Ok(());
             }
             let todo: Vec<(usize, usize)> = missing.iter().map(|&p| (p, p)).collect();
-            let kind = TaskKind::ShuffleMap { shuffle: dep.id, writer: dep.writer.clone() };
+            let kind = TaskKind::ShuffleMap {
+                shuffle: dep.id,
+                writer: dep.writer.clone(),
+            };
             let tracker = self.inner.tracker.clone();
-            match self.run_stage(job, stage, attempt, &dep.parent, &kind, &todo, &mut |p, out| {
-                if let TaskOutput::MapOutput { bytes } = out {
-                    tracker.add_output(dep.id, p, MapStatus { bytes });
-                }
-                true
-            }) {
+            match self.run_stage(
+                job,
+                stage,
+                attempt,
+                &dep.parent,
+                &kind,
+                &todo,
+                &mut |p, executor, out| {
+                    if let TaskOutput::MapOutput { bytes } = out {
+                        tracker.add_output(
+                            dep.id,
+                            p,
+                            MapStatus {
+                                executor: executor.to_string(),
+                                bytes,
+                            },
+                        );
+                    }
+                    true
+                },
+            ) {
                 Ok(()) => {}
                 Err(StageError::Failed(e)) => return Err(e),
                 Err(StageError::FetchFailed(f)) => {
                     if attempt + 1 >= max {
-                        return Err(EngineError::StageAborted { job, stage, attempts: attempt + 1, failure: f });
+                        return Err(EngineError::StageAborted {
+                            job,
+                            stage,
+                            attempts: attempt + 1,
+                            failure: f,
+                        });
                     }
                     std::thread::sleep(RESUBMIT_DELAY);
                 }
@@ -151,11 +203,17 @@ impl Context {
             if !seen.insert(n.id) {
                 continue;
             }
-            if n.storage().is_some() && self.inner.env.blocks.cached_partitions(n.id).len() == n.num_partitions {
+            if n.storage().is_some()
+                && self.inner.env.blocks.cached_partitions(n.id).len() == n.num_partitions
+            {
                 continue;
             }
             for s in &n.shuffles {
-                let missing = self.inner.tracker.missing(s.id).is_none_or(|m| !m.is_empty());
+                let missing = self
+                    .inner
+                    .tracker
+                    .missing(s.id)
+                    .is_none_or(|m| !m.is_empty());
                 if missing && !out.iter().any(|o| o.id == s.id) {
                     out.push(s.clone());
                 }
@@ -176,7 +234,7 @@ impl Context {
         rdd: &Arc<RddNode>,
         kind: &TaskKind,
         todo: &[(usize, usize)],
-        on_success: &mut dyn FnMut(usize, TaskOutput) -> bool,
+        on_success: &mut dyn FnMut(usize, &str, TaskOutput) -> bool,
     ) -> std::result::Result<(), StageError> {
         let inner = &self.inner;
         let shuffle_map = matches!(kind, TaskKind::ShuffleMap { .. });
@@ -191,7 +249,10 @@ impl Context {
         let nodes = stage_nodes(rdd);
         let (tx, rx) = channel::<(u64, Vec<u8>)>();
         let mut running: HashMap<u64, (usize, usize, u32)> = HashMap::new();
-        let launch = |idx: usize, partition: usize, attempt: u32, running: &mut HashMap<u64, (usize, usize, u32)>| {
+        let launch = |idx: usize,
+                      partition: usize,
+                      attempt: u32,
+                      running: &mut HashMap<u64, (usize, usize, u32)>| {
             let task_id = inner.next_id();
             let desc = TaskDescription {
                 task_id,
@@ -205,9 +266,21 @@ impl Context {
                 kind: kind.clone(),
             };
             let bytes = codec::encode(&desc).map_err(EngineError::from)?;
-            inner.post(Event::TaskStart { stage, partition, attempt, task_id });
+            inner.post(Event::TaskStart {
+                stage,
+                partition,
+                attempt,
+                task_id,
+            });
             running.insert(task_id, (idx, partition, attempt));
-            inner.backend.launch(Launch { task_id, bytes, reply: tx.clone() }).map_err(EngineError::from)
+            inner
+                .backend
+                .launch(Launch {
+                    task_id,
+                    bytes,
+                    reply: tx.clone(),
+                })
+                .map_err(EngineError::from)
         };
         for &(idx, p) in todo {
             launch(idx, p, 0, &mut running)?;
@@ -215,11 +288,15 @@ impl Context {
         let mut outcome: std::result::Result<(), StageError> = Ok(());
         while !running.is_empty() {
             let Ok((task_id, bytes)) = rx.recv() else {
-                return Err(StageError::Failed(EngineError::Task(TaskFailure::ExecutorLost {
-                    executor: inner.env.executor_id.clone(),
-                })));
+                return Err(StageError::Failed(EngineError::Task(
+                    TaskFailure::ExecutorLost {
+                        executor: inner.env.executor_id.clone(),
+                    },
+                )));
             };
-            let Some((idx, partition, attempt)) = running.remove(&task_id) else { continue };
+            let Some((idx, partition, attempt)) = running.remove(&task_id) else {
+                continue;
+            };
             let result = codec::decode::<TaskResult>(&bytes).unwrap_or_else(|e| TaskResult {
                 task_id,
                 executor: inner.env.executor_id.clone(),
@@ -242,13 +319,18 @@ impl Context {
             }
             match result.outcome {
                 Ok(out) => {
-                    if on_success(idx, out) {
+                    if on_success(idx, &result.executor, out) {
                         self.apply_accumulators(&result.accumulators);
                     }
                 }
                 Err(f @ TaskFailure::FetchFailed { .. }) => {
                     if let TaskFailure::FetchFailed { shuffle, map, .. } = &f {
-                        inner.tracker.remove_output(*shuffle, *map as usize);
+                        let n = inner
+                            .tracker
+                            .remove_outputs_of_executor_holding(*shuffle, *map as usize);
+                        if n == 0 {
+                            inner.tracker.remove_output(*shuffle, *map as usize);
+                        }
                     }
                     outcome = Err(StageError::FetchFailed(f));
                 }
@@ -281,7 +363,11 @@ impl Context {
     }
 
     fn apply_accumulators(&self, updates: &[(u64, serde_bytes::ByteBuf)]) {
-        let accs = self.inner.accumulators.lock().unwrap_or_else(|p| p.into_inner());
+        let accs = self
+            .inner
+            .accumulators
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         for (id, bytes) in updates {
             if let Some(acc) = accs.get(id).and_then(|w| w.upgrade()) {
                 if let Err(e) = acc.merge_encoded(bytes) {

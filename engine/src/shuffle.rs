@@ -73,9 +73,15 @@ impl Router {
     fn new(p: &Partitioning, map_index: u32) -> Result<Self, TaskFailure> {
         Ok(match p {
             Partitioning::Hash(n) => Router::Hash(*n as usize),
-            Partitioning::Range { key_type, bounds, ascending } => {
+            Partitioning::Range {
+                key_type,
+                bounds,
+                ascending,
+            } => {
                 let bounds: Vec<Vec<u8>> = bounds.iter().map(|b| b.to_vec()).collect();
-                Router::Range(registry::lookup_key(key_type)?.range_partitioner(&bounds, *ascending)?)
+                Router::Range(
+                    registry::lookup_key(key_type)?.range_partitioner(&bounds, *ascending)?,
+                )
             }
             Partitioning::Custom(op) => Router::Custom(registry::decode_partitioner(op)?),
             Partitioning::RoundRobin(n) => {
@@ -119,7 +125,11 @@ pub(crate) fn write(
     let mut tables: Option<Vec<Box<dyn CombineTable>>> = match &spec.combine {
         Some(agg) => {
             let op = registry::decode_agg(&agg.op)?;
-            Some((0..n).map(|_| op.table(agg.zero.as_deref(), false)).collect::<Result<_, _>>()?)
+            Some(
+                (0..n)
+                    .map(|_| op.table(agg.zero.as_deref(), false))
+                    .collect::<Result<_, _>>()?,
+            )
         }
         None => None,
     };
@@ -131,7 +141,9 @@ pub(crate) fn write(
         };
         let p = router.route(key)?;
         if p >= n {
-            return Err(TaskFailure::plan(format!("partition {p} out of range 0..{n}")));
+            return Err(TaskFailure::plan(format!(
+                "partition {p} out of range 0..{n}"
+            )));
         }
         match &mut tables {
             Some(t) => t[p].insert(key, value),
@@ -164,11 +176,14 @@ fn for_each_pair(
 ) -> Result<(), TaskFailure> {
     for map in 0..num_maps {
         let out = tc.env.fetch_map_output(shuffle, map)?;
-        let bucket = out.buckets.get(reduce).ok_or_else(|| TaskFailure::FetchFailed {
-            shuffle,
-            map,
-            message: format!("no bucket {reduce}"),
-        })?;
+        let bucket = out
+            .buckets
+            .get(reduce)
+            .ok_or_else(|| TaskFailure::FetchFailed {
+                shuffle,
+                map,
+                message: format!("no bucket {reduce}"),
+            })?;
         let mut reader = FrameReader::new(&bucket.buf);
         while let Some(pair) = reader.next_pair() {
             let (k, v) = pair?;
@@ -239,13 +254,18 @@ pub(crate) fn read(
         }
         ReduceSpec::Combine(agg) => {
             let mut table = registry::decode_agg(&agg.op)?.table(agg.zero.as_deref(), true)?;
-            for_each_pair(tc, shuffle, num_maps, reduce, &mut |k, v| table.insert(k, v))?;
+            for_each_pair(tc, shuffle, num_maps, reduce, &mut |k, v| {
+                table.insert(k, v)
+            })?;
             table.drain(&mut |k, v| {
                 out.push(concat(k, v));
                 Ok(())
             })?;
         }
-        ReduceSpec::Sort { key_type, ascending } => {
+        ReduceSpec::Sort {
+            key_type,
+            ascending,
+        } => {
             let codec = registry::lookup_key(key_type)?;
             let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
             for_each_pair(tc, shuffle, num_maps, reduce, &mut |k, v| {
@@ -254,7 +274,10 @@ pub(crate) fn read(
             })?;
             let keys: Vec<&[u8]> = pairs.iter().map(|p| p.0.as_slice()).collect();
             let perm = codec.sort_permutation(&keys, *ascending)?;
-            out = perm.into_iter().map(|i| concat(&pairs[i].0, &pairs[i].1)).collect();
+            out = perm
+                .into_iter()
+                .map(|i| concat(&pairs[i].0, &pairs[i].1))
+                .collect();
         }
     }
     Ok(Records::Encoded(Box::new(out.into_iter())))

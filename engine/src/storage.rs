@@ -53,7 +53,10 @@ impl<T: Data> VecBlock<T> {
         }
         let avg = if sampled == 0 { 0 } else { total / sampled };
         let bytes = n * (avg + std::mem::size_of::<T>()) + 64;
-        VecBlock { items: Arc::new(items), bytes }
+        VecBlock {
+            items: Arc::new(items),
+            bytes,
+        }
     }
 }
 
@@ -160,8 +163,14 @@ pub(crate) struct BlockManager {
 
 impl BlockManager {
     pub fn new(budget: usize) -> std::io::Result<Self> {
-        let dir = tempfile::Builder::new().prefix("discnn-blocks-").tempdir()?;
-        Ok(BlockManager { budget, dir, inner: Mutex::new(Inner::default()) })
+        let dir = tempfile::Builder::new()
+            .prefix("discnn-blocks-")
+            .tempdir()?;
+        Ok(BlockManager {
+            budget,
+            dir,
+            inner: Mutex::new(Inner::default()),
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -231,7 +240,15 @@ impl BlockManager {
                 inner.clock += 1;
                 let now = inner.clock;
                 inner.used += size;
-                inner.memory.insert(id, MemEntry { block: block.clone(), size, level, last_used: now });
+                inner.memory.insert(
+                    id,
+                    MemEntry {
+                        block: block.clone(),
+                        size,
+                        level,
+                        last_used: now,
+                    },
+                );
                 true
             } else {
                 false
@@ -259,14 +276,21 @@ impl BlockManager {
     pub fn remove_rdd(&self, rdd: RddId) {
         let files: Vec<PathBuf> = {
             let mut inner = self.lock();
-            let keys: Vec<BlockId> = inner.memory.keys().filter(|k| k.0 == rdd).copied().collect();
+            let keys: Vec<BlockId> = inner
+                .memory
+                .keys()
+                .filter(|k| k.0 == rdd)
+                .copied()
+                .collect();
             for k in keys {
                 if let Some(e) = inner.memory.remove(&k) {
                     inner.used -= e.size;
                 }
             }
             let keys: Vec<BlockId> = inner.disk.keys().filter(|k| k.0 == rdd).copied().collect();
-            keys.into_iter().filter_map(|k| inner.disk.remove(&k).map(|(p, _)| p)).collect()
+            keys.into_iter()
+                .filter_map(|k| inner.disk.remove(&k).map(|(p, _)| p))
+                .collect()
         };
         for f in files {
             let _ = std::fs::remove_file(f);
@@ -277,7 +301,12 @@ impl BlockManager {
     pub fn clear(&self) {
         let rdds: Vec<RddId> = {
             let inner = self.lock();
-            inner.memory.keys().chain(inner.disk.keys()).map(|k| k.0).collect()
+            inner
+                .memory
+                .keys()
+                .chain(inner.disk.keys())
+                .map(|k| k.0)
+                .collect()
         };
         for r in rdds {
             self.remove_rdd(r);
@@ -286,8 +315,13 @@ impl BlockManager {
 
     pub fn cached_partitions(&self, rdd: RddId) -> Vec<usize> {
         let inner = self.lock();
-        let mut v: Vec<usize> =
-            inner.memory.keys().chain(inner.disk.keys()).filter(|k| k.0 == rdd).map(|k| k.1).collect();
+        let mut v: Vec<usize> = inner
+            .memory
+            .keys()
+            .chain(inner.disk.keys())
+            .filter(|k| k.0 == rdd)
+            .map(|k| k.1)
+            .collect();
         v.sort_unstable();
         v.dedup();
         v

@@ -65,11 +65,13 @@ pub(crate) fn into_typed<T: Data>(
         }
         Records::Encoded(it) => {
             let tc = tc.clone();
-            Ok(Box::new(it.map_while(move |bytes| match codec::decode::<T>(&bytes) {
-                Ok(v) => Some(v),
-                Err(e) => {
-                    tc.fail(e);
-                    None
+            Ok(Box::new(it.map_while(move |bytes| {
+                match codec::decode::<T>(&bytes) {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        tc.fail(e);
+                        None
+                    }
                 }
             })))
         }
@@ -124,7 +126,9 @@ pub(crate) fn sample(records: Records, sampler: Sampler) -> Records {
         Records::Typed(t) => t.sample(sampler),
         Records::Encoded(it) => {
             let mut s = sampler;
-            Records::Encoded(Box::new(it.flat_map(move |r| std::iter::repeat_n(r, s.copies()))))
+            Records::Encoded(Box::new(
+                it.flat_map(move |r| std::iter::repeat_n(r, s.copies())),
+            ))
         }
     }
 }
@@ -159,7 +163,11 @@ impl Sampler {
         use rand::SeedableRng;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         rng.set_stream(partition as u64);
-        Sampler { rng, fraction, with_replacement }
+        Sampler {
+            rng,
+            fraction,
+            with_replacement,
+        }
     }
 
     pub fn copies(&mut self) -> usize {

@@ -20,14 +20,19 @@ pub(crate) struct TaskDescription {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum TaskKind {
-    ShuffleMap { shuffle: ShuffleId, writer: ShuffleWriterSpec },
+    ShuffleMap {
+        shuffle: ShuffleId,
+        writer: ShuffleWriterSpec,
+    },
     Result(ResultSink),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum TaskOutput {
     /// A map task stored its output on its executor; `bytes` is its size.
-    MapOutput { bytes: u64 },
+    MapOutput {
+        bytes: u64,
+    },
     Value(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 

@@ -66,12 +66,20 @@ impl TaskContext {
     }
 
     pub(crate) fn take_failure(&self) -> Option<TaskFailure> {
-        self.failure.lock().unwrap_or_else(|p| p.into_inner()).take()
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
     }
 
     /// Fails early if an iterator already recorded a failure.
     pub(crate) fn check(&self) -> Result<(), TaskFailure> {
-        match self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        match self
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
             Some(f) => Err(f),
             None => Ok(()),
         }

@@ -1,1 +1,305 @@
-pub fn _x(){}
+//! Ops used by tests. They live in the library, not in test files, so that executor binaries
+//! (which must carry every op a driver may ship) have them too.
+
+use crate::accumulator::{Accumulator, Sum};
+use crate::broadcast::Broadcast;
+use crate::op::*;
+use crate::register_op;
+use crate::stream::BoxIter;
+use crate::task_context::TaskContext;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+/// Calls counted per name across the process, for tests that prove something ran once.
+fn counters() -> &'static Mutex<HashMap<String, u64>> {
+    static C: OnceLock<Mutex<HashMap<String, u64>>> = OnceLock::new();
+    C.get_or_init(Default::default)
+}
+
+pub fn calls(name: &str) -> u64 {
+    counters()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(name)
+        .copied()
+        .unwrap_or(0)
+}
+
+fn bump(name: &str) {
+    *counters()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(name.to_string())
+        .or_default() += 1;
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct AddOne;
+impl MapFn for AddOne {
+    type In = i64;
+    type Out = i64;
+    fn call(&self, x: i64) -> i64 {
+        x.wrapping_add(1)
+    }
+}
+register_op!(map AddOne);
+
+/// `x % m` (Euclidean), a small key space for keyed tests.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Modulo(pub i64);
+impl MapFn for Modulo {
+    type In = i64;
+    type Out = i64;
+    fn call(&self, x: i64) -> i64 {
+        x.rem_euclid(self.0)
+    }
+}
+register_op!(map Modulo);
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Square;
+impl MapFn for Square {
+    type In = i64;
+    type Out = i64;
+    fn call(&self, x: i64) -> i64 {
+        x.wrapping_mul(x)
+    }
+}
+register_op!(map Square);
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ToStr;
+impl MapFn for ToStr {
+    type In = i64;
+    type Out = String;
+    fn call(&self, x: i64) -> String {
+        x.to_string()
+    }
+}
+register_op!(map ToStr);
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct IsEven;
+impl FilterFn for IsEven {
+    type Item = i64;
+    fn call(&self, x: &i64) -> bool {
+        x % 2 == 0
+    }
+}
+register_op!(filter IsEven);
+
+/// `x` repeated `x mod 3` times.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Repeat;
+impl FlatMapFn for Repeat {
+    type In = i64;
+    type Out = i64;
+    type Iter = Vec<i64>;
+    fn call(&self, x: i64) -> Vec<i64> {
+        vec![x; x.rem_euclid(3) as usize]
+    }
+}
+register_op!(flat_map Repeat);
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Words;
+impl FlatMapFn for Words {
+    type In = String;
+    type Out = String;
+    type Iter = Vec<String>;
+    fn call(&self, line: String) -> Vec<String> {
+        line.split(char::is_whitespace)
+            .filter(|w| !w.is_empty())
+            .map(str::to_owned)
+            .collect()
+    }
+}
+register_op!(flat_map Words);
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Add;
+impl ReduceFn for Add {
+    type Value = i64;
+    fn call(&self, a: i64, b: i64) -> i64 {
+        a.wrapping_add(b)
+    }
+}
+register_op!(reduce Add);
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Max;
+impl ReduceFn for Max {
+    type Value = i64;
+    fn call(&self, a: i64, b: i64) -> i64 {
+        a.max(b)
+    }
+}
+register_op!(reduce Max);
+
+/// (sum, count) of the values: a combiner of another type than the values.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SumCount;
+impl AggregateFn for SumCount {
+    type Value = i64;
+    type Acc = (i64, u64);
+    fn seq(&self, acc: (i64, u64), v: i64) -> (i64, u64) {
+        (acc.0.wrapping_add(v), acc.1 + 1)
+    }
+    fn comb(&self, a: (i64, u64), b: (i64, u64)) -> (i64, u64) {
+        (a.0.wrapping_add(b.0), a.1 + b.1)
+    }
+}
+register_op!(aggregate SumCount);
+
+/// Values of a key as a sorted list (so the result does not depend on arrival order).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SortedList;
+impl CombineFn for SortedList {
+    type Value = i64;
+    type Combiner = Vec<i64>;
+    fn create(&self, v: i64) -> Vec<i64> {
+        vec![v]
+    }
+    fn merge_value(&self, mut c: Vec<i64>, v: i64) -> Vec<i64> {
+        let at = c.partition_point(|x| *x < v);
+        c.insert(at, v);
+        c
+    }
+    fn merge_combiners(&self, a: Vec<i64>, b: Vec<i64>) -> Vec<i64> {
+        let mut c: Vec<i64> = a.into_iter().chain(b).collect();
+        c.sort_unstable();
+        c
+    }
+}
+register_op!(combine SortedList);
+
+/// Sums of each partition, tagged with the partition index.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct PartitionSum;
+impl PartitionFn for PartitionSum {
+    type In = i64;
+    type Out = (u64, i64);
+    fn call(&self, index: usize, input: BoxIter<i64>) -> BoxIter<(u64, i64)> {
+        let s = input.fold(0i64, |a, b| a.wrapping_add(b));
+        Box::new(std::iter::once((index as u64, s)))
+    }
+}
+register_op!(partitions PartitionSum);
+
+/// Element-wise sums of two partitions.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ZipAdd;
+impl ZipFn for ZipAdd {
+    type A = i64;
+    type B = i64;
+    type Out = i64;
+    fn call(&self, a: BoxIter<i64>, b: BoxIter<i64>) -> BoxIter<i64> {
+        Box::new(a.zip(b).map(|(x, y)| x.wrapping_add(y)))
+    }
+}
+register_op!(zip ZipAdd);
+
+/// Puts key k in partition k mod n.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ModPartitioner(pub usize);
+impl Partitioner for ModPartitioner {
+    type Key = i64;
+    fn num_partitions(&self) -> usize {
+        self.0
+    }
+    fn partition(&self, key: &i64) -> usize {
+        key.rem_euclid(self.0 as i64) as usize
+    }
+}
+register_op!(partitioner ModPartitioner);
+
+/// Identity that counts its calls under `name` (a side effect tests can observe).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Counted(pub String);
+impl MapFn for Counted {
+    type In = i64;
+    type Out = i64;
+    fn call(&self, x: i64) -> i64 {
+        bump(&self.0);
+        x
+    }
+}
+register_op!(map Counted);
+
+/// Identity that panics in the first `failures` attempts of partition `partition`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct FailAttempts {
+    pub partition: usize,
+    pub failures: u32,
+}
+impl MapFn for FailAttempts {
+    type In = i64;
+    type Out = i64;
+    fn call(&self, x: i64) -> i64 {
+        if let Some(tc) = TaskContext::get() {
+            if tc.partition_id() == self.partition && tc.attempt_number() < self.failures {
+                panic!(
+                    "injected failure in partition {} attempt {}",
+                    self.partition,
+                    tc.attempt_number()
+                );
+            }
+        }
+        x
+    }
+}
+register_op!(map FailAttempts);
+
+/// Adds each record to an accumulator (and passes it on).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Accumulate(pub Accumulator<Sum<i64>>);
+impl MapFn for Accumulate {
+    type In = i64;
+    type Out = i64;
+    fn call(&self, x: i64) -> i64 {
+        self.0.add(x);
+        x
+    }
+}
+register_op!(map Accumulate);
+
+/// `x + table[x mod len]`, the table read from a broadcast.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct AddFromTable(pub Broadcast<Vec<i64>>);
+impl MapFn for AddFromTable {
+    type In = i64;
+    type Out = i64;
+    fn call(&self, x: i64) -> i64 {
+        let t = self.0.value();
+        x + t[x.rem_euclid(t.len() as i64) as usize]
+    }
+}
+register_op!(map AddFromTable);
+
+/// `x + by` — but `by` is not encoded, so on an executor it is always 0. Local mode must show
+/// that (it runs the decoded copy), which is what a test of the encoding path checks.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SkippedOffset {
+    #[serde(skip)]
+    pub by: i64,
+}
+impl MapFn for SkippedOffset {
+    type In = i64;
+    type Out = i64;
+    fn call(&self, x: i64) -> i64 {
+        x + self.by
+    }
+}
+register_op!(map SkippedOffset);
+
+/// An op that is deliberately not registered.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Unregistered;
+impl MapFn for Unregistered {
+    type In = i64;
+    type Out = i64;
+    fn call(&self, x: i64) -> i64 {
+        x
+    }
+}

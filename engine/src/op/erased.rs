@@ -34,7 +34,12 @@ pub trait ErasedFilter: Send + Sync {
 }
 
 pub trait ErasedPartitions: Send + Sync {
-    fn call(&self, index: usize, input: Records, tc: &Arc<TaskContext>) -> Result<Records, TaskFailure>;
+    fn call(
+        &self,
+        index: usize,
+        input: Records,
+        tc: &Arc<TaskContext>,
+    ) -> Result<Records, TaskFailure>;
 }
 
 pub trait ErasedZip: Send + Sync {
@@ -63,7 +68,11 @@ pub trait CombineTable: Send {
 /// What reduce, aggregate and combine ops have in common: the shuffle's combine tables and the
 /// per-partition folding of the `reduce` / `fold` / `aggregate` actions.
 pub trait ErasedAgg: Send + Sync {
-    fn table(&self, zero: Option<&[u8]>, combiners: bool) -> Result<Box<dyn CombineTable>, TaskFailure>;
+    fn table(
+        &self,
+        zero: Option<&[u8]>,
+        combiners: bool,
+    ) -> Result<Box<dyn CombineTable>, TaskFailure>;
     /// Folds a partition into one encoded `Option<Acc>`.
     fn fold_partition(
         &self,
@@ -119,12 +128,16 @@ fn map_encoded_values<V: Data, W: Data, I: IntoIterator<Item = W>>(
 impl<F: MapFn> ErasedMap for MapOp<F> {
     fn map(&self, input: Records, tc: &Arc<TaskContext>) -> Result<Records, TaskFailure> {
         let f = self.0.clone();
-        Ok(typed(into_typed::<F::In>(input, tc)?.map(move |x| f.call(x))))
+        Ok(typed(
+            into_typed::<F::In>(input, tc)?.map(move |x| f.call(x)),
+        ))
     }
 
     fn key_by(&self, input: Records, tc: &Arc<TaskContext>) -> Result<Records, TaskFailure> {
         let f = self.0.clone();
-        Ok(typed(into_typed::<F::In>(input, tc)?.map(move |x| (f.call(x.clone()), x))))
+        Ok(typed(
+            into_typed::<F::In>(input, tc)?.map(move |x| (f.call(x.clone()), x)),
+        ))
     }
 
     fn map_values(
@@ -134,14 +147,21 @@ impl<F: MapFn> ErasedMap for MapOp<F> {
         tc: &Arc<TaskContext>,
     ) -> Result<Records, TaskFailure> {
         let f = self.0.clone();
-        Ok(map_encoded_values::<F::In, F::Out, _>(input, key, tc, move |v| Some(f.call(v))))
+        Ok(map_encoded_values::<F::In, F::Out, _>(
+            input,
+            key,
+            tc,
+            move |v| Some(f.call(v)),
+        ))
     }
 }
 
 impl<F: FlatMapFn> ErasedFlatMap for FlatMapOp<F> {
     fn flat_map(&self, input: Records, tc: &Arc<TaskContext>) -> Result<Records, TaskFailure> {
         let f = self.0.clone();
-        Ok(typed(into_typed::<F::In>(input, tc)?.flat_map(move |x| f.call(x))))
+        Ok(typed(
+            into_typed::<F::In>(input, tc)?.flat_map(move |x| f.call(x)),
+        ))
     }
 
     fn flat_map_values(
@@ -151,19 +171,31 @@ impl<F: FlatMapFn> ErasedFlatMap for FlatMapOp<F> {
         tc: &Arc<TaskContext>,
     ) -> Result<Records, TaskFailure> {
         let f = self.0.clone();
-        Ok(map_encoded_values::<F::In, F::Out, _>(input, key, tc, move |v| f.call(v)))
+        Ok(map_encoded_values::<F::In, F::Out, _>(
+            input,
+            key,
+            tc,
+            move |v| f.call(v),
+        ))
     }
 }
 
 impl<F: FilterFn> ErasedFilter for FilterOp<F> {
     fn filter(&self, input: Records, tc: &Arc<TaskContext>) -> Result<Records, TaskFailure> {
         let f = self.0.clone();
-        Ok(typed(into_typed::<F::Item>(input, tc)?.filter(move |x| f.call(x))))
+        Ok(typed(
+            into_typed::<F::Item>(input, tc)?.filter(move |x| f.call(x)),
+        ))
     }
 }
 
 impl<F: PartitionFn> ErasedPartitions for PartitionsOp<F> {
-    fn call(&self, index: usize, input: Records, tc: &Arc<TaskContext>) -> Result<Records, TaskFailure> {
+    fn call(
+        &self,
+        index: usize,
+        input: Records,
+        tc: &Arc<TaskContext>,
+    ) -> Result<Records, TaskFailure> {
         let out = self.0.call(index, into_typed::<F::In>(input, tc)?);
         Ok(typed(out))
     }
@@ -171,7 +203,9 @@ impl<F: PartitionFn> ErasedPartitions for PartitionsOp<F> {
 
 impl<F: ZipFn> ErasedZip for ZipOp<F> {
     fn call(&self, a: Records, b: Records, tc: &Arc<TaskContext>) -> Result<Records, TaskFailure> {
-        let out = self.0.call(into_typed::<F::A>(a, tc)?, into_typed::<F::B>(b, tc)?);
+        let out = self
+            .0
+            .call(into_typed::<F::A>(a, tc)?, into_typed::<F::B>(b, tc)?);
         Ok(typed(out))
     }
 }
@@ -277,7 +311,9 @@ struct Table<M: Merger> {
 impl<M: Merger> CombineTable for Table<M> {
     fn insert(&mut self, key: &[u8], value: &[u8]) -> Result<(), TaskFailure> {
         if let Some(slot) = self.slots.get_mut(key) {
-            let old = slot.take().ok_or_else(|| TaskFailure::plan("combine slot emptied"))?;
+            let old = slot
+                .take()
+                .ok_or_else(|| TaskFailure::plan("combine slot emptied"))?;
             *slot = Some(if self.combiners {
                 self.merger.merge_combiners(old, codec::decode(value)?)
             } else {
@@ -314,7 +350,11 @@ impl<M: Merger> CombineTable for Table<M> {
 }
 
 fn table<M: Merger>(merger: M, combiners: bool) -> Box<dyn CombineTable> {
-    Box::new(Table { merger, combiners, slots: FxHashMap::default() })
+    Box::new(Table {
+        merger,
+        combiners,
+        slots: FxHashMap::default(),
+    })
 }
 
 fn zero_of<T: Data>(zero: Option<&[u8]>) -> Result<T, TaskFailure> {
@@ -325,7 +365,11 @@ fn zero_of<T: Data>(zero: Option<&[u8]>) -> Result<T, TaskFailure> {
 }
 
 impl<F: ReduceFn> ErasedAgg for ReduceOp<F> {
-    fn table(&self, zero: Option<&[u8]>, combiners: bool) -> Result<Box<dyn CombineTable>, TaskFailure> {
+    fn table(
+        &self,
+        zero: Option<&[u8]>,
+        combiners: bool,
+    ) -> Result<Box<dyn CombineTable>, TaskFailure> {
         let zero = zero.map(codec::decode::<F::Value>).transpose()?;
         Ok(table(ReduceMerger(self.0.clone(), zero), combiners))
     }
@@ -346,8 +390,15 @@ impl<F: ReduceFn> ErasedAgg for ReduceOp<F> {
 }
 
 impl<F: AggregateFn> ErasedAgg for AggregateOp<F> {
-    fn table(&self, zero: Option<&[u8]>, combiners: bool) -> Result<Box<dyn CombineTable>, TaskFailure> {
-        Ok(table(AggregateMerger(self.0.clone(), zero_of::<F::Acc>(zero)?), combiners))
+    fn table(
+        &self,
+        zero: Option<&[u8]>,
+        combiners: bool,
+    ) -> Result<Box<dyn CombineTable>, TaskFailure> {
+        Ok(table(
+            AggregateMerger(self.0.clone(), zero_of::<F::Acc>(zero)?),
+            combiners,
+        ))
     }
 
     fn fold_partition(
@@ -363,7 +414,11 @@ impl<F: AggregateFn> ErasedAgg for AggregateOp<F> {
 }
 
 impl<F: CombineFn> ErasedAgg for CombineOp<F> {
-    fn table(&self, _zero: Option<&[u8]>, combiners: bool) -> Result<Box<dyn CombineTable>, TaskFailure> {
+    fn table(
+        &self,
+        _zero: Option<&[u8]>,
+        combiners: bool,
+    ) -> Result<Box<dyn CombineTable>, TaskFailure> {
         Ok(table(CombineMerger(self.0.clone()), combiners))
     }
 

@@ -160,7 +160,11 @@ pub struct OpRef {
 
 impl OpRef {
     pub(crate) fn new<F: Op>(kind: OpKind, op: &F) -> Result<Self, TaskFailure> {
-        Ok(OpRef { kind, name: std::any::type_name::<F>().to_string(), bytes: codec::encode(op)? })
+        Ok(OpRef {
+            kind,
+            name: std::any::type_name::<F>().to_string(),
+            bytes: codec::encode(op)?,
+        })
     }
 }
 

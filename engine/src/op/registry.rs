@@ -63,7 +63,9 @@ fn combine_dec<F: CombineFn>(b: &[u8]) -> Result<Arc<dyn ErasedAgg>, TaskFailure
 fn foreach_dec<F: ForeachFn>(b: &[u8]) -> Result<Arc<dyn ErasedForeach>, TaskFailure> {
     Ok(Arc::new(ForeachOp(dec::<F>(b)?)))
 }
-fn foreach_partition_dec<F: ForeachPartitionFn>(b: &[u8]) -> Result<Arc<dyn ErasedForeach>, TaskFailure> {
+fn foreach_partition_dec<F: ForeachPartitionFn>(
+    b: &[u8],
+) -> Result<Arc<dyn ErasedForeach>, TaskFailure> {
     Ok(Arc::new(ForeachPartitionOp(dec::<F>(b)?)))
 }
 fn partitioner_dec<F: Partitioner>(b: &[u8]) -> Result<Arc<dyn ErasedPartitioner>, TaskFailure> {
@@ -118,12 +120,18 @@ fn registry() -> &'static Registry {
         for k in inventory::iter::<KeyRegistration> {
             keys.insert((k.name)(), k.codec);
         }
-        let mut names: Vec<String> =
-            ops.keys().map(|(k, n)| format!("{}:{n}", k.as_str())).collect();
+        let mut names: Vec<String> = ops
+            .keys()
+            .map(|(k, n)| format!("{}:{n}", k.as_str()))
+            .collect();
         names.extend(keys.keys().map(|n| format!("key:{n}")));
         names.sort();
         let fingerprint = codec::fnv1a(names.join("\n").as_bytes());
-        Registry { ops, keys, fingerprint }
+        Registry {
+            ops,
+            keys,
+            fingerprint,
+        }
     })
 }
 
@@ -132,7 +140,10 @@ pub(crate) fn lookup(op: &OpRef) -> Result<&'static Decoder, TaskFailure> {
         .ops
         .get(&(op.kind, op.name.as_str()))
         .map(|r| &r.decode)
-        .ok_or_else(|| TaskFailure::UnknownOp { kind: op.kind.as_str().into(), name: op.name.clone() })
+        .ok_or_else(|| TaskFailure::UnknownOp {
+            kind: op.kind.as_str().into(),
+            name: op.name.clone(),
+        })
 }
 
 pub(crate) fn lookup_key(name: &str) -> Result<&'static dyn KeyCodec, TaskFailure> {
@@ -140,7 +151,9 @@ pub(crate) fn lookup_key(name: &str) -> Result<&'static dyn KeyCodec, TaskFailur
         .keys
         .get(name)
         .copied()
-        .ok_or_else(|| TaskFailure::UnknownKeyType { name: name.to_string() })
+        .ok_or_else(|| TaskFailure::UnknownKeyType {
+            name: name.to_string(),
+        })
 }
 
 /// `discnn <version> (protocol <n>, registry <hash>)`: what a driver and an executor compare
@@ -156,8 +169,11 @@ pub fn fingerprint() -> String {
 
 /// Every registered op as `kind:name`, sorted.
 pub fn registered_ops() -> Vec<String> {
-    let mut v: Vec<String> =
-        registry().ops.keys().map(|(k, n)| format!("{}:{n}", k.as_str())).collect();
+    let mut v: Vec<String> = registry()
+        .ops
+        .keys()
+        .map(|(k, n)| format!("{}:{n}", k.as_str()))
+        .collect();
     v.sort();
     v
 }

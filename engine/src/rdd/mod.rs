@@ -28,6 +28,10 @@ pub(crate) struct RddNode {
     pub shuffles: Vec<Arc<ShuffleDep>>,
     pub storage: Mutex<Option<StorageLevel>>,
     pub cleaner: Arc<Cleaner>,
+    /// The op values this node was built from. The wire form holds their bytes; keeping the
+    /// values keeps what they capture (broadcast and accumulator handles) alive as long as the
+    /// RDD, as a Spark RDD keeps its closures.
+    pub _ops: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl RddNode {
@@ -76,7 +80,11 @@ pub struct Rdd<T> {
 
 impl<T> Clone for Rdd<T> {
     fn clone(&self) -> Self {
-        Rdd { ctx: self.ctx.clone(), node: self.node.clone(), _t: PhantomData }
+        Rdd {
+            ctx: self.ctx.clone(),
+            node: self.node.clone(),
+            _t: PhantomData,
+        }
     }
 }
 
@@ -87,6 +95,7 @@ pub(crate) struct NodeSpec {
     pub kind: NodeKind,
     pub parents: Vec<Arc<RddNode>>,
     pub shuffles: Vec<Arc<ShuffleDep>>,
+    pub ops: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 #[track_caller]
@@ -107,14 +116,28 @@ impl Context {
             shuffles: spec.shuffles,
             storage: Mutex::new(None),
             cleaner: self.inner.cleaner.clone(),
+            _ops: spec.ops,
         });
-        Rdd { ctx: self.clone(), node, _t: PhantomData }
+        Rdd {
+            ctx: self.clone(),
+            node,
+            _t: PhantomData,
+        }
     }
 
-    pub(crate) fn shuffle_dep(&self, parent: &Arc<RddNode>, writer: ShuffleWriterSpec) -> Arc<ShuffleDep> {
+    pub(crate) fn shuffle_dep(
+        &self,
+        parent: &Arc<RddNode>,
+        writer: ShuffleWriterSpec,
+    ) -> Arc<ShuffleDep> {
         let id = self.inner.next_id();
         self.inner.tracker.register(id, parent.num_partitions);
-        Arc::new(ShuffleDep { id, parent: parent.clone(), writer, cleaner: self.inner.cleaner.clone() })
+        Arc::new(ShuffleDep {
+            id,
+            parent: parent.clone(),
+            writer,
+            cleaner: self.inner.cleaner.clone(),
+        })
     }
 }
 
@@ -200,7 +223,11 @@ fn debug_lines(node: &Arc<RddNode>, level: usize, edge: Edge, out: &mut String) 
         Some(l) => format!("[{l}]"),
         None => "[]".to_string(),
     };
-    let _ = writeln!(out, "{prefix}({}) {}[{}] {} {storage}", node.num_partitions, node.name, node.id, node.callsite);
+    let _ = writeln!(
+        out,
+        "{prefix}({}) {}[{}] {} {storage}",
+        node.num_partitions, node.name, node.id, node.callsite
+    );
     for p in &node.parents {
         debug_lines(p, level, Edge::Narrow, out);
     }

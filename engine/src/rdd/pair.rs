@@ -1,18 +1,20 @@
 //! Operations on RDDs of `(K, V)` pairs: everything that shuffles by key, and the joins.
 
-use super::transform::op_ref;
+use super::transform::{op_ref, Ops};
 use super::{callsite, NodeSpec, Rdd};
 use crate::codec::{self, Data};
 use crate::error::{EngineError, Result};
 use crate::key::{key_type_name, Key};
 use crate::op::{AggregateFn, CombineFn, FlatMapFn, MapFn, OpKind, Partitioner, ReduceFn};
-use crate::plan::{AggSpec, JoinMode, KeyMode, NodeKind, Partitioning, ReduceSpec, ResultSink, ShuffleWriterSpec};
+use crate::plan::{
+    AggSpec, JoinMode, KeyMode, NodeKind, Partitioning, ReduceSpec, ResultSink, ShuffleWriterSpec,
+};
 use std::collections::HashMap;
 
 /// How `partition_by` places keys: hash, range (bounds sampled from the data) or a
 /// user-defined [`Partitioner`].
 pub trait IntoPartitioning<K: Key> {
-    fn partitioning<V: Data>(self, rdd: &Rdd<(K, V)>) -> Result<Partitioning>;
+    fn clone_partitioning<V: Data>(&self, rdd: &Rdd<(K, V)>) -> Result<Partitioning>;
 }
 
 /// Partition = hash of the key's encoding, modulo the number of partitions.
@@ -27,13 +29,13 @@ pub struct RangePartitioner {
 }
 
 impl<K: Key> IntoPartitioning<K> for HashPartitioner {
-    fn partitioning<V: Data>(self, _rdd: &Rdd<(K, V)>) -> Result<Partitioning> {
+    fn clone_partitioning<V: Data>(&self, _rdd: &Rdd<(K, V)>) -> Result<Partitioning> {
         Ok(Partitioning::Hash(self.0.max(1) as u32))
     }
 }
 
 impl<K: Key> IntoPartitioning<K> for RangePartitioner {
-    fn partitioning<V: Data>(self, rdd: &Rdd<(K, V)>) -> Result<Partitioning> {
+    fn clone_partitioning<V: Data>(&self, rdd: &Rdd<(K, V)>) -> Result<Partitioning> {
         Ok(Partitioning::Range {
             key_type: key_type_name::<K>().into(),
             bounds: rdd.range_bounds(self.partitions.max(1))?,
@@ -43,11 +45,13 @@ impl<K: Key> IntoPartitioning<K> for RangePartitioner {
 }
 
 impl<K: Key, P: Partitioner<Key = K>> IntoPartitioning<K> for P {
-    fn partitioning<V: Data>(self, _rdd: &Rdd<(K, V)>) -> Result<Partitioning> {
+    fn clone_partitioning<V: Data>(&self, _rdd: &Rdd<(K, V)>) -> Result<Partitioning> {
         if self.num_partitions() == 0 {
-            return Err(EngineError::InvalidArgument("a partitioner needs at least one partition".into()));
+            return Err(EngineError::InvalidArgument(
+                "a partitioner needs at least one partition".into(),
+            ));
         }
-        Ok(Partitioning::Custom(op_ref(OpKind::Partitioner, &self)))
+        Ok(Partitioning::Custom(op_ref(OpKind::Partitioner, self)))
     }
 }
 
@@ -62,10 +66,22 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     }
 
     #[track_caller]
-    fn by_key<U>(&self, op: &str, partitions: usize, combine: Option<AggSpec>, reduce: ReduceSpec) -> Rdd<U> {
+    fn by_key<U>(
+        &self,
+        op: &str,
+        partitions: usize,
+        combine: Option<AggSpec>,
+        reduce: ReduceSpec,
+        ops: Ops,
+    ) -> Rdd<U> {
         let (partitioning, n) = hash(partitions);
-        let writer = ShuffleWriterSpec { key: Self::key_mode(), partitioning, num_reduces: n, combine };
-        self.shuffled("ShuffledRdd", op, writer, reduce)
+        let writer = ShuffleWriterSpec {
+            key: Self::key_mode(),
+            partitioning,
+            num_reduces: n,
+            combine,
+        };
+        self.shuffled("ShuffledRdd", op, writer, reduce, ops)
     }
 
     #[track_caller]
@@ -75,7 +91,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
             op: op_ref(OpKind::Map, &f),
             key_type: key_type_name::<K>().into(),
         };
-        self.narrow("MapPartitionsRdd", "map_values", kind)
+        self.narrow_with("MapPartitionsRdd", "map_values", kind, vec![Box::new(f)])
     }
 
     #[track_caller]
@@ -85,12 +101,24 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
             op: op_ref(OpKind::FlatMap, &f),
             key_type: key_type_name::<K>().into(),
         };
-        self.narrow("MapPartitionsRdd", "flat_map_values", kind)
+        self.narrow_with(
+            "MapPartitionsRdd",
+            "flat_map_values",
+            kind,
+            vec![Box::new(f)],
+        )
     }
 
     #[track_caller]
     pub fn keys(&self) -> Rdd<K> {
-        self.narrow("MapPartitionsRdd", "keys", NodeKind::Keys { parent: self.id(), key_type: key_type_name::<K>().into() })
+        self.narrow(
+            "MapPartitionsRdd",
+            "keys",
+            NodeKind::Keys {
+                parent: self.id(),
+                key_type: key_type_name::<K>().into(),
+            },
+        )
     }
 
     #[track_caller]
@@ -98,37 +126,80 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         self.narrow(
             "MapPartitionsRdd",
             "values",
-            NodeKind::Values { parent: self.id(), key_type: key_type_name::<K>().into() },
+            NodeKind::Values {
+                parent: self.id(),
+                key_type: key_type_name::<K>().into(),
+            },
         )
     }
 
     #[track_caller]
-    pub fn partition_by(&self, p: impl IntoPartitioning<K>) -> Result<Rdd<(K, V)>> {
-        let partitioning = p.partitioning(self)?;
+    pub fn partition_by<P: IntoPartitioning<K> + Send + Sync + 'static>(
+        &self,
+        p: P,
+    ) -> Result<Rdd<(K, V)>> {
+        let partitioning = p.clone_partitioning(self)?;
         let n = match &partitioning {
-            Partitioning::Custom(op) => {
-                crate::op::registry::decode_partitioner(op).map_err(EngineError::Task)?.num_partitions()
-            }
+            Partitioning::Custom(op) => crate::op::registry::decode_partitioner(op)
+                .map_err(EngineError::Task)?
+                .num_partitions(),
             other => other.num_partitions(None),
         };
-        let writer = ShuffleWriterSpec { key: Self::key_mode(), partitioning, num_reduces: n as u32, combine: None };
-        Ok(self.shuffled("ShuffledRdd", "partition_by", writer, ReduceSpec::Pairs))
+        let writer = ShuffleWriterSpec {
+            key: Self::key_mode(),
+            partitioning,
+            num_reduces: n as u32,
+            combine: None,
+        };
+        Ok(self.shuffled(
+            "ShuffledRdd",
+            "partition_by",
+            writer,
+            ReduceSpec::Pairs,
+            vec![Box::new(p)],
+        ))
     }
 
     /// Merges the values of each key with `f`, combining on the map side first.
     #[track_caller]
     pub fn reduce_by_key<F: ReduceFn<Value = V>>(&self, f: F, partitions: usize) -> Rdd<(K, V)> {
-        let agg = AggSpec { op: op_ref(OpKind::Reduce, &f), zero: None };
-        self.by_key("reduce_by_key", partitions, Some(agg.clone()), ReduceSpec::Combine(agg))
+        let agg = AggSpec {
+            op: op_ref(OpKind::Reduce, &f),
+            zero: None,
+        };
+        self.by_key(
+            "reduce_by_key",
+            partitions,
+            Some(agg.clone()),
+            ReduceSpec::Combine(agg),
+            vec![Box::new(f)],
+        )
     }
 
     /// Like `reduce_by_key`, starting each key (on each map partition) from `zero`.
     #[track_caller]
-    pub fn fold_by_key<F: ReduceFn<Value = V>>(&self, zero: V, f: F, partitions: usize) -> Result<Rdd<(K, V)>> {
+    pub fn fold_by_key<F: ReduceFn<Value = V>>(
+        &self,
+        zero: V,
+        f: F,
+        partitions: usize,
+    ) -> Result<Rdd<(K, V)>> {
         let zero = codec::encode(&zero)?;
-        let map = AggSpec { op: op_ref(OpKind::Reduce, &f), zero: Some(zero) };
-        let reduce = AggSpec { zero: None, ..map.clone() };
-        Ok(self.by_key("fold_by_key", partitions, Some(map), ReduceSpec::Combine(reduce)))
+        let map = AggSpec {
+            op: op_ref(OpKind::Reduce, &f),
+            zero: Some(zero),
+        };
+        let reduce = AggSpec {
+            zero: None,
+            ..map.clone()
+        };
+        Ok(self.by_key(
+            "fold_by_key",
+            partitions,
+            Some(map),
+            ReduceSpec::Combine(reduce),
+            vec![Box::new(f)],
+        ))
     }
 
     #[track_caller]
@@ -138,20 +209,42 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         f: F,
         partitions: usize,
     ) -> Result<Rdd<(K, F::Acc)>> {
-        let agg = AggSpec { op: op_ref(OpKind::Aggregate, &f), zero: Some(codec::encode(&zero)?) };
-        Ok(self.by_key("aggregate_by_key", partitions, Some(agg.clone()), ReduceSpec::Combine(agg)))
+        let agg = AggSpec {
+            op: op_ref(OpKind::Aggregate, &f),
+            zero: Some(codec::encode(&zero)?),
+        };
+        Ok(self.by_key(
+            "aggregate_by_key",
+            partitions,
+            Some(agg.clone()),
+            ReduceSpec::Combine(agg),
+            vec![Box::new(f)],
+        ))
     }
 
     #[track_caller]
-    pub fn combine_by_key<F: CombineFn<Value = V>>(&self, f: F, partitions: usize) -> Rdd<(K, F::Combiner)> {
-        let agg = AggSpec { op: op_ref(OpKind::Combine, &f), zero: None };
-        self.by_key("combine_by_key", partitions, Some(agg.clone()), ReduceSpec::Combine(agg))
+    pub fn combine_by_key<F: CombineFn<Value = V>>(
+        &self,
+        f: F,
+        partitions: usize,
+    ) -> Rdd<(K, F::Combiner)> {
+        let agg = AggSpec {
+            op: op_ref(OpKind::Combine, &f),
+            zero: None,
+        };
+        self.by_key(
+            "combine_by_key",
+            partitions,
+            Some(agg.clone()),
+            ReduceSpec::Combine(agg),
+            vec![Box::new(f)],
+        )
     }
 
     /// All values of each key, in the order they arrive (no map-side combine, as in Spark).
     #[track_caller]
     pub fn group_by_key(&self, partitions: usize) -> Rdd<(K, Vec<V>)> {
-        self.by_key("group_by_key", partitions, None, ReduceSpec::Group)
+        self.by_key("group_by_key", partitions, None, ReduceSpec::Group, vec![])
     }
 
     /// Sorted by key across partitions: partition i holds keys before partition i+1's, each
@@ -159,10 +252,28 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     #[track_caller]
     pub fn sort_by_key(&self, ascending: bool, partitions: usize) -> Result<Rdd<(K, V)>> {
         let name = key_type_name::<K>().to_string();
-        let partitioning = Partitioning::Range { key_type: name.clone(), bounds: self.range_bounds(partitions.max(1))?, ascending };
+        let partitioning = Partitioning::Range {
+            key_type: name.clone(),
+            bounds: self.range_bounds(partitions.max(1))?,
+            ascending,
+        };
         let n = partitioning.num_partitions(None) as u32;
-        let writer = ShuffleWriterSpec { key: Self::key_mode(), partitioning, num_reduces: n, combine: None };
-        Ok(self.shuffled("ShuffledRdd", "sort_by_key", writer, ReduceSpec::Sort { key_type: name, ascending }))
+        let writer = ShuffleWriterSpec {
+            key: Self::key_mode(),
+            partitioning,
+            num_reduces: n,
+            combine: None,
+        };
+        Ok(self.shuffled(
+            "ShuffledRdd",
+            "sort_by_key",
+            writer,
+            ReduceSpec::Sort {
+                key_type: name,
+                ascending,
+            },
+            vec![],
+        ))
     }
 
     /// Up to `partitions - 1` increasing key bounds from a weighted sample (Spark's
@@ -175,7 +286,15 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         let per_partition = (3 * sample_size).div_ceil(self.num_partitions()) as u32;
         let keys = self.keys();
         let all: Vec<usize> = (0..keys.num_partitions()).collect();
-        let parts = self.ctx.run_job(&keys.node, &all, ResultSink::Sample { n: per_partition, seed: 0x5eed }, "sample keys")?;
+        let parts = self.ctx.run_job(
+            &keys.node,
+            &all,
+            ResultSink::Sample {
+                n: per_partition,
+                seed: 0x5eed,
+            },
+            "sample keys",
+        )?;
         let mut weighted: Vec<(K, f64)> = Vec::new();
         for p in parts {
             let (count, frames): (u64, serde_bytes::ByteBuf) = codec::decode(&p)?;
@@ -191,18 +310,35 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         let (mut bounds, mut cum, mut target) = (Vec::<K>::new(), 0.0, step);
         for (k, w) in weighted {
             cum += w;
-            if cum >= target && bounds.len() < partitions - 1 && bounds.last().is_none_or(|b| *b < k) {
+            if cum >= target
+                && bounds.len() < partitions - 1
+                && bounds.last().is_none_or(|b| *b < k)
+            {
                 bounds.push(k);
                 target += step;
             }
         }
-        bounds.iter().map(|b| Ok(serde_bytes::ByteBuf::from(codec::encode(b)?))).collect()
+        bounds
+            .iter()
+            .map(|b| Ok(serde_bytes::ByteBuf::from(codec::encode(b)?)))
+            .collect()
     }
 
     #[track_caller]
-    fn join_with<W: Data, U>(&self, other: &Rdd<(K, W)>, partitions: usize, mode: JoinMode, op: &str) -> Rdd<U> {
+    fn join_with<W: Data, U>(
+        &self,
+        other: &Rdd<(K, W)>,
+        partitions: usize,
+        mode: JoinMode,
+        op: &str,
+    ) -> Rdd<U> {
         let (partitioning, n) = hash(partitions);
-        let writer = ShuffleWriterSpec { key: Self::key_mode(), partitioning, num_reduces: n, combine: None };
+        let writer = ShuffleWriterSpec {
+            key: Self::key_mode(),
+            partitioning,
+            num_reduces: n,
+            combine: None,
+        };
         let a = self.ctx.shuffle_dep(&self.node, writer.clone());
         let b = self.ctx.shuffle_dep(&other.node, writer);
         self.ctx.make_rdd(NodeSpec {
@@ -210,16 +346,24 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
             callsite: callsite(op),
             num_partitions: n as usize,
             kind: NodeKind::CoGrouped {
-                inputs: vec![(a.id, self.num_partitions() as u32), (b.id, other.num_partitions() as u32)],
+                inputs: vec![
+                    (a.id, self.num_partitions() as u32),
+                    (b.id, other.num_partitions() as u32),
+                ],
                 mode,
             },
             parents: vec![],
             shuffles: vec![a, b],
+            ops: vec![],
         })
     }
 
     #[track_caller]
-    pub fn cogroup<W: Data>(&self, other: &Rdd<(K, W)>, partitions: usize) -> Rdd<(K, (Vec<V>, Vec<W>))> {
+    pub fn cogroup<W: Data>(
+        &self,
+        other: &Rdd<(K, W)>,
+        partitions: usize,
+    ) -> Rdd<(K, (Vec<V>, Vec<W>))> {
         self.join_with(other, partitions, JoinMode::CoGroup, "cogroup")
     }
 
@@ -229,12 +373,20 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     }
 
     #[track_caller]
-    pub fn left_outer_join<W: Data>(&self, other: &Rdd<(K, W)>, partitions: usize) -> Rdd<(K, (V, Option<W>))> {
+    pub fn left_outer_join<W: Data>(
+        &self,
+        other: &Rdd<(K, W)>,
+        partitions: usize,
+    ) -> Rdd<(K, (V, Option<W>))> {
         self.join_with(other, partitions, JoinMode::LeftOuter, "left_outer_join")
     }
 
     #[track_caller]
-    pub fn right_outer_join<W: Data>(&self, other: &Rdd<(K, W)>, partitions: usize) -> Rdd<(K, (Option<V>, W))> {
+    pub fn right_outer_join<W: Data>(
+        &self,
+        other: &Rdd<(K, W)>,
+        partitions: usize,
+    ) -> Rdd<(K, (Option<V>, W))> {
         self.join_with(other, partitions, JoinMode::RightOuter, "right_outer_join")
     }
 
@@ -250,7 +402,9 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// The number of records of each key, counted on the executors.
     pub fn count_by_key(&self) -> Result<HashMap<K, u64>> {
         let all: Vec<usize> = (0..self.num_partitions()).collect();
-        let sink = ResultSink::CountByKey { key_type: key_type_name::<K>().into() };
+        let sink = ResultSink::CountByKey {
+            key_type: key_type_name::<K>().into(),
+        };
         let parts = self.ctx.run_job(&self.node, &all, sink, "count_by_key")?;
         let mut out: HashMap<K, u64> = HashMap::new();
         for p in parts {
@@ -267,7 +421,12 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
 impl<T: Data> Rdd<T> {
     /// Sorted by `f(x)`.
     #[track_caller]
-    pub fn sort_by<F: MapFn<In = T>>(&self, f: F, ascending: bool, partitions: usize) -> Result<Rdd<T>>
+    pub fn sort_by<F: MapFn<In = T>>(
+        &self,
+        f: F,
+        ascending: bool,
+        partitions: usize,
+    ) -> Result<Rdd<T>>
     where
         F::Out: Key,
     {

@@ -38,6 +38,7 @@ impl Context {
             kind: NodeKind::Parallelize { slices: out },
             parents: vec![],
             shuffles: vec![],
+            ops: vec![],
         }))
     }
 
@@ -45,7 +46,9 @@ impl Context {
     #[track_caller]
     pub fn range(&self, start: i64, end: i64, step: i64, slices: usize) -> Result<Rdd<i64>> {
         if step == 0 {
-            return Err(EngineError::InvalidArgument("range step must not be 0".into()));
+            return Err(EngineError::InvalidArgument(
+                "range step must not be 0".into(),
+            ));
         }
         Ok(self.make_rdd(NodeSpec {
             name: "RangeRdd",
@@ -54,6 +57,7 @@ impl Context {
             kind: NodeKind::Range { start, end, step },
             parents: vec![],
             shuffles: vec![],
+            ops: vec![],
         }))
     }
 
@@ -71,6 +75,7 @@ impl Context {
             kind: NodeKind::TextFile { splits },
             parents: vec![],
             shuffles: vec![],
+            ops: vec![],
         }))
     }
 
@@ -89,9 +94,13 @@ impl Context {
             name: "BinaryRecordsRdd",
             callsite: callsite("binary_records"),
             num_partitions: splits.len(),
-            kind: NodeKind::BinaryRecords { splits, record_len: record_len as u32 },
+            kind: NodeKind::BinaryRecords {
+                splits,
+                record_len: record_len as u32,
+            },
             parents: vec![],
             shuffles: vec![],
+            ops: vec![],
         }))
     }
 
@@ -102,9 +111,15 @@ impl Context {
             name: "UnionRdd",
             callsite: callsite("union"),
             num_partitions: rdds.iter().map(|r| r.num_partitions()).sum(),
-            kind: NodeKind::Union { parents: rdds.iter().map(|r| (r.id(), r.num_partitions() as u32)).collect() },
+            kind: NodeKind::Union {
+                parents: rdds
+                    .iter()
+                    .map(|r| (r.id(), r.num_partitions() as u32))
+                    .collect(),
+            },
             parents: rdds.iter().map(|r| r.node.clone()).collect(),
             shuffles: vec![],
+            ops: vec![],
         })
     }
 }

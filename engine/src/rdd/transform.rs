@@ -7,6 +7,8 @@ use crate::key::Key;
 use crate::op::{FilterFn, FlatMapFn, MapFn, Op, OpKind, OpRef, PartitionFn, ZipFn};
 use crate::plan::{KeyMode, NodeKind, Partitioning, ReduceSpec, ShuffleWriterSpec};
 
+pub(crate) type Ops = Vec<Box<dyn std::any::Any + Send + Sync>>;
+
 /// Encodes an op for the wire. Ops are plain data (the captured values of user code), so this
 /// fails only for a Serialize impl that refuses to encode, which is a programming error.
 #[track_caller]
@@ -20,6 +22,17 @@ pub(crate) fn op_ref<F: Op>(kind: OpKind, f: &F) -> OpRef {
 impl<T: Data> Rdd<T> {
     #[track_caller]
     pub(crate) fn narrow<U>(&self, name: &'static str, op: &str, kind: NodeKind) -> Rdd<U> {
+        self.narrow_with(name, op, kind, vec![])
+    }
+
+    #[track_caller]
+    pub(crate) fn narrow_with<U>(
+        &self,
+        name: &'static str,
+        op: &str,
+        kind: NodeKind,
+        ops: Ops,
+    ) -> Rdd<U> {
         self.ctx.make_rdd(NodeSpec {
             name,
             callsite: callsite(op),
@@ -27,60 +40,98 @@ impl<T: Data> Rdd<T> {
             kind,
             parents: vec![self.node.clone()],
             shuffles: vec![],
+            ops,
         })
     }
 
     #[track_caller]
     pub fn map<F: MapFn<In = T>>(&self, f: F) -> Rdd<F::Out> {
-        let kind = NodeKind::Map { parent: self.id(), op: op_ref(OpKind::Map, &f) };
-        self.narrow("MapPartitionsRdd", "map", kind)
+        let kind = NodeKind::Map {
+            parent: self.id(),
+            op: op_ref(OpKind::Map, &f),
+        };
+        self.narrow_with("MapPartitionsRdd", "map", kind, vec![Box::new(f)])
     }
 
     #[track_caller]
     pub fn flat_map<F: FlatMapFn<In = T>>(&self, f: F) -> Rdd<F::Out> {
-        let kind = NodeKind::FlatMap { parent: self.id(), op: op_ref(OpKind::FlatMap, &f) };
-        self.narrow("MapPartitionsRdd", "flat_map", kind)
+        let kind = NodeKind::FlatMap {
+            parent: self.id(),
+            op: op_ref(OpKind::FlatMap, &f),
+        };
+        self.narrow_with("MapPartitionsRdd", "flat_map", kind, vec![Box::new(f)])
     }
 
     #[track_caller]
     pub fn filter<F: FilterFn<Item = T>>(&self, f: F) -> Rdd<T> {
-        let kind = NodeKind::Filter { parent: self.id(), op: op_ref(OpKind::Filter, &f) };
-        self.narrow("MapPartitionsRdd", "filter", kind)
+        let kind = NodeKind::Filter {
+            parent: self.id(),
+            op: op_ref(OpKind::Filter, &f),
+        };
+        self.narrow_with("MapPartitionsRdd", "filter", kind, vec![Box::new(f)])
     }
 
     /// `f` sees a whole partition (and its index, which it may ignore).
     #[track_caller]
     pub fn map_partitions<F: PartitionFn<In = T>>(&self, f: F) -> Rdd<F::Out> {
-        let kind = NodeKind::Partitions { parent: self.id(), op: op_ref(OpKind::Partitions, &f) };
-        self.narrow("MapPartitionsRdd", "map_partitions", kind)
+        let kind = NodeKind::Partitions {
+            parent: self.id(),
+            op: op_ref(OpKind::Partitions, &f),
+        };
+        self.narrow_with(
+            "MapPartitionsRdd",
+            "map_partitions",
+            kind,
+            vec![Box::new(f)],
+        )
     }
 
     /// The same as [`map_partitions`](Self::map_partitions); the index is always passed.
     #[track_caller]
     pub fn map_partitions_with_index<F: PartitionFn<In = T>>(&self, f: F) -> Rdd<F::Out> {
-        let kind = NodeKind::Partitions { parent: self.id(), op: op_ref(OpKind::Partitions, &f) };
-        self.narrow("MapPartitionsRdd", "map_partitions_with_index", kind)
+        let kind = NodeKind::Partitions {
+            parent: self.id(),
+            op: op_ref(OpKind::Partitions, &f),
+        };
+        self.narrow_with(
+            "MapPartitionsRdd",
+            "map_partitions_with_index",
+            kind,
+            vec![Box::new(f)],
+        )
     }
 
     /// `(f(x), x)` for every record.
     #[track_caller]
     pub fn key_by<F: MapFn<In = T>>(&self, f: F) -> Rdd<(F::Out, T)> {
-        let kind = NodeKind::KeyBy { parent: self.id(), op: op_ref(OpKind::Map, &f) };
-        self.narrow("MapPartitionsRdd", "key_by", kind)
+        let kind = NodeKind::KeyBy {
+            parent: self.id(),
+            op: op_ref(OpKind::Map, &f),
+        };
+        self.narrow_with("MapPartitionsRdd", "key_by", kind, vec![Box::new(f)])
     }
 
     /// A sample: each record kept with probability `fraction` (without replacement), or
     /// repeated a Poisson(`fraction`) number of times (with replacement). Seeded per partition.
     #[track_caller]
     pub fn sample(&self, with_replacement: bool, fraction: f64, seed: u64) -> Rdd<T> {
-        let kind = NodeKind::Sample { parent: self.id(), fraction, with_replacement, seed };
+        let kind = NodeKind::Sample {
+            parent: self.id(),
+            fraction,
+            with_replacement,
+            seed,
+        };
         self.narrow("PartitionwiseSampledRdd", "sample", kind)
     }
 
     /// Each partition as one `Vec`.
     #[track_caller]
     pub fn glom(&self) -> Rdd<Vec<T>> {
-        self.narrow("MapPartitionsRdd", "glom", NodeKind::Glom { parent: self.id() })
+        self.narrow(
+            "MapPartitionsRdd",
+            "glom",
+            NodeKind::Glom { parent: self.id() },
+        )
     }
 
     #[track_caller]
@@ -90,7 +141,11 @@ impl<T: Data> Rdd<T> {
 
     /// Pairs partition i of `self` with partition i of `other` (both must have as many).
     #[track_caller]
-    pub fn zip_partitions<U: Data, F: ZipFn<A = T, B = U>>(&self, other: &Rdd<U>, f: F) -> crate::Result<Rdd<F::Out>> {
+    pub fn zip_partitions<U: Data, F: ZipFn<A = T, B = U>>(
+        &self,
+        other: &Rdd<U>,
+        f: F,
+    ) -> crate::Result<Rdd<F::Out>> {
         if self.num_partitions() != other.num_partitions() {
             return Err(crate::EngineError::InvalidArgument(format!(
                 "zip_partitions needs equal partition counts, got {} and {}",
@@ -102,9 +157,14 @@ impl<T: Data> Rdd<T> {
             name: "ZippedPartitionsRdd2",
             callsite: callsite("zip_partitions"),
             num_partitions: self.num_partitions(),
-            kind: NodeKind::Zip { a: self.id(), b: other.id(), op: op_ref(OpKind::Zip, &f) },
+            kind: NodeKind::Zip {
+                a: self.id(),
+                b: other.id(),
+                op: op_ref(OpKind::Zip, &f),
+            },
             parents: vec![self.node.clone(), other.node.clone()],
             shuffles: vec![],
+            ops: vec![Box::new(f)],
         }))
     }
 
@@ -114,14 +174,20 @@ impl<T: Data> Rdd<T> {
     pub fn coalesce(&self, partitions: usize) -> Rdd<T> {
         let n = self.num_partitions();
         let m = partitions.clamp(1, n.max(1));
-        let groups = (0..m).map(|i| ((i * n / m) as u32..((i + 1) * n / m) as u32).collect()).collect();
+        let groups = (0..m)
+            .map(|i| ((i * n / m) as u32..((i + 1) * n / m) as u32).collect())
+            .collect();
         self.ctx.make_rdd(NodeSpec {
             name: "CoalescedRdd",
             callsite: callsite("coalesce"),
             num_partitions: m,
-            kind: NodeKind::Coalesce { parent: self.id(), groups },
+            kind: NodeKind::Coalesce {
+                parent: self.id(),
+                groups,
+            },
             parents: vec![self.node.clone()],
             shuffles: vec![],
+            ops: vec![],
         })
     }
 
@@ -135,7 +201,13 @@ impl<T: Data> Rdd<T> {
             num_reduces: n,
             combine: None,
         };
-        self.shuffled("ShuffledRdd", "repartition", writer, ReduceSpec::Raw)
+        self.shuffled(
+            "ShuffledRdd",
+            "repartition",
+            writer,
+            ReduceSpec::Raw,
+            vec![],
+        )
     }
 
     /// Builds the reduce side of a shuffle of `self`.
@@ -146,6 +218,7 @@ impl<T: Data> Rdd<T> {
         op: &str,
         writer: ShuffleWriterSpec,
         reduce: ReduceSpec,
+        ops: Ops,
     ) -> Rdd<U> {
         let n = writer.num_reduces as usize;
         let dep = self.ctx.shuffle_dep(&self.node, writer);
@@ -153,9 +226,14 @@ impl<T: Data> Rdd<T> {
             name,
             callsite: callsite(op),
             num_partitions: n,
-            kind: NodeKind::Shuffled { shuffle: dep.id, num_maps: self.num_partitions() as u32, reduce },
+            kind: NodeKind::Shuffled {
+                shuffle: dep.id,
+                num_maps: self.num_partitions() as u32,
+                reduce,
+            },
             parents: vec![],
             shuffles: vec![dep],
+            ops,
         })
     }
 }
@@ -171,6 +249,12 @@ impl<T: Key> Rdd<T> {
             num_reduces: n,
             combine: None,
         };
-        self.shuffled("ShuffledRdd", "distinct", writer, ReduceSpec::Distinct)
+        self.shuffled(
+            "ShuffledRdd",
+            "distinct",
+            writer,
+            ReduceSpec::Distinct,
+            vec![],
+        )
     }
 }
