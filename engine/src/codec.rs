@@ -107,6 +107,9 @@ impl Frames {
     }
 }
 
+/// A key and a value, borrowed from a framed buffer.
+pub(crate) type BytePair<'a> = (&'a [u8], &'a [u8]);
+
 /// Iterates the frames of a [`Frames`] buffer, failing on a truncated frame.
 pub(crate) struct FrameReader<'a> {
     rest: &'a [u8],
@@ -134,7 +137,7 @@ impl<'a> FrameReader<'a> {
         Some(Ok(frame))
     }
 
-    pub fn next_pair(&mut self) -> Option<Result<(&'a [u8], &'a [u8]), TaskFailure>> {
+    pub fn next_pair(&mut self) -> Option<Result<BytePair<'a>, TaskFailure>> {
         let key = match self.next_frame()? {
             Ok(k) => k,
             Err(e) => return Some(Err(e)),

@@ -44,11 +44,7 @@ fn render(stages: &BTreeMap<u64, StageState>) -> Option<String> {
         let header = format!("[Stage {id}:");
         let tailer = format!("({} + {}) / {}]", s.done, s.running, s.total);
         let w = width.saturating_sub(header.len() + tailer.len());
-        let filled = if s.total == 0 {
-            0
-        } else {
-            w * s.done / s.total
-        };
+        let filled = (w * s.done).checked_div(s.total).unwrap_or(0);
         let mut bar = "=".repeat(filled);
         if filled < w {
             bar.push('>');

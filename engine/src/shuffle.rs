@@ -6,7 +6,7 @@
 use crate::codec::{self, FrameReader, Frames};
 use crate::error::TaskFailure;
 use crate::key::KeyCodec;
-use crate::op::erased::{CombineTable, ErasedPartitioner};
+use crate::op::erased::{CombineTable, ErasedPartitioner, PairSink};
 use crate::op::registry;
 use crate::plan::{JoinMode, KeyMode, Partitioning, ReduceSpec, ShuffleId, ShuffleWriterSpec};
 use crate::stream::{self, Records};
@@ -172,7 +172,7 @@ fn for_each_pair(
     shuffle: ShuffleId,
     num_maps: u32,
     reduce: usize,
-    f: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), TaskFailure>,
+    f: PairSink<'_>,
 ) -> Result<(), TaskFailure> {
     for map in 0..num_maps {
         let out = tc.env.fetch_map_output(shuffle, map)?;

@@ -51,7 +51,7 @@ impl<T: Data> VecBlock<T> {
             total += codec::encode(item).map(|b| b.len()).unwrap_or(0);
             sampled += 1;
         }
-        let avg = if sampled == 0 { 0 } else { total / sampled };
+        let avg = total.checked_div(sampled).unwrap_or(0);
         let bytes = n * (avg + std::mem::size_of::<T>()) + 64;
         VecBlock {
             items: Arc::new(items),

@@ -204,12 +204,12 @@ proptest! {
             else { for x in xs { for y in ys { full.push((*k, (Some(*x), Some(*y)))); } } }
         }
         for p in PARTS {
-            let (ra, rb) = (pairs(&a, p), pairs(&b, (p + 1) / 2));
+            let (ra, rb) = (pairs(&a, p), pairs(&b, p.div_ceil(2)));
             prop_assert_eq!(sorted(ra.join(&rb, 3).collect().unwrap()), sorted(inner.clone()));
             prop_assert_eq!(sorted(ra.left_outer_join(&rb, 2).collect().unwrap()), sorted(left.clone()));
             prop_assert_eq!(sorted(ra.right_outer_join(&rb, 4).collect().unwrap()), sorted(right.clone()));
             prop_assert_eq!(sorted(ra.full_outer_join(&rb, 1).collect().unwrap()), sorted(full.clone()));
-            let got: Vec<(i64, (Vec<i64>, Vec<i64>))> = ra.cogroup(&rb, 3).collect().unwrap().into_iter().map(|(k, (x, y))| (k, (sorted(x), sorted(y)))).collect();
+            let got: Vec<discnn_engine::rdd::Grouped<i64, i64, i64>> = ra.cogroup(&rb, 3).collect().unwrap().into_iter().map(|(k, (x, y))| (k, (sorted(x), sorted(y)))).collect();
             prop_assert_eq!(sorted(got), cog.clone());
         }
     }

@@ -55,14 +55,14 @@ pub trait ErasedPartitioner: Send + Sync {
     fn partition(&self, key: &[u8]) -> Result<usize, TaskFailure>;
 }
 
+/// Receives `(key, value)` byte pairs.
+pub type PairSink<'a> = &'a mut dyn FnMut(&[u8], &[u8]) -> Result<(), TaskFailure>;
+
 /// Merges values (map side) or combiners (reduce side) by encoded key.
 pub trait CombineTable: Send {
     fn insert(&mut self, key: &[u8], value: &[u8]) -> Result<(), TaskFailure>;
     fn len(&self) -> usize;
-    fn drain(
-        self: Box<Self>,
-        emit: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), TaskFailure>,
-    ) -> Result<(), TaskFailure>;
+    fn drain(self: Box<Self>, emit: PairSink<'_>) -> Result<(), TaskFailure>;
 }
 
 /// What reduce, aggregate and combine ops have in common: the shuffle's combine tables and the
@@ -334,10 +334,7 @@ impl<M: Merger> CombineTable for Table<M> {
         self.slots.len()
     }
 
-    fn drain(
-        self: Box<Self>,
-        emit: &mut dyn FnMut(&[u8], &[u8]) -> Result<(), TaskFailure>,
-    ) -> Result<(), TaskFailure> {
+    fn drain(self: Box<Self>, emit: PairSink<'_>) -> Result<(), TaskFailure> {
         let mut buf = Vec::new();
         for (k, c) in self.slots {
             let c = c.ok_or_else(|| TaskFailure::plan("combine slot emptied"))?;

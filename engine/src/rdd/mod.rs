@@ -16,7 +16,7 @@ use std::fmt::Write as _;
 use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 
-pub use pair::{HashPartitioner, IntoPartitioning, RangePartitioner};
+pub use pair::{Grouped, HashPartitioner, IntoPartitioning, Outer, RangePartitioner};
 
 pub(crate) struct RddNode {
     pub id: RddId,

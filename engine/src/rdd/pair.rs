@@ -1,5 +1,10 @@
 //! Operations on RDDs of `(K, V)` pairs: everything that shuffles by key, and the joins.
 
+/// Each side's values of one key (`cogroup`).
+pub type Grouped<K, V, W> = (K, (Vec<V>, Vec<W>));
+/// Both sides optional (`full_outer_join`).
+pub type Outer<K, V, W> = (K, (Option<V>, Option<W>));
+
 use super::transform::{op_ref, Ops};
 use super::{callsite, NodeSpec, Rdd};
 use crate::codec::{self, Data};
@@ -363,7 +368,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         &self,
         other: &Rdd<(K, W)>,
         partitions: usize,
-    ) -> Rdd<(K, (Vec<V>, Vec<W>))> {
+    ) -> Rdd<Grouped<K, V, W>> {
         self.join_with(other, partitions, JoinMode::CoGroup, "cogroup")
     }
 
@@ -395,7 +400,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         &self,
         other: &Rdd<(K, W)>,
         partitions: usize,
-    ) -> Rdd<(K, (Option<V>, Option<W>))> {
+    ) -> Rdd<Outer<K, V, W>> {
         self.join_with(other, partitions, JoinMode::FullOuter, "full_outer_join")
     }
 

@@ -1,0 +1,238 @@
+//! The engine benchmark workloads (BENCHMARKS.md): generated data with a fixed seed, timed
+//! inside one process, reported with the process's peak resident memory.
+
+use crate::jobs::wordcount;
+use discnn_engine::{register_op, AggregateFn, Context, MapFn, Result};
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::Path;
+use std::time::Instant;
+
+pub const VOCABULARY: usize = 10_000;
+
+/// Writes `lines` lines of 10 words drawn from a Zipf(1) vocabulary of 10,000 words.
+pub fn write_words(path: &Path, lines: usize, seed: u64) -> std::io::Result<()> {
+    let mut cdf = Vec::with_capacity(VOCABULARY);
+    let mut total = 0.0;
+    for rank in 1..=VOCABULARY {
+        total += 1.0 / rank as f64;
+        cdf.push(total);
+    }
+    let words: Vec<String> = (0..VOCABULARY).map(|i| format!("w{i}")).collect();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path)?);
+    let mut line = String::new();
+    for _ in 0..lines {
+        line.clear();
+        for j in 0..10 {
+            let u = rng.gen::<f64>() * total;
+            let w = cdf.partition_point(|&c| c < u).min(VOCABULARY - 1);
+            if j > 0 {
+                line.push(' ');
+            }
+            line.push_str(&words[w]);
+        }
+        line.push('\n');
+        out.write_all(line.as_bytes())?;
+    }
+    out.flush()
+}
+
+#[derive(Clone, Copy, Serialize, Deserialize)]
+pub struct Point {
+    pub x: [f64; 10],
+    pub y: f64,
+}
+
+/// Point i of the logistic-regression data: features in [-1, 1), label from a fixed plane.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct MakePoint(pub u64);
+impl MapFn for MakePoint {
+    type In = i64;
+    type Out = Point;
+    fn call(&self, i: i64) -> Point {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.0);
+        rng.set_stream(i as u64);
+        let mut x = [0.0; 10];
+        for v in x.iter_mut() {
+            *v = rng.gen::<f64>() * 2.0 - 1.0;
+        }
+        let s: f64 = x
+            .iter()
+            .enumerate()
+            .map(|(j, v)| v * (j as f64 - 4.5))
+            .sum();
+        Point {
+            x,
+            y: if s > 0.0 { 1.0 } else { 0.0 },
+        }
+    }
+}
+register_op!(map MakePoint);
+
+/// The gradient of the logistic loss at `w`, summed over points (plus the count).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct LogisticGradient {
+    pub w: [f64; 10],
+}
+impl AggregateFn for LogisticGradient {
+    type Value = Point;
+    type Acc = ([f64; 10], u64);
+    fn seq(&self, (mut g, n): ([f64; 10], u64), p: Point) -> ([f64; 10], u64) {
+        let dot: f64 = self.w.iter().zip(p.x.iter()).map(|(a, b)| a * b).sum();
+        let err = 1.0 / (1.0 + (-dot).exp()) - p.y;
+        for (gj, xj) in g.iter_mut().zip(p.x.iter()) {
+            *gj += err * xj;
+        }
+        (g, n + 1)
+    }
+    fn comb(&self, (mut a, n): ([f64; 10], u64), (b, m): ([f64; 10], u64)) -> ([f64; 10], u64) {
+        for (x, y) in a.iter_mut().zip(b.iter()) {
+            *x += y;
+        }
+        (a, n + m)
+    }
+}
+register_op!(aggregate LogisticGradient);
+
+/// A pseudo-random `(key, value)` pair with keys in `0..keys`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct MakePair {
+    pub keys: u64,
+}
+impl MapFn for MakePair {
+    type In = i64;
+    type Out = (i64, i64);
+    fn call(&self, i: i64) -> (i64, i64) {
+        let h = (i as u64)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
+        ((h % self.keys) as i64, i)
+    }
+}
+register_op!(map MakePair);
+
+fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_owned)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    pub workload: String,
+    pub master: String,
+    pub size: u64,
+    /// The measured part; setup (data generation, caching) is excluded and reported apart.
+    pub wall_s: f64,
+    pub setup_s: f64,
+    /// Per iteration (W2) or per job (W0); equal to wall_s otherwise.
+    pub per_unit_ms: f64,
+    pub peak_rss_bytes: u64,
+    pub detail: serde_json::Value,
+}
+
+/// Runs one workload. `size`: lines for w1, points for w2, pairs for w3, jobs for w0.
+pub fn run(ctx: &Context, workload: &str, size: u64, work_dir: &Path) -> Result<BenchReport> {
+    let t0 = Instant::now();
+    let master = ctx.config().master.clone();
+    let report = |setup: f64, wall: f64, units: f64, detail| BenchReport {
+        workload: workload.into(),
+        master: master.clone(),
+        size,
+        wall_s: wall,
+        setup_s: setup,
+        per_unit_ms: wall * 1000.0 / units,
+        peak_rss_bytes: peak_rss_bytes(),
+        detail,
+    };
+    match workload {
+        "w0" => {
+            let r = ctx.range(0, 8000, 1, 8)?;
+            r.cache();
+            r.count()?;
+            let setup = t0.elapsed().as_secs_f64();
+            let t = Instant::now();
+            for _ in 0..size {
+                r.count()?;
+            }
+            Ok(report(
+                setup,
+                t.elapsed().as_secs_f64(),
+                size as f64,
+                serde_json::json!({"partitions": 8}),
+            ))
+        }
+        "w1" => {
+            let input = work_dir.join("words.txt");
+            write_words(&input, size as usize, 42)
+                .map_err(|e| discnn_engine::EngineError::BadInput(e.to_string()))?;
+            let setup = t0.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let s = wordcount::run(ctx, &input, &work_dir.join("counts"))?;
+            let wall = t.elapsed().as_secs_f64();
+            Ok(report(
+                setup,
+                wall,
+                1.0,
+                serde_json::json!({"distinct_words": s.distinct_words}),
+            ))
+        }
+        "w2" => {
+            let points = ctx.range(0, size as i64, 1, 8)?.map(MakePoint(7));
+            points.cache();
+            points.count()?;
+            let setup = t0.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let mut w = [0.0f64; 10];
+            for _ in 0..10 {
+                let (g, n) = points.aggregate(([0.0; 10], 0), LogisticGradient { w })?;
+                for (wj, gj) in w.iter_mut().zip(g.iter()) {
+                    *wj -= 1.0 * gj / n as f64;
+                }
+            }
+            Ok(report(
+                setup,
+                t.elapsed().as_secs_f64(),
+                10.0,
+                serde_json::json!({"w0": w[0], "w9": w[9]}),
+            ))
+        }
+        "w3-group" | "w3-sort" => {
+            let parts = ctx.default_parallelism().max(2);
+            let pairs = ctx
+                .range(0, size as i64, 1, parts)?
+                .map(MakePair { keys: 100_000 });
+            pairs.cache();
+            pairs.count()?;
+            let setup = t0.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let n = if workload == "w3-group" {
+                pairs.group_by_key(parts).count()?
+            } else {
+                pairs.sort_by_key(true, parts)?.count()?
+            };
+            Ok(report(
+                setup,
+                t.elapsed().as_secs_f64(),
+                1.0,
+                serde_json::json!({"records_out": n}),
+            ))
+        }
+        other => Err(discnn_engine::EngineError::InvalidArgument(format!(
+            "unknown workload `{other}` (expected w0, w1, w2, w3-group or w3-sort)"
+        ))),
+    }
+}

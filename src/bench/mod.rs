@@ -1,0 +1,3 @@
+//! Benchmarks behind `driver bench`. Timings live here and in `bench/*.sh`, never in tests.
+
+pub mod engine;

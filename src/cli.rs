@@ -1,0 +1,44 @@
+//! What every command shares: logging to stderr, the version string, and exit codes
+//! (0 success, 1 the job failed, 2 bad usage or bad input).
+
+use discnn_engine::EngineError;
+use std::process::ExitCode;
+use std::sync::OnceLock;
+
+/// `discnn <version> (protocol N, registry HASH)`: the build fingerprint.
+pub fn version() -> &'static str {
+    static V: OnceLock<String> = OnceLock::new();
+    V.get_or_init(discnn_engine::op::fingerprint)
+}
+
+/// Logs go to stderr; `RUST_LOG` wins over `-v` (info) / `-vv` (debug).
+pub fn init_logging(verbosity: u8) {
+    let default = match verbosity {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Prints the error chain and picks the exit code.
+pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {err:#}");
+    let bad_input = err.chain().any(|c| {
+        c.downcast_ref::<EngineError>()
+            .is_some_and(EngineError::is_bad_input)
+    }) || err
+        .chain()
+        .any(|c| c.downcast_ref::<UsageError>().is_some());
+    ExitCode::from(if bad_input { 2 } else { 1 })
+}
+
+/// A usage problem found after argument parsing (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
