@@ -213,12 +213,15 @@ impl Plan {
                 ascending,
             } => {
                 let recs: Vec<Vec<u8>> = stream::into_encoded(records, tc).collect();
-                let keys: Vec<&[u8]> = recs.iter().map(Vec::as_slice).collect();
-                let perm = registry::lookup_key(key_type)?.sort_permutation(&keys, *ascending)?;
+                let perm = registry::lookup_key(key_type)?.sort_permutation(
+                    recs.len(),
+                    &|i| &recs[i],
+                    *ascending,
+                )?;
                 let mut f = Frames::default();
                 perm.iter()
                     .take(*n as usize)
-                    .for_each(|&i| f.push(&recs[i]));
+                    .for_each(|&i| f.push(&recs[i as usize]));
                 f.buf
             }
             ResultSink::CountByKey { key_type } => {

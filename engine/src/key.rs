@@ -18,8 +18,14 @@ pub type RangeFn = Box<dyn Fn(&[u8]) -> Result<usize, TaskFailure> + Send + Sync
 pub trait KeyCodec: Send + Sync {
     /// How many leading bytes of an encoded `(K, V)` record are the key.
     fn key_len(&self, record: &[u8]) -> Result<usize, TaskFailure>;
-    /// A stable permutation that sorts `keys` (ascending, or descending).
-    fn sort_permutation(&self, keys: &[&[u8]], ascending: bool) -> Result<Vec<usize>, TaskFailure>;
+    /// A stable permutation that sorts the `n` keys returned by `key_at` (ascending, or
+    /// descending).
+    fn sort_permutation<'a>(
+        &self,
+        n: usize,
+        key_at: &dyn Fn(usize) -> &'a [u8],
+        ascending: bool,
+    ) -> Result<Vec<u32>, TaskFailure>;
     /// Maps a key to its range partition, given the encoded upper bounds of all but the last.
     fn range_partitioner(
         &self,
@@ -45,18 +51,24 @@ impl<K: Key> KeyCodec for KeyCodecImpl<K> {
         Ok(record.len() - rest.len())
     }
 
-    fn sort_permutation(&self, keys: &[&[u8]], ascending: bool) -> Result<Vec<usize>, TaskFailure> {
-        let decoded: Vec<K> = keys
-            .iter()
-            .map(|k| codec::decode::<K>(k))
-            .collect::<Result<_, _>>()?;
-        let mut idx: Vec<usize> = (0..keys.len()).collect();
-        if ascending {
-            idx.sort_by(|&a, &b| decoded[a].cmp(&decoded[b]));
-        } else {
-            idx.sort_by(|&a, &b| decoded[b].cmp(&decoded[a]));
+    fn sort_permutation<'a>(
+        &self,
+        n: usize,
+        key_at: &dyn Fn(usize) -> &'a [u8],
+        ascending: bool,
+    ) -> Result<Vec<u32>, TaskFailure> {
+        // Sorting (key, index) pairs keeps comparisons on adjacent memory, and the index as a
+        // tie-break makes the in-place unstable sort give exactly the stable order.
+        let mut decoded: Vec<(K, u32)> = Vec::with_capacity(n);
+        for i in 0..n {
+            decoded.push((codec::decode::<K>(key_at(i))?, i as u32));
         }
-        Ok(idx)
+        if ascending {
+            decoded.sort_unstable();
+        } else {
+            decoded.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        }
+        Ok(decoded.into_iter().map(|(_, i)| i).collect())
     }
 
     fn range_partitioner(
@@ -94,8 +106,13 @@ impl KeyCodec for StringKeyCodec {
         Ok(end)
     }
 
-    fn sort_permutation(&self, keys: &[&[u8]], ascending: bool) -> Result<Vec<usize>, TaskFailure> {
-        KeyCodecImpl::<String>(PhantomData).sort_permutation(keys, ascending)
+    fn sort_permutation<'a>(
+        &self,
+        n: usize,
+        key_at: &dyn Fn(usize) -> &'a [u8],
+        ascending: bool,
+    ) -> Result<Vec<u32>, TaskFailure> {
+        KeyCodecImpl::<String>(PhantomData).sort_permutation(n, key_at, ascending)
     }
 
     fn range_partitioner(

@@ -95,7 +95,7 @@ impl Router {
 
     fn route(&mut self, key: &[u8]) -> Result<usize, TaskFailure> {
         Ok(match self {
-            Router::Hash(n) => (codec::fnv1a(key) % *n as u64) as usize,
+            Router::Hash(n) => (codec::key_hash(key) % *n as u64) as usize,
             Router::Range(f) => f(key)?,
             Router::Custom(p) => p.partition(key)?,
             Router::RoundRobin { n, next } => {
@@ -122,6 +122,28 @@ pub(crate) fn write(
     };
     let mut router = Router::new(&spec.partitioning, map_index)?;
     let mut buckets: Vec<Frames> = (0..n).map(|_| Frames::default()).collect();
+    // Typed records for a fast-path key: combine before encoding, then route each distinct key.
+    let records = match (&spec.combine, &spec.key, records) {
+        (Some(agg), KeyMode::Codec(name), Records::Typed(t)) => {
+            match registry::decode_agg(&agg.op)?.typed_table(name, agg.zero.as_deref())? {
+                Some(mut table) if table.accepts(t.type_name()) => {
+                    table.consume(t.into_any())?;
+                    tc.check()?;
+                    table.drain(&mut |k, c| {
+                        let p = router.route(k)?;
+                        let bucket = buckets.get_mut(p).ok_or_else(|| {
+                            TaskFailure::plan(format!("partition {p} out of range 0..{n}"))
+                        })?;
+                        bucket.push_pair(k, c);
+                        Ok(())
+                    })?;
+                    return Ok(MapOutput { buckets });
+                }
+                _ => Records::Typed(t),
+            }
+        }
+        (_, _, r) => r,
+    };
     let mut tables: Option<Vec<Box<dyn CombineTable>>> = match &spec.combine {
         Some(agg) => {
             let op = registry::decode_agg(&agg.op)?;
@@ -166,6 +188,28 @@ pub(crate) fn write(
     Ok(MapOutput { buckets })
 }
 
+/// The buckets for reduce partition `reduce` from every map output of `shuffle`.
+fn fetch_all(
+    tc: &Arc<TaskContext>,
+    shuffle: ShuffleId,
+    num_maps: u32,
+    reduce: usize,
+) -> Result<Vec<Arc<MapOutput>>, TaskFailure> {
+    (0..num_maps)
+        .map(|map| {
+            let out = tc.env.fetch_map_output(shuffle, map)?;
+            if out.buckets.len() <= reduce {
+                return Err(TaskFailure::FetchFailed {
+                    shuffle,
+                    map,
+                    message: format!("no bucket {reduce}"),
+                });
+            }
+            Ok(out)
+        })
+        .collect()
+}
+
 /// Calls `f` with every `(key, value)` pair of reduce partition `reduce` of `shuffle`.
 fn for_each_pair(
     tc: &Arc<TaskContext>,
@@ -174,23 +218,70 @@ fn for_each_pair(
     reduce: usize,
     f: PairSink<'_>,
 ) -> Result<(), TaskFailure> {
-    for map in 0..num_maps {
-        let out = tc.env.fetch_map_output(shuffle, map)?;
-        let bucket = out
-            .buckets
-            .get(reduce)
-            .ok_or_else(|| TaskFailure::FetchFailed {
-                shuffle,
-                map,
-                message: format!("no bucket {reduce}"),
-            })?;
-        let mut reader = FrameReader::new(&bucket.buf);
+    for out in fetch_all(tc, shuffle, num_maps, reduce)? {
+        let mut reader = FrameReader::new(&out.buckets[reduce].buf);
         while let Some(pair) = reader.next_pair() {
             let (k, v) = pair?;
             f(k, v)?;
         }
     }
     Ok(())
+}
+
+/// Where one `(key, value)` pair sits in the fetched buckets.
+#[derive(Clone, Copy)]
+struct Pos {
+    map: u32,
+    key: (u32, u32),
+    value: (u32, u32),
+}
+
+fn positions(outputs: &[Arc<MapOutput>], reduce: usize) -> Result<Vec<Pos>, TaskFailure> {
+    let mut v = Vec::with_capacity(outputs.iter().map(|o| o.buckets[reduce].count).sum());
+    for (m, out) in outputs.iter().enumerate() {
+        let buf = &out.buckets[reduce].buf;
+        let base = buf.as_ptr() as usize;
+        let mut reader = FrameReader::new(buf);
+        while let Some(pair) = reader.next_pair() {
+            let (k, val) = pair?;
+            let off = |s: &[u8]| ((s.as_ptr() as usize - base) as u32, s.len() as u32);
+            v.push(Pos {
+                map: m as u32,
+                key: off(k),
+                value: off(val),
+            });
+        }
+    }
+    Ok(v)
+}
+
+/// Emits records lazily from the fetched buffers (in `order` if given), so a reduce task holds
+/// the map outputs it read once, not a second copy of every record.
+fn emit_lazily(
+    outputs: Vec<Arc<MapOutput>>,
+    reduce: usize,
+    pos: Vec<Pos>,
+    order: Option<Vec<u32>>,
+    key: bool,
+    value: bool,
+) -> Records {
+    Records::Encoded(Box::new((0..pos.len()).map(move |i| {
+        let p = match &order {
+            Some(o) => pos[o[i] as usize],
+            None => pos[i],
+        };
+        let buf = &outputs[p.map as usize].buckets[reduce].buf;
+        let k = &buf[p.key.0 as usize..(p.key.0 + p.key.1) as usize];
+        let v = &buf[p.value.0 as usize..(p.value.0 + p.value.1) as usize];
+        let mut r = Vec::with_capacity(k.len() + v.len());
+        if key {
+            r.extend_from_slice(k);
+        }
+        if value {
+            r.extend_from_slice(v);
+        }
+        r
+    })))
 }
 
 fn concat(a: &[u8], b: &[u8]) -> Vec<u8> {
@@ -210,14 +301,27 @@ pub(crate) fn read(
 ) -> Result<Records, TaskFailure> {
     let mut out: Vec<Vec<u8>> = Vec::new();
     match spec {
-        ReduceSpec::Raw => for_each_pair(tc, shuffle, num_maps, reduce, &mut |_, v| {
-            out.push(v.to_vec());
-            Ok(())
-        })?,
-        ReduceSpec::Pairs => for_each_pair(tc, shuffle, num_maps, reduce, &mut |k, v| {
-            out.push(concat(k, v));
-            Ok(())
-        })?,
+        ReduceSpec::Raw | ReduceSpec::Pairs => {
+            let outputs = fetch_all(tc, shuffle, num_maps, reduce)?;
+            let pos = positions(&outputs, reduce)?;
+            let with_key = *spec == ReduceSpec::Pairs;
+            return Ok(emit_lazily(outputs, reduce, pos, None, with_key, true));
+        }
+        ReduceSpec::Sort {
+            key_type,
+            ascending,
+        } => {
+            let codec = registry::lookup_key(key_type)?;
+            let outputs = fetch_all(tc, shuffle, num_maps, reduce)?;
+            let pos = positions(&outputs, reduce)?;
+            let key_at = |i: usize| {
+                let p = pos[i];
+                &outputs[p.map as usize].buckets[reduce].buf
+                    [p.key.0 as usize..(p.key.0 + p.key.1) as usize]
+            };
+            let order = codec.sort_permutation(pos.len(), &key_at, *ascending)?;
+            return Ok(emit_lazily(outputs, reduce, pos, Some(order), true, true));
+        }
         ReduceSpec::Distinct => {
             let mut seen: rustc_hash::FxHashSet<Box<[u8]>> = Default::default();
             for_each_pair(tc, shuffle, num_maps, reduce, &mut |k, _| {
@@ -261,23 +365,6 @@ pub(crate) fn read(
                 out.push(concat(k, v));
                 Ok(())
             })?;
-        }
-        ReduceSpec::Sort {
-            key_type,
-            ascending,
-        } => {
-            let codec = registry::lookup_key(key_type)?;
-            let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-            for_each_pair(tc, shuffle, num_maps, reduce, &mut |k, v| {
-                pairs.push((k.to_vec(), v.to_vec()));
-                Ok(())
-            })?;
-            let keys: Vec<&[u8]> = pairs.iter().map(|p| p.0.as_slice()).collect();
-            let perm = codec.sort_permutation(&keys, *ascending)?;
-            out = perm
-                .into_iter()
-                .map(|i| concat(&pairs[i].0, &pairs[i].1))
-                .collect();
         }
     }
     Ok(Records::Encoded(Box::new(out.into_iter())))

@@ -5,6 +5,11 @@ use clap::Parser;
 use discnn::cli;
 use std::process::ExitCode;
 
+// Tasks allocate many short-lived records from several threads; mimalloc handles that pattern
+// far better than glibc's malloc (BENCHMARKS.md has the measurement).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "executor", version = cli::version())]
 #[command(about = "Run tasks for a discnn driver (cluster mode)")]

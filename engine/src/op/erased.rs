@@ -65,6 +65,16 @@ pub trait CombineTable: Send {
     fn drain(self: Box<Self>, emit: PairSink<'_>) -> Result<(), TaskFailure>;
 }
 
+/// A map-side combiner over typed `(K, V)` records: no per-record encoding. Used when the
+/// records reaching a shuffle are still typed and the key is one of the fast-path types.
+pub trait TypedCombineTable: Send {
+    /// Whether records of this type (`std::any::type_name`) can be consumed.
+    fn accepts(&self, record_type: &str) -> bool;
+    /// Takes a typed iterator (as produced by `TypedRecords::into_any`).
+    fn consume(&mut self, records: Box<dyn std::any::Any + Send>) -> Result<(), TaskFailure>;
+    fn drain(self: Box<Self>, emit: PairSink<'_>) -> Result<(), TaskFailure>;
+}
+
 /// What reduce, aggregate and combine ops have in common: the shuffle's combine tables and the
 /// per-partition folding of the `reduce` / `fold` / `aggregate` actions.
 pub trait ErasedAgg: Send + Sync {
@@ -73,6 +83,12 @@ pub trait ErasedAgg: Send + Sync {
         zero: Option<&[u8]>,
         combiners: bool,
     ) -> Result<Box<dyn CombineTable>, TaskFailure>;
+    /// A typed map-side table for key type `key_type`, if it is a fast-path type.
+    fn typed_table(
+        &self,
+        key_type: &str,
+        zero: Option<&[u8]>,
+    ) -> Result<Option<Box<dyn TypedCombineTable>>, TaskFailure>;
     /// Folds a partition into one encoded `Option<Acc>`.
     fn fold_partition(
         &self,
@@ -354,6 +370,64 @@ fn table<M: Merger>(merger: M, combiners: bool) -> Box<dyn CombineTable> {
     })
 }
 
+struct TypedTable<K, M: Merger> {
+    merger: M,
+    slots: FxHashMap<K, Option<M::C>>,
+}
+
+impl<K: crate::key::Key, M: Merger> TypedCombineTable for TypedTable<K, M> {
+    fn accepts(&self, record_type: &str) -> bool {
+        record_type == std::any::type_name::<(K, M::V)>()
+    }
+
+    fn consume(&mut self, records: Box<dyn std::any::Any + Send>) -> Result<(), TaskFailure> {
+        let it = records
+            .downcast::<crate::stream::TypedIter<(K, M::V)>>()
+            .map_err(|_| TaskFailure::plan("typed combine got records of another type"))?;
+        for (k, v) in it.0 {
+            match self.slots.get_mut(&k) {
+                Some(slot) => {
+                    let old = slot
+                        .take()
+                        .ok_or_else(|| TaskFailure::plan("combine slot emptied"))?;
+                    *slot = Some(self.merger.merge_value(old, v));
+                }
+                None => {
+                    let c = self.merger.create(v);
+                    self.slots.insert(k, Some(c));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn drain(self: Box<Self>, emit: PairSink<'_>) -> Result<(), TaskFailure> {
+        let (mut kb, mut cb) = (Vec::new(), Vec::new());
+        for (k, c) in self.slots {
+            let c = c.ok_or_else(|| TaskFailure::plan("combine slot emptied"))?;
+            kb.clear();
+            cb.clear();
+            codec::encode_into(&k, &mut kb)?;
+            codec::encode_into(&c, &mut cb)?;
+            emit(&kb, &cb)?;
+        }
+        Ok(())
+    }
+}
+
+/// The fast-path key types: a generic table per (key type, op) is compiled only for these.
+fn typed_table_for<M: Merger>(merger: M, key_type: &str) -> Option<Box<dyn TypedCombineTable>> {
+    macro_rules! fast_path {
+        ($($t:ty),*) => {$(
+            if key_type == std::any::type_name::<$t>() {
+                return Some(Box::new(TypedTable::<$t, M> { merger, slots: FxHashMap::default() }));
+            }
+        )*};
+    }
+    fast_path!(String, u64, i64, u32, i32);
+    None
+}
+
 fn zero_of<T: Data>(zero: Option<&[u8]>) -> Result<T, TaskFailure> {
     match zero {
         Some(z) => codec::decode(z),
@@ -369,6 +443,18 @@ impl<F: ReduceFn> ErasedAgg for ReduceOp<F> {
     ) -> Result<Box<dyn CombineTable>, TaskFailure> {
         let zero = zero.map(codec::decode::<F::Value>).transpose()?;
         Ok(table(ReduceMerger(self.0.clone(), zero), combiners))
+    }
+
+    fn typed_table(
+        &self,
+        key_type: &str,
+        zero: Option<&[u8]>,
+    ) -> Result<Option<Box<dyn TypedCombineTable>>, TaskFailure> {
+        let zero = zero.map(codec::decode::<F::Value>).transpose()?;
+        Ok(typed_table_for(
+            ReduceMerger(self.0.clone(), zero),
+            key_type,
+        ))
     }
 
     fn fold_partition(
@@ -398,6 +484,15 @@ impl<F: AggregateFn> ErasedAgg for AggregateOp<F> {
         ))
     }
 
+    fn typed_table(
+        &self,
+        key_type: &str,
+        zero: Option<&[u8]>,
+    ) -> Result<Option<Box<dyn TypedCombineTable>>, TaskFailure> {
+        let merger = AggregateMerger(self.0.clone(), zero_of::<F::Acc>(zero)?);
+        Ok(typed_table_for(merger, key_type))
+    }
+
     fn fold_partition(
         &self,
         input: Records,
@@ -417,6 +512,14 @@ impl<F: CombineFn> ErasedAgg for CombineOp<F> {
         combiners: bool,
     ) -> Result<Box<dyn CombineTable>, TaskFailure> {
         Ok(table(CombineMerger(self.0.clone()), combiners))
+    }
+
+    fn typed_table(
+        &self,
+        key_type: &str,
+        _zero: Option<&[u8]>,
+    ) -> Result<Option<Box<dyn TypedCombineTable>>, TaskFailure> {
+        Ok(typed_table_for(CombineMerger(self.0.clone()), key_type))
     }
 
     fn fold_partition(
