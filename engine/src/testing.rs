@@ -264,6 +264,17 @@ impl MapFn for Accumulate {
 }
 register_op!(map Accumulate);
 
+/// Adds each record to an accumulator, as a `foreach` action.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct AddEach(pub Accumulator<Sum<i64>>);
+impl ForeachFn for AddEach {
+    type Item = i64;
+    fn call(&self, x: i64) {
+        self.0.add(x);
+    }
+}
+register_op!(foreach AddEach);
+
 /// `x + table[x mod len]`, the table read from a broadcast.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct AddFromTable(pub Broadcast<Vec<i64>>);

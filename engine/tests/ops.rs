@@ -107,6 +107,9 @@ proptest! {
             for depth in [1, 2, 3] {
                 prop_assert_eq!(r.tree_aggregate((0, 0), SumCount, depth).unwrap(), (sum, v.len() as u64));
             }
+            let acc = ctx().accumulator::<discnn_engine::Sum<i64>>();
+            r.foreach(AddEach(acc.clone())).unwrap();
+            prop_assert_eq!(acc.value(), sum);
             prop_assert_eq!(r.take(5).unwrap(), v.iter().copied().take(5).collect::<Vec<_>>());
             prop_assert_eq!(r.take(1000).unwrap(), v.clone());
             prop_assert_eq!(r.first().unwrap(), v.first().copied());

@@ -70,6 +70,14 @@ struct Bench {
 
 #[derive(Subcommand)]
 enum BenchKind {
+    /// Write the W1 input (10 Zipf-distributed words a line, vocabulary 10,000, seed 42), so a
+    /// peer system can read the same file.
+    Words {
+        #[arg(long)]
+        lines: usize,
+        #[arg(long)]
+        output: PathBuf,
+    },
     /// The RDD engine workloads of BENCHMARKS.md.
     Engine {
         /// w0 (small-job overhead), w1 (wordcount), w2 (logistic regression),
@@ -127,6 +135,13 @@ fn submit(s: Submit) -> anyhow::Result<()> {
 
 fn bench(b: Bench) -> anyhow::Result<()> {
     match b.which {
+        BenchKind::Words { lines, output } => {
+            if output.exists() {
+                return Err(discnn_engine::EngineError::OutputExists(output).into());
+            }
+            discnn::bench::engine::write_words(&output, lines, 42)
+                .with_context(|| format!("writing {}", output.display()))?;
+        }
         BenchKind::Engine {
             workload,
             size,
