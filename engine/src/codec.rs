@@ -79,36 +79,78 @@ pub(crate) fn get_varint(bytes: &[u8]) -> Result<(u64, usize), TaskFailure> {
     })
 }
 
-/// A list of byte strings laid end to end, each behind a u32 little-endian length. Used for
-/// shuffle buckets, cached blocks on disk and collected results.
+/// A list of byte strings, each behind a u32 little-endian length, kept in chunks of about
+/// 1 MiB: growing never copies what is written, and a frame never straddles two chunks. Used
+/// for shuffle buckets, cached blocks and collected results.
 #[derive(Default, Clone, Debug, PartialEq, Eq)]
 pub struct Frames {
-    pub buf: Vec<u8>,
+    chunks: Vec<Vec<u8>>,
     pub count: usize,
+    bytes: usize,
 }
 
+const CHUNK: usize = 1 << 20;
+
 impl Frames {
+    /// One chunk holding an already framed buffer.
+    pub fn from_bytes(buf: Vec<u8>, count: usize) -> Self {
+        let bytes = buf.len();
+        Frames {
+            chunks: vec![buf],
+            count,
+            bytes,
+        }
+    }
+
+    fn room(&mut self, need: usize) -> &mut Vec<u8> {
+        let fits = self
+            .chunks
+            .last()
+            .is_some_and(|c| c.capacity() - c.len() >= need);
+        if !fits {
+            self.chunks.push(Vec::with_capacity(need.max(CHUNK)));
+        }
+        self.bytes += need;
+        let last = self.chunks.len() - 1;
+        &mut self.chunks[last]
+    }
+
     pub fn push(&mut self, bytes: &[u8]) {
-        self.buf
-            .extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-        self.buf.extend_from_slice(bytes);
+        let c = self.room(4 + bytes.len());
+        c.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        c.extend_from_slice(bytes);
         self.count += 1;
     }
 
     /// A pair `(key, value)` as two consecutive frames.
     pub fn push_pair(&mut self, key: &[u8], value: &[u8]) {
-        self.buf
-            .extend_from_slice(&(key.len() as u32).to_le_bytes());
-        self.buf.extend_from_slice(key);
-        self.buf
-            .extend_from_slice(&(value.len() as u32).to_le_bytes());
-        self.buf.extend_from_slice(value);
+        let c = self.room(8 + key.len() + value.len());
+        c.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        c.extend_from_slice(key);
+        c.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        c.extend_from_slice(value);
         self.count += 1;
+    }
+
+    pub fn chunks(&self) -> &[Vec<u8>] {
+        &self.chunks
+    }
+
+    pub fn byte_len(&self) -> usize {
+        self.bytes
+    }
+
+    /// One contiguous buffer (no copy when there is a single chunk).
+    pub fn into_bytes(mut self) -> Vec<u8> {
+        if self.chunks.len() == 1 {
+            return self.chunks.pop().unwrap_or_default();
+        }
+        self.chunks.concat()
     }
 }
 
 /// A key and a value, borrowed from a framed buffer.
-pub(crate) type BytePair<'a> = (&'a [u8], &'a [u8]);
+pub type BytePair<'a> = (&'a [u8], &'a [u8]);
 
 /// Iterates the frames of a [`Frames`] buffer, failing on a truncated frame.
 pub(crate) struct FrameReader<'a> {
@@ -238,6 +280,27 @@ mod tests {
     }
 
     #[test]
+    fn frames_span_chunks_without_splitting_a_frame() {
+        let mut f = Frames::default();
+        let big = vec![7u8; 700_000];
+        for i in 0..5u8 {
+            f.push_pair(&[i], &big);
+        }
+        assert!(f.chunks().len() > 1);
+        let mut n = 0;
+        for c in f.chunks() {
+            let mut r = FrameReader::new(c);
+            while let Some(p) = r.next_pair() {
+                let (k, v) = p.unwrap();
+                assert_eq!((k, v.len()), (&[n][..], big.len()));
+                n += 1;
+            }
+        }
+        assert_eq!(n, 5);
+        assert_eq!(frames_to_vecs(&f.into_bytes()).unwrap().len(), 10);
+    }
+
+    #[test]
     fn varints_round_trip() {
         for n in [0u64, 1, 127, 128, 300, u32::MAX as u64, u64::MAX] {
             let mut b = Vec::new();
@@ -251,7 +314,8 @@ mod tests {
     fn truncated_frames_are_errors() {
         let mut f = Frames::default();
         f.push(b"hello");
-        let cut = &f.buf[..f.buf.len() - 1];
+        let buf = f.into_bytes();
+        let cut = &buf[..buf.len() - 1];
         assert!(FrameReader::new(cut).next_frame().unwrap().is_err());
     }
 }

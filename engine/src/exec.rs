@@ -11,7 +11,7 @@ use crate::shuffle;
 use crate::storage::Block;
 use crate::stream::{self, into_typed, typed, Records, Sampler};
 use crate::task_context::TaskContext;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -222,7 +222,7 @@ impl Plan {
                 perm.iter()
                     .take(*n as usize)
                     .for_each(|&i| f.push(&recs[i as usize]));
-                f.buf
+                f.into_bytes()
             }
             ResultSink::CountByKey { key_type } => {
                 let codec = registry::lookup_key(key_type)?;
@@ -241,7 +241,7 @@ impl Plan {
                 for (k, c) in counts {
                     f.push_pair(&k, &codec::encode(&c)?);
                 }
-                f.buf
+                f.into_bytes()
             }
             ResultSink::Foreach(op) => {
                 registry::decode_foreach(op)?.run(split, records, tc)?;
@@ -254,22 +254,10 @@ impl Plan {
             ResultSink::Sample { n, seed } => {
                 let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(*seed);
                 rng.set_stream(split as u64);
-                let mut reservoir: Vec<Vec<u8>> = Vec::new();
-                let mut seen = 0u64;
-                for r in stream::into_encoded(records, tc) {
-                    seen += 1;
-                    if reservoir.len() < *n as usize {
-                        reservoir.push(r);
-                    } else {
-                        let j = rng.gen_range(0..seen);
-                        if (j as usize) < reservoir.len() {
-                            reservoir[j as usize] = r;
-                        }
-                    }
-                }
+                let (seen, chosen) = stream::reservoir(records, *n as usize, &mut rng)?;
                 let mut f = Frames::default();
-                reservoir.iter().for_each(|r| f.push(r));
-                codec::encode(&(seen, serde_bytes::ByteBuf::from(f.buf)))?
+                chosen.iter().for_each(|r| f.push(r));
+                codec::encode(&(seen, serde_bytes::ByteBuf::from(f.into_bytes())))?
             }
         };
         tc.check()?;
@@ -280,7 +268,7 @@ impl Plan {
 fn frames(it: impl Iterator<Item = Vec<u8>>) -> Vec<u8> {
     let mut f = Frames::default();
     it.for_each(|r| f.push(&r));
-    f.buf
+    f.into_bytes()
 }
 
 fn split_of(

@@ -246,6 +246,7 @@ impl Context {
             num_tasks: todo.len(),
             shuffle_map,
         });
+        let started = std::time::Instant::now();
         let nodes = stage_nodes(rdd);
         let (tx, rx) = channel::<(u64, Vec<u8>)>();
         let mut running: HashMap<u64, (usize, usize, u32)> = HashMap::new();
@@ -351,6 +352,15 @@ impl Context {
                 }
             }
         }
+        tracing::debug!(
+            stage,
+            stage_attempt,
+            tasks = todo.len(),
+            shuffle_map,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "{} finished",
+            rdd.callsite
+        );
         inner.post(Event::StageCompleted {
             stage,
             attempt: stage_attempt,

@@ -3,7 +3,7 @@
 //! executor's [`ShuffleStore`]. The reduce side reads its bucket from every map output and
 //! groups, merges, sorts or joins by key bytes.
 
-use crate::codec::{self, FrameReader, Frames};
+use crate::codec::{self, BytePair, FrameReader, Frames};
 use crate::error::TaskFailure;
 use crate::key::KeyCodec;
 use crate::op::erased::{CombineTable, ErasedPartitioner, PairSink};
@@ -22,7 +22,7 @@ pub(crate) struct MapOutput {
 
 impl MapOutput {
     pub fn bytes(&self) -> u64 {
-        self.buckets.iter().map(|b| b.buf.len() as u64).sum()
+        self.buckets.iter().map(|b| b.byte_len() as u64).sum()
     }
 }
 
@@ -219,10 +219,12 @@ fn for_each_pair(
     f: PairSink<'_>,
 ) -> Result<(), TaskFailure> {
     for out in fetch_all(tc, shuffle, num_maps, reduce)? {
-        let mut reader = FrameReader::new(&out.buckets[reduce].buf);
-        while let Some(pair) = reader.next_pair() {
-            let (k, v) = pair?;
-            f(k, v)?;
+        for chunk in out.buckets[reduce].chunks() {
+            let mut reader = FrameReader::new(chunk);
+            while let Some(pair) = reader.next_pair() {
+                let (k, v) = pair?;
+                f(k, v)?;
+            }
         }
     }
     Ok(())
@@ -232,24 +234,37 @@ fn for_each_pair(
 #[derive(Clone, Copy)]
 struct Pos {
     map: u32,
-    key: (u32, u32),
-    value: (u32, u32),
+    chunk: u32,
+    /// Offset of the key's frame; the value's frame follows it.
+    off: u32,
+}
+
+impl Pos {
+    fn pair<'a>(&self, outputs: &'a [Arc<MapOutput>], reduce: usize) -> BytePair<'a> {
+        let chunk = &outputs[self.map as usize].buckets[reduce].chunks()[self.chunk as usize];
+        // Offsets were taken from frames already validated by `positions`.
+        match FrameReader::new(&chunk[self.off as usize..]).next_pair() {
+            Some(Ok(p)) => p,
+            _ => (&[], &[]),
+        }
+    }
 }
 
 fn positions(outputs: &[Arc<MapOutput>], reduce: usize) -> Result<Vec<Pos>, TaskFailure> {
     let mut v = Vec::with_capacity(outputs.iter().map(|o| o.buckets[reduce].count).sum());
     for (m, out) in outputs.iter().enumerate() {
-        let buf = &out.buckets[reduce].buf;
-        let base = buf.as_ptr() as usize;
-        let mut reader = FrameReader::new(buf);
-        while let Some(pair) = reader.next_pair() {
-            let (k, val) = pair?;
-            let off = |s: &[u8]| ((s.as_ptr() as usize - base) as u32, s.len() as u32);
-            v.push(Pos {
-                map: m as u32,
-                key: off(k),
-                value: off(val),
-            });
+        for (c, buf) in out.buckets[reduce].chunks().iter().enumerate() {
+            let mut reader = FrameReader::new(buf);
+            let mut off = 0usize;
+            while let Some(pair) = reader.next_pair() {
+                let (k, val) = pair?;
+                v.push(Pos {
+                    map: m as u32,
+                    chunk: c as u32,
+                    off: off as u32,
+                });
+                off += 8 + k.len() + val.len();
+            }
         }
     }
     Ok(v)
@@ -270,17 +285,8 @@ fn emit_lazily(
             Some(o) => pos[o[i] as usize],
             None => pos[i],
         };
-        let buf = &outputs[p.map as usize].buckets[reduce].buf;
-        let k = &buf[p.key.0 as usize..(p.key.0 + p.key.1) as usize];
-        let v = &buf[p.value.0 as usize..(p.value.0 + p.value.1) as usize];
-        let mut r = Vec::with_capacity(k.len() + v.len());
-        if key {
-            r.extend_from_slice(k);
-        }
-        if value {
-            r.extend_from_slice(v);
-        }
-        r
+        let (k, v) = p.pair(&outputs, reduce);
+        concat(if key { k } else { &[] }, if value { v } else { &[] })
     })))
 }
 
@@ -314,11 +320,7 @@ pub(crate) fn read(
             let codec = registry::lookup_key(key_type)?;
             let outputs = fetch_all(tc, shuffle, num_maps, reduce)?;
             let pos = positions(&outputs, reduce)?;
-            let key_at = |i: usize| {
-                let p = pos[i];
-                &outputs[p.map as usize].buckets[reduce].buf
-                    [p.key.0 as usize..(p.key.0 + p.key.1) as usize]
-            };
+            let key_at = |i: usize| pos[i].pair(&outputs, reduce).0;
             let order = codec.sort_permutation(pos.len(), &key_at, *ascending)?;
             return Ok(emit_lazily(outputs, reduce, pos, Some(order), true, true));
         }

@@ -99,7 +99,7 @@ impl Block {
     pub fn size(&self) -> usize {
         match self {
             Block::Typed(t) => t.estimated_bytes(),
-            Block::Encoded(f) => f.buf.len() + 64,
+            Block::Encoded(f) => f.byte_len() + 64,
         }
     }
 
@@ -111,17 +111,20 @@ impl Block {
     }
 }
 
-/// Iterates the records of a framed buffer (already validated when it was written).
+/// Iterates the records of framed chunks (already validated when they were written).
 pub(crate) fn encoded_records(frames: Arc<Frames>) -> Records {
-    let mut pos = 0usize;
-    Records::Encoded(Box::new(std::iter::from_fn(move || {
-        let mut r = FrameReader::new(&frames.buf[pos..]);
-        match r.next_frame() {
+    let (mut chunk, mut pos) = (0usize, 0usize);
+    Records::Encoded(Box::new(std::iter::from_fn(move || loop {
+        let c = frames.chunks().get(chunk)?;
+        match FrameReader::new(&c[pos..]).next_frame() {
             Some(Ok(f)) => {
                 pos += 4 + f.len();
-                Some(f.to_vec())
+                return Some(f.to_vec());
             }
-            _ => None,
+            _ => {
+                chunk += 1;
+                pos = 0;
+            }
         }
     })))
 }
@@ -197,7 +200,9 @@ impl BlockManager {
             Ok(buf) => {
                 self.lock().stats.hits += 1;
                 let count = codec::frames_to_vecs(&buf)?.len();
-                Ok(Some(encoded_records(Arc::new(Frames { buf, count }))))
+                Ok(Some(encoded_records(Arc::new(Frames::from_bytes(
+                    buf, count,
+                )))))
             }
             // A block file that vanished is a lost block: recompute it from lineage.
             Err(_) => {
@@ -268,8 +273,9 @@ impl BlockManager {
     fn write_disk(&self, id: BlockId, block: &Block) -> Result<(), TaskFailure> {
         let frames = block.encode()?;
         let path = self.dir.path().join(format!("rdd_{}_{}", id.0, id.1));
-        std::fs::write(&path, &frames.buf).map_err(|e| TaskFailure::io(path.display(), e))?;
-        self.lock().disk.insert(id, (path, frames.buf.len()));
+        std::fs::write(&path, frames.chunks().concat())
+            .map_err(|e| TaskFailure::io(path.display(), e))?;
+        self.lock().disk.insert(id, (path, frames.byte_len()));
         Ok(())
     }
 

@@ -36,6 +36,13 @@ pub trait TypedRecords: Send {
     fn chain(self: Box<Self>, next: Records, tc: Arc<TaskContext>) -> Records;
     fn count(self: Box<Self>) -> u64;
     fn take(self: Box<Self>, n: usize) -> Records;
+    /// Up to `n` records chosen uniformly (reservoir sampling), encoded, and the record count.
+    /// Only the chosen records are encoded.
+    fn reservoir(
+        self: Box<Self>,
+        n: usize,
+        rng: &mut rand_chacha::ChaCha8Rng,
+    ) -> Result<(u64, Vec<Vec<u8>>), TaskFailure>;
     fn materialize(self: Box<Self>) -> Arc<dyn crate::storage::TypedBlock>;
 }
 
@@ -149,6 +156,39 @@ pub(crate) fn glom(records: Records) -> Records {
     }
 }
 
+/// Algorithm R: each of the `seen` records ends up chosen with probability n / seen.
+pub(crate) fn reservoir_sample<T>(
+    it: impl Iterator<Item = T>,
+    n: usize,
+    rng: &mut rand_chacha::ChaCha8Rng,
+) -> (u64, Vec<T>) {
+    let mut chosen = Vec::with_capacity(n);
+    let mut seen = 0u64;
+    for r in it {
+        seen += 1;
+        if chosen.len() < n {
+            chosen.push(r);
+        } else {
+            let j = rng.gen_range(0..seen) as usize;
+            if j < n {
+                chosen[j] = r;
+            }
+        }
+    }
+    (seen, chosen)
+}
+
+pub(crate) fn reservoir(
+    records: Records,
+    n: usize,
+    rng: &mut rand_chacha::ChaCha8Rng,
+) -> Result<(u64, Vec<Vec<u8>>), TaskFailure> {
+    match records {
+        Records::Typed(t) => t.reservoir(n, rng),
+        Records::Encoded(it) => Ok(reservoir_sample(it, n, rng)),
+    }
+}
+
 /// Decides how many copies of each record a sample keeps: Bernoulli without replacement,
 /// Poisson with replacement (Spark's samplers).
 #[doc(hidden)]
@@ -253,6 +293,18 @@ impl<T: Data> TypedRecords for TypedIter<T> {
 
     fn take(self: Box<Self>, n: usize) -> Records {
         typed(self.0.take(n))
+    }
+
+    fn reservoir(
+        self: Box<Self>,
+        n: usize,
+        rng: &mut rand_chacha::ChaCha8Rng,
+    ) -> Result<(u64, Vec<Vec<u8>>), TaskFailure> {
+        let (seen, chosen) = reservoir_sample(self.0, n, rng);
+        Ok((
+            seen,
+            chosen.iter().map(codec::encode).collect::<Result<_, _>>()?,
+        ))
     }
 
     fn materialize(self: Box<Self>) -> Arc<dyn crate::storage::TypedBlock> {

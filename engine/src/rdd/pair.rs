@@ -289,24 +289,20 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         }
         let sample_size = (20 * partitions).min(1_000_000);
         let per_partition = (3 * sample_size).div_ceil(self.num_partitions()) as u32;
-        let keys = self.keys();
-        let all: Vec<usize> = (0..keys.num_partitions()).collect();
-        let parts = self.ctx.run_job(
-            &keys.node,
-            &all,
-            ResultSink::Sample {
-                n: per_partition,
-                seed: 0x5eed,
-            },
-            "sample keys",
-        )?;
+        // Sampling the pairs (not `keys()`) lets typed records be chosen before any is encoded.
+        let all: Vec<usize> = (0..self.num_partitions()).collect();
+        let sink = ResultSink::Sample {
+            n: per_partition,
+            seed: 0x5eed,
+        };
+        let parts = self.ctx.run_job(&self.node, &all, sink, "sample keys")?;
         let mut weighted: Vec<(K, f64)> = Vec::new();
         for p in parts {
             let (count, frames): (u64, serde_bytes::ByteBuf) = codec::decode(&p)?;
             let sampled = codec::frames_to_vecs(&frames)?;
             let weight = count as f64 / sampled.len().max(1) as f64;
             for s in sampled {
-                weighted.push((codec::decode::<K>(&s)?, weight));
+                weighted.push((codec::decode::<(K, V)>(&s)?.0, weight));
             }
         }
         weighted.sort_by(|a, b| a.0.cmp(&b.0));

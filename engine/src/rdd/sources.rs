@@ -29,7 +29,7 @@ impl Context {
                 codec::encode_into(v, &mut buf)?;
                 f.push(&buf);
             }
-            out.push(Some(serde_bytes::ByteBuf::from(f.buf)));
+            out.push(Some(serde_bytes::ByteBuf::from(f.into_bytes())));
         }
         Ok(self.make_rdd(NodeSpec {
             name: "ParallelCollectionRdd",
