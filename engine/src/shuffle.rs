@@ -235,18 +235,22 @@ fn for_each_pair(
 struct Pos {
     map: u32,
     chunk: u32,
-    /// Offset of the key's frame; the value's frame follows it.
-    off: u32,
+    /// Where the key's bytes start (after its length) and how long key and value are; the
+    /// value's bytes start 4 bytes after the key's end.
+    key_off: u32,
+    key_len: u32,
+    value_len: u32,
 }
 
 impl Pos {
     fn pair<'a>(&self, outputs: &'a [Arc<MapOutput>], reduce: usize) -> BytePair<'a> {
         let chunk = &outputs[self.map as usize].buckets[reduce].chunks()[self.chunk as usize];
-        // Offsets were taken from frames already validated by `positions`.
-        match FrameReader::new(&chunk[self.off as usize..]).next_pair() {
-            Some(Ok(p)) => p,
-            _ => (&[], &[]),
-        }
+        let k = self.key_off as usize;
+        let v = k + self.key_len as usize + 4;
+        (
+            &chunk[k..k + self.key_len as usize],
+            &chunk[v..v + self.value_len as usize],
+        )
     }
 }
 
@@ -261,7 +265,9 @@ fn positions(outputs: &[Arc<MapOutput>], reduce: usize) -> Result<Vec<Pos>, Task
                 v.push(Pos {
                     map: m as u32,
                     chunk: c as u32,
-                    off: off as u32,
+                    key_off: off as u32 + 4,
+                    key_len: k.len() as u32,
+                    value_len: val.len() as u32,
                 });
                 off += 8 + k.len() + val.len();
             }

@@ -103,21 +103,6 @@ impl FlatMapFn for Repeat {
 register_op!(flat_map Repeat);
 
 #[derive(Clone, Serialize, Deserialize)]
-pub struct Words;
-impl FlatMapFn for Words {
-    type In = String;
-    type Out = String;
-    type Iter = Vec<String>;
-    fn call(&self, line: String) -> Vec<String> {
-        line.split(char::is_whitespace)
-            .filter(|w| !w.is_empty())
-            .map(str::to_owned)
-            .collect()
-    }
-}
-register_op!(flat_map Words);
-
-#[derive(Clone, Serialize, Deserialize)]
 pub struct Add;
 impl ReduceFn for Add {
     type Value = i64;
