@@ -19,12 +19,17 @@ fi
 cargo build --release -q --bin driver
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+# All discnn runs first, then all peer runs: neither system starts right after the other's
+# memory-heavy processes.
 for w in "${workloads[@]}"; do
   set -- $w
   for _ in $(seq "$RUNS"); do
     target/release/driver bench engine --workload "$1" --size "$2" --master "$MASTER" --json >>"$out/discnn.jsonl"
   done
-  if [[ -n "${PEER_PYTHON:-}" ]]; then
+done
+if [[ -n "${PEER_PYTHON:-}" ]]; then
+  for w in "${workloads[@]}"; do
+    set -- $w
     words="$out/words-$2.txt"
     if [[ "$1" == w1 && ! -f "$words" ]]; then target/release/driver bench words --lines "$2" --output "$words"; fi
     peer_size=$2
@@ -38,8 +43,8 @@ for w in "${workloads[@]}"; do
       fi
       tail -n 1 "$out/peer.out" >>"$out/spark.jsonl"
     done
-  fi
-done
+  done
+fi
 python3 - "$out" <<'PY'
 import json, os, statistics, sys
 out = sys.argv[1]
@@ -54,13 +59,13 @@ def load(name):
 ours, spark = load("discnn.jsonl"), load("spark.jsonl")
 med = lambda rs, k: statistics.median(r[k] for r in rs)
 print(f"{'workload':<10}{'size':>10}{'wall s':>9}{'per unit ms':>13}{'peak MiB':>10}", end="")
-print(f"{'spark s':>10}{'spark unit ms':>15}{'ratio':>8}" if spark else "")
+print(f"{'spark s':>10}{'spark unit ms':>15}{'spark MiB':>11}{'ratio':>8}" if spark else "")
 for key, rs in ours.items():
     w, size = key
     line = f"{w:<10}{rs[0]['size']:>10}{med(rs,'wall_s'):>9.3f}{med(rs,'per_unit_ms'):>13.3f}{med(rs,'peak_rss_bytes')/2**20:>10.0f}"
     if key in spark:
         s = spark[key]
         ratio = med(s, "per_unit_ms") / med(rs, "per_unit_ms")
-        line += f"{med(s,'wall_s'):>10.3f}{med(s,'per_unit_ms'):>15.3f}{ratio:>7.1f}x"
+        line += f"{med(s,'wall_s'):>10.3f}{med(s,'per_unit_ms'):>15.3f}{med(s,'peak_rss_bytes')/2**20:>11.0f}{ratio:>7.1f}x"
     print(line)
 PY
