@@ -132,6 +132,25 @@ fn bad_input_exits_2_and_writes_nothing() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("/no/such/file"));
     assert!(!out.exists());
 
+    // A path through a regular file cannot be read (ENOTDIR), even by root.
+    let through_file = format!("{}/x", input.display());
+    let unreadable = driver(&[
+        "submit",
+        "wordcount",
+        "--input",
+        &through_file,
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        unreadable.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&unreadable.stderr)
+    );
+    assert!(String::from_utf8_lossy(&unreadable.stderr).contains("cannot read input"));
+    assert!(!out.exists());
+
     std::fs::create_dir(&out).unwrap();
     let exists = driver(&[
         "submit",

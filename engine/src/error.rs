@@ -82,6 +82,11 @@ pub enum EngineError {
     },
     #[error("input not found: {0}")]
     InputNotFound(PathBuf),
+    #[error("cannot read input {path}: {source}")]
+    InputUnreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("output already exists: {0}")]
     OutputExists(PathBuf),
     #[error("I/O error on {path}: {source}")]
@@ -105,6 +110,7 @@ impl EngineError {
     pub fn is_bad_input(&self) -> bool {
         match self {
             EngineError::InputNotFound(_)
+            | EngineError::InputUnreadable { .. }
             | EngineError::OutputExists(_)
             | EngineError::BadInput(_)
             | EngineError::InvalidArgument(_) => true,

@@ -15,14 +15,18 @@ const SPLIT_SLOP: f64 = 1.1;
 
 /// The input files under `path`: itself, or the visible files of a directory, sorted by name.
 pub(crate) fn list_inputs(path: &Path) -> Result<Vec<(PathBuf, u64)>, EngineError> {
+    let unreadable = |p: &Path, e| EngineError::InputUnreadable {
+        path: p.to_path_buf(),
+        source: e,
+    };
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => EngineError::InputNotFound(path.to_path_buf()),
-        _ => EngineError::io(path, e),
+        _ => unreadable(path, e),
     })?;
     let mut files = Vec::new();
     if meta.is_dir() {
-        for entry in std::fs::read_dir(path).map_err(|e| EngineError::io(path, e))? {
-            let entry = entry.map_err(|e| EngineError::io(path, e))?;
+        for entry in std::fs::read_dir(path).map_err(|e| unreadable(path, e))? {
+            let entry = entry.map_err(|e| unreadable(path, e))?;
             let name = entry.file_name().to_string_lossy().to_string();
             if name.starts_with('.') || name.starts_with('_') {
                 continue;
@@ -37,7 +41,7 @@ pub(crate) fn list_inputs(path: &Path) -> Result<Vec<(PathBuf, u64)>, EngineErro
         files.sort();
     } else {
         // Opening now turns an unreadable file into an input error instead of a task failure.
-        File::open(path).map_err(|e| EngineError::io(path, e))?;
+        File::open(path).map_err(|e| unreadable(path, e))?;
         files.push((path.to_path_buf(), meta.len()));
     }
     Ok(files)

@@ -7,16 +7,26 @@
 //! pointer or vtable ever crosses the wire, so a forged message can at worst name an op that is
 //! not in the table, which is a clear [`TaskFailure::UnknownOp`](crate::TaskFailure).
 //!
-//! ```ignore
+//! ```
+//! use discnn_engine::{register_op, Context, FlatMapFn};
+//! use serde::{Deserialize, Serialize};
+//!
 //! #[derive(Clone, Serialize, Deserialize)]
 //! struct SplitWords;
 //! impl FlatMapFn for SplitWords {
 //!     type In = String;
 //!     type Out = String;
 //!     type Iter = Vec<String>;
-//!     fn call(&self, line: String) -> Vec<String> { line.split_whitespace().map(str::to_owned).collect() }
+//!     fn call(&self, line: String) -> Vec<String> {
+//!         line.split_whitespace().map(str::to_owned).collect()
+//!     }
 //! }
-//! discnn_engine::register_op!(flat_map SplitWords);
+//! register_op!(flat_map SplitWords);
+//!
+//! let ctx = Context::local(2)?;
+//! let lines = ctx.parallelize(vec!["a b".to_string(), "c".to_string()], 2)?;
+//! assert_eq!(lines.flat_map(SplitWords).collect()?, ["a", "b", "c"]);
+//! # Ok::<(), discnn_engine::EngineError>(())
 //! ```
 
 pub(crate) mod erased;
