@@ -123,9 +123,13 @@ pub(crate) fn write(
     let mut router = Router::new(&spec.partitioning, map_index)?;
     let mut buckets: Vec<Frames> = (0..n).map(|_| Frames::default()).collect();
     // Typed records for a fast-path key: combine before encoding, then route each distinct key.
-    let records = match (&spec.combine, &spec.key, records) {
-        (Some(agg), KeyMode::Codec(name), Records::Typed(t)) => {
-            match registry::decode_agg(&agg.op)?.typed_table(name, agg.zero.as_deref())? {
+    let agg_op = match &spec.combine {
+        Some(agg) => Some((registry::decode_agg(&agg.op)?, agg.zero.as_deref())),
+        None => None,
+    };
+    let records = match (&agg_op, &spec.key, records) {
+        (Some((op, zero)), KeyMode::Codec(name), Records::Typed(t)) => {
+            match op.typed_table(name, *zero)? {
                 Some(mut table) if table.accepts(t.type_name()) => {
                     table.consume(t.into_any())?;
                     tc.check()?;
@@ -144,15 +148,12 @@ pub(crate) fn write(
         }
         (_, _, r) => r,
     };
-    let mut tables: Option<Vec<Box<dyn CombineTable>>> = match &spec.combine {
-        Some(agg) => {
-            let op = registry::decode_agg(&agg.op)?;
-            Some(
-                (0..n)
-                    .map(|_| op.table(agg.zero.as_deref(), false))
-                    .collect::<Result<_, _>>()?,
-            )
-        }
+    let mut tables: Option<Vec<Box<dyn CombineTable>>> = match &agg_op {
+        Some((op, zero)) => Some(
+            (0..n)
+                .map(|_| op.table(*zero, false))
+                .collect::<Result<_, _>>()?,
+        ),
         None => None,
     };
     stream::for_each_encoded(records, &mut |rec: &[u8]| {

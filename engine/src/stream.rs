@@ -24,6 +24,8 @@ pub enum Records {
 #[doc(hidden)]
 pub trait TypedRecords: Send {
     fn type_name(&self) -> &'static str;
+    /// The record type's id: what decides that two typed streams can be joined without encoding.
+    fn record_type(&self) -> std::any::TypeId;
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
     fn into_encoded(self: Box<Self>, tc: Arc<TaskContext>) -> EncodedIter;
     /// Encodes each record into a reused buffer and hands it to `f`: no allocation per record.
@@ -230,6 +232,10 @@ impl<T: Data> TypedRecords for TypedIter<T> {
         std::any::type_name::<T>()
     }
 
+    fn record_type(&self) -> std::any::TypeId {
+        std::any::TypeId::of::<T>()
+    }
+
     fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
         self
     }
@@ -274,10 +280,17 @@ impl<T: Data> TypedRecords for TypedIter<T> {
 
     fn chain(self: Box<Self>, next: Records, tc: Arc<TaskContext>) -> Records {
         match next {
-            Records::Typed(n) if n.type_name() == std::any::type_name::<T>() => {
+            Records::Typed(n) if n.record_type() == std::any::TypeId::of::<T>() => {
+                // Same TypeId, so the downcast cannot fail; were it to, fail the task rather
+                // than drop the records.
                 match n.into_any().downcast::<TypedIter<T>>() {
                     Ok(n) => typed(self.0.chain(n.0)),
-                    Err(_) => Records::Encoded(Box::new(std::iter::empty())),
+                    Err(_) => {
+                        tc.fail(TaskFailure::plan(
+                            "typed stream changed type while chaining",
+                        ));
+                        Records::Encoded(Box::new(std::iter::empty()))
+                    }
                 }
             }
             other => {

@@ -75,6 +75,11 @@ proptest! {
             let u = r.union(&r.map(AddOne));
             prop_assert_eq!(u.num_partitions(), 2 * p);
             prop_assert_eq!(u.collect().unwrap(), v.iter().copied().chain(v.iter().map(|x| x + 1)).collect::<Vec<_>>());
+            // Typed streams chained without encoding (union and coalesce of mapped partitions).
+            let plus = r.map(AddOne);
+            let twice: Vec<i64> = v.iter().map(|x| x + 1).chain(v.iter().map(|x| x + 1)).collect();
+            prop_assert_eq!(plus.union(&plus).collect().unwrap(), twice);
+            prop_assert_eq!(plus.coalesce(1).collect().unwrap(), v.iter().map(|x| x + 1).collect::<Vec<_>>());
             prop_assert_eq!(r.zip_partitions(&r.map(Square), ZipAdd).unwrap().collect().unwrap(),
                 v.iter().map(|x| x + x * x).collect::<Vec<_>>());
             for m in [1, 2, p] {
