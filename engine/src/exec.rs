@@ -213,11 +213,9 @@ impl Plan {
                 ascending,
             } => {
                 let recs: Vec<Vec<u8>> = stream::into_encoded(records, tc).collect();
-                let perm = registry::lookup_key(key_type)?.sort_permutation(
-                    recs.len(),
-                    &|i| &recs[i],
-                    *ascending,
-                )?;
+                let locs: Vec<u64> = (0..recs.len() as u64).collect();
+                let codec = registry::lookup_key(key_type)?;
+                let perm = codec.sort_locators(&locs, &|i| &recs[i as usize], *ascending)?;
                 let mut f = Frames::default();
                 perm.iter()
                     .take(*n as usize)

@@ -18,14 +18,14 @@ pub type RangeFn = Box<dyn Fn(&[u8]) -> Result<usize, TaskFailure> + Send + Sync
 pub trait KeyCodec: Send + Sync {
     /// How many leading bytes of an encoded `(K, V)` record are the key.
     fn key_len(&self, record: &[u8]) -> Result<usize, TaskFailure>;
-    /// A stable permutation that sorts the `n` keys returned by `key_at` (ascending, or
-    /// descending).
-    fn sort_permutation<'a>(
+    /// Sorts `(key, locator)` pairs by key and returns the locators in sorted order; ties keep
+    /// their input order when `locators` is increasing.
+    fn sort_locators<'a>(
         &self,
-        n: usize,
-        key_at: &dyn Fn(usize) -> &'a [u8],
+        locators: &[u64],
+        key_at: &dyn Fn(u64) -> &'a [u8],
         ascending: bool,
-    ) -> Result<Vec<u32>, TaskFailure>;
+    ) -> Result<Vec<u64>, TaskFailure>;
     /// Maps a key to its range partition, given the encoded upper bounds of all but the last.
     fn range_partitioner(
         &self,
@@ -51,24 +51,22 @@ impl<K: Key> KeyCodec for KeyCodecImpl<K> {
         Ok(record.len() - rest.len())
     }
 
-    fn sort_permutation<'a>(
+    fn sort_locators<'a>(
         &self,
-        n: usize,
-        key_at: &dyn Fn(usize) -> &'a [u8],
+        locators: &[u64],
+        key_at: &dyn Fn(u64) -> &'a [u8],
         ascending: bool,
-    ) -> Result<Vec<u32>, TaskFailure> {
-        // Sorting (key, index) pairs keeps comparisons on adjacent memory, and the index as a
-        // tie-break makes the in-place unstable sort give exactly the stable order.
-        let mut decoded: Vec<(K, u32)> = Vec::with_capacity(n);
-        for i in 0..n {
-            decoded.push((codec::decode::<K>(key_at(i))?, i as u32));
+    ) -> Result<Vec<u64>, TaskFailure> {
+        let mut decoded: Vec<(K, u64)> = Vec::with_capacity(locators.len());
+        for &l in locators {
+            decoded.push((codec::decode::<K>(key_at(l))?, l));
         }
         if ascending {
             decoded.sort_unstable();
         } else {
             decoded.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
         }
-        Ok(decoded.into_iter().map(|(_, i)| i).collect())
+        Ok(decoded.into_iter().map(|(_, l)| l).collect())
     }
 
     fn range_partitioner(
@@ -106,13 +104,13 @@ impl KeyCodec for StringKeyCodec {
         Ok(end)
     }
 
-    fn sort_permutation<'a>(
+    fn sort_locators<'a>(
         &self,
-        n: usize,
-        key_at: &dyn Fn(usize) -> &'a [u8],
+        locators: &[u64],
+        key_at: &dyn Fn(u64) -> &'a [u8],
         ascending: bool,
-    ) -> Result<Vec<u32>, TaskFailure> {
-        KeyCodecImpl::<String>(PhantomData).sort_permutation(n, key_at, ascending)
+    ) -> Result<Vec<u64>, TaskFailure> {
+        KeyCodecImpl::<String>(PhantomData).sort_locators(locators, key_at, ascending)
     }
 
     fn range_partitioner(

@@ -3,7 +3,7 @@
 //! executor's [`ShuffleStore`]. The reduce side reads its bucket from every map output and
 //! groups, merges, sorts or joins by key bytes.
 
-use crate::codec::{self, BytePair, FrameReader, Frames};
+use crate::codec::{self, FrameReader, Frames};
 use crate::error::TaskFailure;
 use crate::key::KeyCodec;
 use crate::op::erased::{CombineTable, ErasedPartitioner, PairSink};
@@ -231,45 +231,24 @@ fn for_each_pair(
     Ok(())
 }
 
-/// Where one `(key, value)` pair sits in the fetched buckets.
-#[derive(Clone, Copy)]
-struct Pos {
-    map: u32,
-    chunk: u32,
-    /// Where the key's bytes start (after its length) and how long key and value are; the
-    /// value's bytes start 4 bytes after the key's end.
-    key_off: u32,
-    key_len: u32,
-    value_len: u32,
-}
-
-impl Pos {
-    fn pair<'a>(&self, outputs: &'a [Arc<MapOutput>], reduce: usize) -> BytePair<'a> {
-        let chunk = &outputs[self.map as usize].buckets[reduce].chunks()[self.chunk as usize];
-        let k = self.key_off as usize;
-        let v = k + self.key_len as usize + 4;
-        (
-            &chunk[k..k + self.key_len as usize],
-            &chunk[v..v + self.value_len as usize],
-        )
-    }
-}
-
-fn positions(outputs: &[Arc<MapOutput>], reduce: usize) -> Result<Vec<Pos>, TaskFailure> {
+/// A frame's place in the fetched buckets in one word: map (20 bits), chunk (12 bits, so 4 GiB
+/// per bucket) and offset in the chunk (32 bits). Sorting carries it beside the decoded key, so
+/// the sorted gather reads each record with one cache miss instead of two.
+fn locators(outputs: &[Arc<MapOutput>], reduce: usize) -> Result<Vec<u64>, TaskFailure> {
     let mut v = Vec::with_capacity(outputs.iter().map(|o| o.buckets[reduce].count).sum());
     for (m, out) in outputs.iter().enumerate() {
-        for (c, buf) in out.buckets[reduce].chunks().iter().enumerate() {
+        let chunks = out.buckets[reduce].chunks();
+        if m >= 1 << 20 || chunks.len() > 1 << 12 {
+            return Err(TaskFailure::plan(
+                "a sorted shuffle read exceeds 2^20 maps or 4 GiB per bucket",
+            ));
+        }
+        for (c, buf) in chunks.iter().enumerate() {
             let mut reader = FrameReader::new(buf);
             let mut off = 0usize;
             while let Some(pair) = reader.next_pair() {
                 let (k, val) = pair?;
-                v.push(Pos {
-                    map: m as u32,
-                    chunk: c as u32,
-                    key_off: off as u32 + 4,
-                    key_len: k.len() as u32,
-                    value_len: val.len() as u32,
-                });
+                v.push(((m as u64) << 44) | ((c as u64) << 32) | off as u64);
                 off += 8 + k.len() + val.len();
             }
         }
@@ -277,23 +256,29 @@ fn positions(outputs: &[Arc<MapOutput>], reduce: usize) -> Result<Vec<Pos>, Task
     Ok(v)
 }
 
-/// Emits records lazily from the fetched buffers (in `order` if given), so a reduce task holds
-/// the map outputs it read once, not a second copy of every record.
-fn emit_lazily(
+fn unpack(l: u64) -> (usize, usize, usize) {
+    (
+        (l >> 44) as usize,
+        ((l >> 32) & 0xfff) as usize,
+        (l & 0xffff_ffff) as usize,
+    )
+}
+
+/// Emits the records at `locs`, in that order, lazily from the fetched buckets: a reduce task
+/// holds the map outputs it read once, not a second copy of every record.
+fn emit_located(
     outputs: Vec<Arc<MapOutput>>,
     reduce: usize,
-    pos: Vec<Pos>,
-    order: Option<Vec<u32>>,
-    key: bool,
-    value: bool,
+    locs: Vec<u64>,
+    with_key: bool,
 ) -> Records {
-    Records::Encoded(Box::new((0..pos.len()).map(move |i| {
-        let p = match &order {
-            Some(o) => pos[o[i] as usize],
-            None => pos[i],
-        };
-        let (k, v) = p.pair(&outputs, reduce);
-        concat(if key { k } else { &[] }, if value { v } else { &[] })
+    Records::Encoded(Box::new(locs.into_iter().map(move |l| {
+        let (m, c, off) = unpack(l);
+        let chunk = &outputs[m].buckets[reduce].chunks()[c];
+        match FrameReader::new(&chunk[off..]).next_pair() {
+            Some(Ok((k, v))) => concat(if with_key { k } else { &[] }, v),
+            _ => Vec::new(),
+        }
     })))
 }
 
@@ -316,9 +301,13 @@ pub(crate) fn read(
     match spec {
         ReduceSpec::Raw | ReduceSpec::Pairs => {
             let outputs = fetch_all(tc, shuffle, num_maps, reduce)?;
-            let pos = positions(&outputs, reduce)?;
-            let with_key = *spec == ReduceSpec::Pairs;
-            return Ok(emit_lazily(outputs, reduce, pos, None, with_key, true));
+            let locs = locators(&outputs, reduce)?;
+            return Ok(emit_located(
+                outputs,
+                reduce,
+                locs,
+                *spec == ReduceSpec::Pairs,
+            ));
         }
         ReduceSpec::Sort {
             key_type,
@@ -326,10 +315,17 @@ pub(crate) fn read(
         } => {
             let codec = registry::lookup_key(key_type)?;
             let outputs = fetch_all(tc, shuffle, num_maps, reduce)?;
-            let pos = positions(&outputs, reduce)?;
-            let key_at = |i: usize| pos[i].pair(&outputs, reduce).0;
-            let order = codec.sort_permutation(pos.len(), &key_at, *ascending)?;
-            return Ok(emit_lazily(outputs, reduce, pos, Some(order), true, true));
+            let locs = locators(&outputs, reduce)?;
+            let key_at = |l: u64| {
+                let (m, c, off) = unpack(l);
+                match FrameReader::new(&outputs[m].buckets[reduce].chunks()[c][off..]).next_pair() {
+                    Some(Ok((k, _))) => k,
+                    _ => &[],
+                }
+            };
+            let sorted = codec.sort_locators(&locs, &key_at, *ascending)?;
+            drop(locs);
+            return Ok(emit_located(outputs, reduce, sorted, true));
         }
         ReduceSpec::Distinct => {
             let mut seen: rustc_hash::FxHashSet<Box<[u8]>> = Default::default();
