@@ -16,11 +16,23 @@ import numpy as np
 from pyspark import SparkConf, SparkContext
 
 
-def peak_rss_bytes():
-    # The JVM is a child process: count it too.
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return (own + children) * 1024
+def vm_hwm_bytes(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def peak_rss_bytes(sc):
+    """The Python driver's and the JVM's high-water marks (the JVM is read before it stops;
+    Python worker processes are not counted)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    proc = getattr(sc._gateway, "proc", None)
+    return own + (vm_hwm_bytes(proc.pid) if proc is not None else 0)
 
 
 def main():
@@ -97,10 +109,11 @@ def main():
         units = 1
     else:
         raise SystemExit(f"unknown workload {workload}")
+    peak = peak_rss_bytes(sc)
     sc.stop()
     print(json.dumps({
         "workload": workload, "master": "local[2]", "size": size, "wall_s": wall, "setup_s": setup,
-        "per_unit_ms": wall * 1000 / units, "peak_rss_bytes": peak_rss_bytes(), "detail": detail,
+        "per_unit_ms": wall * 1000 / units, "peak_rss_bytes": peak, "detail": detail,
     }))
 
 

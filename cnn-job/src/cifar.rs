@@ -1,0 +1,300 @@
+//! CIFAR-10 input, binary version: files of 3,073-byte records (a label byte 0–9, then the red,
+//! green and blue 32×32 planes), as a folder `cifar-10-batches-bin/`, as the official
+//! `cifar-10-binary.tar.gz` (read streaming, never extracted), or as any record file.
+//! Truncated or corrupt input is an error naming the file and the byte offset.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+pub const IMAGE_BYTES: usize = 3 * 32 * 32;
+pub const RECORD_BYTES: usize = 1 + IMAGE_BYTES;
+pub const CLASSES: [&str; 10] = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+];
+
+/// Images as one contiguous buffer: `pixels[i * IMAGE_BYTES..]` is image i, channel-major (CHW).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Images {
+    pub labels: Vec<u8>,
+    pub pixels: Vec<u8>,
+}
+
+impl Images {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    pub fn image(&self, i: usize) -> &[u8] {
+        &self.pixels[i * IMAGE_BYTES..(i + 1) * IMAGE_BYTES]
+    }
+
+    /// The first `n` images (all if fewer).
+    pub fn truncate(&mut self, n: usize) {
+        let n = n.min(self.len());
+        self.labels.truncate(n);
+        self.pixels.truncate(n * IMAGE_BYTES);
+    }
+
+    fn extend(&mut self, other: Images) {
+        self.labels.extend(other.labels);
+        self.pixels.extend(other.pixels);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CifarError {
+    #[error("{file}: {size} bytes is not a whole number of {RECORD_BYTES}-byte records; the record at offset {offset} is truncated")]
+    Truncated {
+        file: String,
+        size: u64,
+        offset: u64,
+    },
+    #[error("{file}: label {label} at offset {offset} is not a CIFAR-10 class (0-9)")]
+    BadLabel {
+        file: String,
+        offset: u64,
+        label: u8,
+    },
+    #[error("{path}: no {name} (a CIFAR-10 folder holds data_batch_1.bin .. data_batch_5.bin and test_batch.bin)")]
+    MissingBatch { path: String, name: String },
+    #[error("{file}: {source}")]
+    Io {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: not a readable CIFAR-10 archive: {message}")]
+    Archive { file: String, message: String },
+}
+
+/// Which half of the dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// data_batch_1 .. data_batch_5 (50,000 images).
+    Train,
+    /// test_batch (10,000 images).
+    Test,
+}
+
+impl Split {
+    fn batch_names(self) -> Vec<String> {
+        match self {
+            Split::Train => (1..=5).map(|i| format!("data_batch_{i}.bin")).collect(),
+            Split::Test => vec!["test_batch.bin".to_string()],
+        }
+    }
+}
+
+/// Parses records from `bytes`, which start at byte `base` of `file` (for error messages).
+pub fn parse_records(file: &str, bytes: &[u8], base: u64) -> Result<Images, CifarError> {
+    if !bytes.len().is_multiple_of(RECORD_BYTES) {
+        return Err(CifarError::Truncated {
+            file: file.to_string(),
+            size: base + bytes.len() as u64,
+            offset: base + (bytes.len() - bytes.len() % RECORD_BYTES) as u64,
+        });
+    }
+    let n = bytes.len() / RECORD_BYTES;
+    let mut out = Images {
+        labels: Vec::with_capacity(n),
+        pixels: Vec::with_capacity(n * IMAGE_BYTES),
+    };
+    for (i, rec) in bytes.chunks_exact(RECORD_BYTES).enumerate() {
+        if rec[0] > 9 {
+            return Err(CifarError::BadLabel {
+                file: file.to_string(),
+                offset: base + (i * RECORD_BYTES) as u64,
+                label: rec[0],
+            });
+        }
+        out.labels.push(rec[0]);
+        out.pixels.extend_from_slice(&rec[1..]);
+    }
+    Ok(out)
+}
+
+fn io(file: &Path) -> impl FnOnce(std::io::Error) -> CifarError + '_ {
+    move |source| CifarError::Io {
+        file: file.display().to_string(),
+        source,
+    }
+}
+
+/// Reads one file of records.
+pub fn read_record_file(path: &Path) -> Result<Images, CifarError> {
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    parse_records(&path.display().to_string(), &bytes, 0)
+}
+
+/// Loads a split from a `cifar-10-batches-bin/` folder, the official `.tar.gz`, or, for any
+/// other file, the file itself as records (whatever the split).
+pub fn load(path: &Path, split: Split) -> Result<Images, CifarError> {
+    let meta = std::fs::metadata(path).map_err(io(path))?;
+    if meta.is_dir() {
+        let mut all = Images::default();
+        for name in split.batch_names() {
+            let file = path.join(&name);
+            if !file.is_file() {
+                return Err(CifarError::MissingBatch {
+                    path: path.display().to_string(),
+                    name,
+                });
+            }
+            all.extend(read_record_file(&file)?);
+        }
+        return Ok(all);
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
+        return load_archive(path, split);
+    }
+    read_record_file(path)
+}
+
+/// Streams the archive once, keeping the split's batches in the archive's order of names.
+fn load_archive(path: &Path, split: Split) -> Result<Images, CifarError> {
+    let file = std::fs::File::open(path).map_err(io(path))?;
+    let shown = path.display().to_string();
+    let archive_err = |message: String| CifarError::Archive {
+        file: shown.clone(),
+        message,
+    };
+    let mut archive =
+        tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)));
+    let wanted = split.batch_names();
+    let mut found: Vec<Option<Images>> = vec![None; wanted.len()];
+    let entries = archive.entries().map_err(|e| archive_err(e.to_string()))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| archive_err(e.to_string()))?;
+        let entry_path = entry
+            .path()
+            .map_err(|e| archive_err(e.to_string()))?
+            .to_path_buf();
+        let Some(base) = entry_path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+        else {
+            continue;
+        };
+        let Some(slot) = wanted.iter().position(|w| *w == base) else {
+            continue;
+        };
+        let mut bytes = Vec::with_capacity(entry.size() as usize);
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|e| archive_err(format!("{}: {e}", entry_path.display())))?;
+        let inner = format!("{shown}:{}", entry_path.display());
+        found[slot] = Some(parse_records(&inner, &bytes, 0)?);
+    }
+    let mut all = Images::default();
+    for (name, images) in wanted.into_iter().zip(found) {
+        match images {
+            Some(i) => all.extend(i),
+            None => return Err(CifarError::MissingBatch { path: shown, name }),
+        }
+    }
+    Ok(all)
+}
+
+/// Per-channel mean and standard deviation of pixel values scaled to [0, 1].
+pub fn channel_stats(images: &Images) -> ([f32; 3], [f32; 3]) {
+    let mut sum = [0f64; 3];
+    let mut sq = [0f64; 3];
+    for i in 0..images.len() {
+        for (c, plane) in images.image(i).chunks_exact(1024).enumerate() {
+            for &p in plane {
+                let v = f64::from(p) / 255.0;
+                sum[c] += v;
+                sq[c] += v * v;
+            }
+        }
+    }
+    let n = (images.len() * 1024).max(1) as f64;
+    let mut mean = [0f32; 3];
+    let mut std = [0f32; 3];
+    for c in 0..3 {
+        let m = sum[c] / n;
+        mean[c] = m as f32;
+        std[c] = ((sq[c] / n - m * m).max(1e-12)).sqrt() as f32;
+    }
+    (mean, std)
+}
+
+/// Image `i` as normalized f32 CHW values: `(p / 255 - mean[c]) / std[c]`.
+pub fn normalized(images: &Images, i: usize, mean: &[f32; 3], std: &[f32; 3], out: &mut [f32]) {
+    for (c, plane) in images.image(i).chunks_exact(1024).enumerate() {
+        for (o, &p) in out[c * 1024..(c + 1) * 1024].iter_mut().zip(plane) {
+            *o = (f32::from(p) / 255.0 - mean[c]) / std[c];
+        }
+    }
+}
+
+/// The paper's preprocessing (section 4.2): one image per line, `(one-hot label, pixel data)`,
+/// written as `(0,0,1,0,0,0,0,0,0,0,p0,p1,...,p3071)` with pixels in record order.
+pub fn to_text_line(images: &Images, i: usize) -> String {
+    let mut s = String::with_capacity(12 + 4 * IMAGE_BYTES);
+    s.push('(');
+    for k in 0..10u8 {
+        s.push(if k == images.labels[i] { '1' } else { '0' });
+        s.push(',');
+    }
+    for (j, p) in images.image(i).iter().enumerate() {
+        if j > 0 {
+            s.push(',');
+        }
+        s.push_str(&p.to_string());
+    }
+    s.push(')');
+    s
+}
+
+/// Parses a line written by [`to_text_line`]; `what` names the line in errors.
+pub fn from_text_line(line: &str, what: &str) -> Result<(u8, Vec<u8>), String> {
+    let inner = line
+        .trim()
+        .strip_prefix('(')
+        .and_then(|l| l.strip_suffix(')'))
+        .ok_or_else(|| format!("{what}: expected `(one-hot label, pixels)`"))?;
+    let fields: Vec<&str> = inner.split(',').collect();
+    if fields.len() != 10 + IMAGE_BYTES {
+        return Err(format!(
+            "{what}: {} fields, expected {}",
+            fields.len(),
+            10 + IMAGE_BYTES
+        ));
+    }
+    let hot: Vec<usize> = (0..10).filter(|&k| fields[k] == "1").collect();
+    if hot.len() != 1 || fields[..10].iter().any(|f| *f != "0" && *f != "1") {
+        return Err(format!("{what}: the label is not one-hot"));
+    }
+    let pixels = fields[10..]
+        .iter()
+        .enumerate()
+        .map(|(j, f)| {
+            f.parse::<u8>()
+                .map_err(|_| format!("{what}: pixel {j} is `{f}`, not 0-255"))
+        })
+        .collect::<Result<Vec<u8>, String>>()?;
+    Ok((hot[0] as u8, pixels))
+}
+
+/// The dataset folder of this repository's development layout, if present.
+pub fn shared_dataset() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/cifar-10-batches-bin");
+    p.is_dir().then_some(p)
+}
