@@ -198,21 +198,19 @@ pub(crate) fn read_text(split: &FileSplit, tc: &Arc<TaskContext>) -> Result<Reco
             .map_err(|e| TaskFailure::io(&split.path, e))? as u64;
     }
     let end = split.start + split.len;
-    if split.start > 0 && pos > end {
+    // An empty split (an empty file) has no lines; a split whose first line started before it
+    // and ran past its end has none of its own either.
+    if split.len == 0 || (split.start > 0 && pos > end) {
         return Ok(typed(std::iter::empty::<String>()));
     }
-    let lines = LineReader {
+    Ok(typed(LineReader {
         reader: Box::new(reader),
         pos,
-        end: if split.len == 0 { 0 } else { end },
+        end,
         path: split.path.clone(),
         tc: tc.clone(),
         buf: Vec::new(),
-    };
-    if split.len == 0 {
-        return Ok(typed(std::iter::empty::<String>()));
-    }
-    Ok(typed(lines))
+    }))
 }
 
 pub(crate) fn read_records(

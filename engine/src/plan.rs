@@ -159,13 +159,14 @@ pub enum Partitioning {
 }
 
 impl Partitioning {
-    pub fn num_partitions(&self, custom: Option<usize>) -> usize {
+    /// The partition count, known without decoding a user partitioner (`None` for `Custom`).
+    pub fn num_partitions(&self) -> Option<usize> {
         match self {
             Partitioning::Hash(n) | Partitioning::RoundRobin(n) | Partitioning::ByMapIndex(n) => {
-                *n as usize
+                Some(*n as usize)
             }
-            Partitioning::Range { bounds, .. } => bounds.len() + 1,
-            Partitioning::Custom(_) => custom.unwrap_or(0),
+            Partitioning::Range { bounds, .. } => Some(bounds.len() + 1),
+            Partitioning::Custom(_) => None,
         }
     }
 }

@@ -144,11 +144,12 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         p: P,
     ) -> Result<Rdd<(K, V)>> {
         let partitioning = p.clone_partitioning(self)?;
-        let n = match &partitioning {
-            Partitioning::Custom(op) => crate::op::registry::decode_partitioner(op)
+        let n = if let Partitioning::Custom(op) = &partitioning {
+            crate::op::registry::decode_partitioner(op)
                 .map_err(EngineError::Task)?
-                .num_partitions(),
-            other => other.num_partitions(None),
+                .num_partitions()
+        } else {
+            partitioning.num_partitions().unwrap_or(0)
         };
         let writer = ShuffleWriterSpec {
             key: Self::key_mode(),
@@ -257,12 +258,13 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     #[track_caller]
     pub fn sort_by_key(&self, ascending: bool, partitions: usize) -> Result<Rdd<(K, V)>> {
         let name = key_type_name::<K>().to_string();
+        let bounds = self.range_bounds(partitions.max(1))?;
+        let n = bounds.len() as u32 + 1;
         let partitioning = Partitioning::Range {
             key_type: name.clone(),
-            bounds: self.range_bounds(partitions.max(1))?,
+            bounds,
             ascending,
         };
-        let n = partitioning.num_partitions(None) as u32;
         let writer = ShuffleWriterSpec {
             key: Self::key_mode(),
             partitioning,
