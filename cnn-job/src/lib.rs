@@ -1,6 +1,14 @@
-//! The CNN and the Dis-CNN training job. The layers and the job land with their own issues; this
-//! crate exists so the dependency arrow engine → cnn-job → binaries holds from the first commit.
+//! The CNN (ndarray + rayon) and, on top of the engine, the Dis-CNN training job.
 
 pub mod cifar;
+pub mod data;
+pub mod layers;
+pub mod metrics;
+pub mod model_io;
+pub mod network;
+pub mod optim;
+pub mod rng;
+pub mod spec;
+pub mod train;
 
 pub use discnn_engine as engine;

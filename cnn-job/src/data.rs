@@ -1,0 +1,98 @@
+//! Minibatches from CIFAR-10 images: per-channel normalisation and optional augmentation
+//! (random crop from a zero-padded image, horizontal flip), each image's draws from its own
+//! keyed stream so a batch is the same whichever thread built it.
+
+use crate::cifar::{self, Images, IMAGE_BYTES};
+use crate::rng::{self, Purpose};
+use rand::Rng;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Normalization {
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl Normalization {
+    pub fn of(images: &Images) -> Normalization {
+        let (mean, std) = cifar::channel_stats(images);
+        Normalization { mean, std }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Augment {
+    /// Zero padding on each side before a random 32×32 crop (0: no crop).
+    pub pad: usize,
+    pub flip: bool,
+}
+
+/// Normalized images `indices` of `images`, with augmentation when `augment` is given;
+/// `key` names the augmentation streams (for example `[epoch, partition, iteration]`).
+pub fn batch(
+    images: &Images,
+    indices: &[usize],
+    norm: &Normalization,
+    augment: Option<(Augment, u64, &[u64])>,
+) -> (Vec<f32>, Vec<u8>) {
+    let mut x = vec![0f32; indices.len() * IMAGE_BYTES];
+    x.par_chunks_mut(IMAGE_BYTES)
+        .zip(indices.par_iter())
+        .enumerate()
+        .for_each(|(slot, (out, &i))| {
+            cifar::normalized(images, i, &norm.mean, &norm.std, out);
+            if let Some((aug, seed, key)) = augment {
+                let mut k = key.to_vec();
+                k.push(slot as u64);
+                let mut rng = rng::stream(seed, Purpose::Augment, &k);
+                let dy = rng.gen_range(0..=2 * aug.pad) as isize - aug.pad as isize;
+                let dx = rng.gen_range(0..=2 * aug.pad) as isize - aug.pad as isize;
+                let flip = aug.flip && rng.gen::<bool>();
+                shift_flip(out, dy, dx, flip);
+            }
+        });
+    let labels = indices.iter().map(|&i| images.labels[i]).collect();
+    (x, labels)
+}
+
+/// Moves the 32×32 planes by (dy, dx) filling with zeros (a crop of the padded image), then
+/// mirrors them if asked.
+fn shift_flip(img: &mut [f32], dy: isize, dx: isize, flip: bool) {
+    if dy == 0 && dx == 0 && !flip {
+        return;
+    }
+    let src = img.to_vec();
+    for (c, plane) in img.chunks_exact_mut(1024).enumerate() {
+        for y in 0..32isize {
+            for x in 0..32isize {
+                let (sy, sx) = (y + dy, x + dx);
+                let v = if (0..32).contains(&sy) && (0..32).contains(&sx) {
+                    src[c * 1024 + (sy * 32 + sx) as usize]
+                } else {
+                    0.0
+                };
+                let tx = if flip { 31 - x } else { x };
+                plane[(y * 32 + tx) as usize] = v;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flip_and_shift_move_pixels() {
+        let mut img: Vec<f32> = (0..IMAGE_BYTES).map(|i| i as f32).collect();
+        shift_flip(&mut img, 0, 0, true);
+        assert_eq!(img[0], 31.0);
+        assert_eq!(img[1024 + 32], 1024.0 + 32.0 + 31.0);
+        let mut img: Vec<f32> = (0..IMAGE_BYTES).map(|i| i as f32 + 1.0).collect();
+        shift_flip(&mut img, 1, -2, false);
+        assert_eq!(img[0], 0.0); // came from column −2
+        assert_eq!(img[2], 32.0 + 1.0); // (1, 0)
+        assert_eq!(img[31 * 32 + 5], 0.0); // came from row 32
+    }
+}
