@@ -78,6 +78,25 @@ enum BenchKind {
         #[arg(long)]
         output: PathBuf,
     },
+    /// Training and inference throughput of the CNN (the paper's net unless --spec) on
+    /// CIFAR-shaped random data: median of --reps repetitions after a warm-up.
+    CnnTrain {
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        /// Images per repetition.
+        #[arg(long, default_value_t = 10240)]
+        images: usize,
+        #[arg(long, default_value = discnn_cnn::spec::PAPER)]
+        spec: String,
+        /// Print exactly one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// The RDD engine workloads of BENCHMARKS.md.
     Engine {
         /// w0 (small-job overhead), w1 (wordcount), w2 (logistic regression),
@@ -141,6 +160,43 @@ fn bench(b: Bench) -> anyhow::Result<()> {
             }
             discnn::bench::engine::write_words(&output, lines, 42)
                 .with_context(|| format!("writing {}", output.display()))?;
+        }
+        BenchKind::CnnTrain {
+            batch,
+            threads,
+            reps,
+            images,
+            spec,
+            json,
+        } => {
+            if batch == 0 || reps == 0 || images == 0 || threads == Some(0) {
+                return Err(UsageError("--batch, --threads, --reps and --images must be positive".into()).into());
+            }
+            let threads = threads.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, usize::from)
+            });
+            let o = discnn::bench::cnn::Options {
+                batch,
+                threads,
+                reps,
+                images,
+                spec,
+            };
+            let r = discnn::bench::cnn::run(&o)?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "cnn-train ({} params, batch {}, {} threads): train {:.0} img/s ({:.1} GFLOP/s at {:.2} MFLOP/img), inference {:.0} img/s",
+                    r.params,
+                    r.batch,
+                    r.threads,
+                    r.train_img_per_s,
+                    r.gflops,
+                    r.flop_per_img as f64 / 1e6,
+                    r.infer_img_per_s
+                );
+            }
         }
         BenchKind::Engine {
             workload,

@@ -2,6 +2,7 @@
 //! backward pass instead of kept: one image's columns stay in L2, a chunk's would not.
 
 use super::gemm::{gemm, T};
+use super::simd;
 
 #[derive(Debug, Clone)]
 pub struct Conv {
@@ -48,9 +49,13 @@ impl Conv {
                             continue;
                         }
                         let src = &plane[(iy - pad) * self.w..(iy - pad + 1) * self.w];
-                        out[..ox0].fill(0.0);
-                        out[ox0..ox1].copy_from_slice(&src[ox0 + kx - pad..ox1 + kx - pad]);
-                        out[ox1..].fill(0.0);
+                        if ox0 > 0 {
+                            out[..ox0].fill(0.0);
+                        }
+                        simd::copy_row(&mut out[ox0..ox1], &src[ox0 + kx - pad..ox1 + kx - pad]);
+                        if ox1 < wo {
+                            out[ox1..].fill(0.0);
+                        }
                     }
                 }
             }
@@ -78,9 +83,7 @@ impl Conv {
                         }
                         let dst = &mut plane[(iy - pad) * self.w..(iy - pad + 1) * self.w];
                         let dst = &mut dst[ox0 + kx - pad..ox1 + kx - pad];
-                        for (d, s) in dst.iter_mut().zip(&row[oy * wo + ox0..oy * wo + ox1]) {
-                            *d += s;
-                        }
+                        simd::add_row(dst, &row[oy * wo + ox0..oy * wo + ox1]);
                     }
                 }
             }
@@ -130,7 +133,7 @@ impl Conv {
         for i in 0..n {
             let dyi = &dy[i * self.cout * hw..(i + 1) * self.cout * hw];
             for (plane, b) in dyi.chunks_exact(hw).zip(db.iter_mut()) {
-                *b += plane.iter().sum::<f32>();
+                *b += simd::sum(plane);
             }
             let xi = &x[i * in_len..(i + 1) * in_len];
             let cols: &[f32] = if direct {

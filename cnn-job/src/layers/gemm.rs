@@ -1,8 +1,4 @@
-//! Row-major matrix products on slices, through ndarray's `general_mat_mul` (matrixmultiply's
-//! packed kernels, single-threaded: parallelism comes from running minibatch chunks side by side).
-
-use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView2, ArrayViewMut2};
+//! Row-major matrix products on slices.
 
 /// Whether an operand is used as stored or transposed.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -11,14 +7,11 @@ pub enum T {
     Y,
 }
 
-fn view(data: &[f32], rows: usize, cols: usize, t: T) -> ArrayView2<'_, f32> {
-    // Stored shape is (rows, cols) for N and (cols, rows) for Y; the slice lengths were sized by
-    // the layer shapes, so a mismatch is a programming error.
+/// (row stride, column stride) of op(X) for X stored row-major as rows×cols (N) or cols×rows (Y).
+fn strides(cols: usize, rows: usize, t: T) -> (isize, isize) {
     match t {
-        T::N => ArrayView2::from_shape((rows, cols), data).expect("gemm operand shape"),
-        T::Y => ArrayView2::from_shape((cols, rows), data)
-            .expect("gemm operand shape")
-            .reversed_axes(),
+        T::N => (cols as isize, 1),
+        T::Y => (1, rows as isize),
     }
 }
 
@@ -35,8 +28,34 @@ pub fn gemm(
     beta: f32,
     c: &mut [f32],
 ) {
-    let a = view(&a[..m * k], m, k, ta);
-    let b = view(&b[..k * n], k, n, tb);
-    let mut c = ArrayViewMut2::from_shape((m, n), &mut c[..m * n]).expect("gemm output shape");
-    general_mat_mul(1.0, &a, &b, beta, &mut c);
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "gemm operand sizes");
+    let (a_rs, a_cs) = strides(k, m, ta);
+    let (b_rs, b_cs) = strides(n, k, tb);
+    // SAFETY: the assert above makes every index the strides reach lie inside its slice: op(a)
+    // spans m·k elements, op(b) k·n and c m·n, each laid out densely in one of the two orders
+    // the strides describe. `c` is a unique borrow, so it aliases neither input; the kernels
+    // run on this thread only (Parallelism::None) and return before the borrows end.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            beta != 0.0,
+            a.as_ptr(),
+            a_cs,
+            a_rs,
+            b.as_ptr(),
+            b_cs,
+            b_rs,
+            beta,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
 }

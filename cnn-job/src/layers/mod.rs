@@ -8,6 +8,7 @@ pub mod dense;
 pub mod gemm;
 pub mod loss;
 pub mod pool;
+pub mod simd;
 
 pub use activation::Activation;
 pub use conv::Conv;

@@ -21,6 +21,9 @@ impl Pool {
     pub fn max_forward(&self, x: &[f32], y: &mut [f32], n: usize, idx: &mut Vec<u32>) {
         let (hw, ohw) = (self.h * self.w, self.ho * self.wo);
         idx.resize(self.planes(n) * ohw, 0);
+        if self.k == 2 && self.s == 2 {
+            return self.max_forward_2x2(x, y, idx);
+        }
         let planes = x.chunks_exact(hw).zip(y.chunks_exact_mut(ohw));
         for ((xp, yp), ip) in planes.zip(idx.chunks_exact_mut(ohw)) {
             for oy in 0..self.ho {
@@ -39,6 +42,37 @@ impl Pool {
                     }
                     yp[oy * self.wo + ox] = v;
                     ip[oy * self.wo + ox] = best as u32;
+                }
+            }
+        }
+    }
+
+    /// The common 2×2 stride-2 window without the generic loops: rows in pairs, columns in
+    /// pairs, the same first-wins tie rule.
+    fn max_forward_2x2(&self, x: &[f32], y: &mut [f32], idx: &mut [u32]) {
+        let (w, hw, ohw) = (self.w, self.h * self.w, self.ho * self.wo);
+        let planes = x.chunks_exact(hw).zip(y.chunks_exact_mut(ohw));
+        for ((xp, yp), ip) in planes.zip(idx.chunks_exact_mut(ohw)) {
+            for oy in 0..self.ho {
+                let r0 = &xp[2 * oy * w..2 * oy * w + 2 * self.wo];
+                let r1 = &xp[(2 * oy + 1) * w..(2 * oy + 1) * w + 2 * self.wo];
+                let yr = &mut yp[oy * self.wo..(oy + 1) * self.wo];
+                let ir = &mut ip[oy * self.wo..(oy + 1) * self.wo];
+                let base = (2 * oy * w) as u32;
+                for ox in 0..self.wo {
+                    let (a, b, c, d) = (r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]);
+                    let (mut v, mut at) = (a, 0u32);
+                    if b > v {
+                        (v, at) = (b, 1);
+                    }
+                    if c > v {
+                        (v, at) = (c, w as u32);
+                    }
+                    if d > v {
+                        (v, at) = (d, w as u32 + 1);
+                    }
+                    yr[ox] = v;
+                    ir[ox] = base + 2 * ox as u32 + at;
                 }
             }
         }
