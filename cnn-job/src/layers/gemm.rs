@@ -36,20 +36,22 @@ pub fn gemm(
     // the strides describe. `c` is a unique borrow, so it aliases neither input; the kernels
     // run on this thread only (Parallelism::None) and return before the borrows end.
     unsafe {
+        // Computed as cᵀ = op(b)ᵀ·op(a)ᵀ: the large operand of a convolution (its columns) then
+        // sits on the left with unit row stride, the layout the kernels read without packing.
         gemm::gemm(
-            m,
             n,
+            m,
             k,
             c.as_mut_ptr(),
-            1,
             n as isize,
+            1,
             beta != 0.0,
-            a.as_ptr(),
-            a_cs,
-            a_rs,
             b.as_ptr(),
-            b_cs,
             b_rs,
+            b_cs,
+            a.as_ptr(),
+            a_rs,
+            a_cs,
             beta,
             1.0,
             false,

@@ -4,6 +4,7 @@
 
 pub mod activation;
 pub mod conv;
+pub mod conv_avx512;
 pub mod dense;
 pub mod gemm;
 pub mod loss;
@@ -35,6 +36,7 @@ pub struct LayerCache {
     dcol: Vec<f32>,
     idx: Vec<u32>,
     mask: Vec<f32>,
+    wide: conv_avx512::Wide,
 }
 
 impl Layer {
@@ -109,6 +111,7 @@ impl Layer {
         rng: Option<&mut rand_chacha::ChaCha8Rng>,
     ) {
         match self {
+            Layer::Conv(c) if conv_avx512::available() => c.forward_wide(p, x, y, n, &mut cache.wide),
             Layer::Conv(c) => c.forward(p, x, y, n, &mut cache.col),
             Layer::MaxPool(pool) => pool.max_forward(x, y, n, &mut cache.idx),
             Layer::AvgPool(pool) => pool.avg_forward(x, y),
@@ -136,6 +139,9 @@ impl Layer {
         cache: &mut LayerCache,
     ) {
         match self {
+            Layer::Conv(c) if conv_avx512::available() => {
+                c.backward_wide(p, x, dy, dx, dp, n, &mut cache.wide)
+            }
             Layer::Conv(c) => c.backward(p, x, dy, dx, dp, n, &mut cache.col, &mut cache.dcol),
             Layer::Dense(d) => d.backward(p, x, dy, dx, dp, n),
             _ => {
