@@ -9,6 +9,7 @@ pub mod network;
 pub mod optim;
 pub mod rng;
 pub mod spec;
+pub mod text;
 pub mod train;
 
 pub use discnn_engine as engine;

@@ -8,6 +8,7 @@
 use crate::layers::{loss, Layer, LayerCache, Loss};
 use crate::rng::{self, Purpose};
 use crate::spec::{LayerSpec, NetSpec, SpecError};
+use rand::Rng;
 use rand_distr::{Distribution, Normal};
 use rayon::prelude::*;
 use std::ops::Range;
@@ -15,6 +16,16 @@ use std::sync::Mutex;
 
 /// Images per chunk: a fixed size, part of the numerics (it fixes the order of additions).
 pub const CHUNK: usize = 8;
+
+/// How parameters start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum WeightInit {
+    /// He: weights from N(0, 2/fan_in), biases zero.
+    He,
+    /// PyTorch's default for `Conv2d` and `Linear`: weights and biases from
+    /// U(−1/√fan_in, 1/√fan_in).
+    Uniform,
+}
 
 /// One named parameter tensor: a view `range` of the parameter buffer.
 #[derive(Debug, Clone, PartialEq)]
@@ -153,14 +164,32 @@ impl Network {
 
     /// He initialisation: weights from N(0, 2/fan_in), biases zero.
     pub fn init_params(&self, seed: u64) -> Vec<f32> {
+        self.init_params_with(WeightInit::He, seed)
+    }
+
+    pub fn init_params_with(&self, init: WeightInit, seed: u64) -> Vec<f32> {
         let mut params = vec![0f32; self.param_len];
-        for t in self.tensors.iter().filter(|t| t.name.ends_with(".weight")) {
-            let fan_in: usize = t.shape[1..].iter().product();
-            let std = (2.0 / fan_in as f64).sqrt() as f32;
-            let normal = Normal::new(0.0, std).expect("a positive standard deviation");
-            let mut rng = rng::stream(seed, Purpose::Init, &[t.layer as u64]);
-            for p in &mut params[t.range.clone()] {
-                *p = normal.sample(&mut rng);
+        for t in &self.tensors {
+            let fan_in: usize = match self.tensors.iter().find(|w| w.layer == t.layer) {
+                Some(w) => w.shape[1..].iter().product(),
+                None => continue,
+            };
+            let weight = t.name.ends_with(".weight");
+            let mut rng = rng::stream(seed, Purpose::Init, &[t.layer as u64, u64::from(weight)]);
+            let values = &mut params[t.range.clone()];
+            match init {
+                WeightInit::He if weight => {
+                    let std = (2.0 / fan_in as f64).sqrt() as f32;
+                    let normal = Normal::new(0.0, std).expect("a positive standard deviation");
+                    values.iter_mut().for_each(|p| *p = normal.sample(&mut rng));
+                }
+                WeightInit::He => {}
+                WeightInit::Uniform => {
+                    let bound = (1.0 / fan_in as f64).sqrt() as f32;
+                    values
+                        .iter_mut()
+                        .for_each(|p| *p = rng.gen_range(-bound..bound));
+                }
             }
         }
         params

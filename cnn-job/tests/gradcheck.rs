@@ -5,6 +5,7 @@
 //! where s = 1e-2 · the largest |numeric| of that gradient (entries near zero are compared at
 //! the gradient's own scale, where f32 rounding of long sums is otherwise all there is).
 
+use discnn_cnn::layers::conv_avx512::force_portable;
 use discnn_cnn::layers::{loss, Layer, LayerCache, Loss};
 use discnn_cnn::network::Network;
 use discnn_cnn::spec::{LayerSpec, NetSpec, Padding};
@@ -12,6 +13,18 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 const H: f64 = 1e-5;
+
+/// Runs `f` on the AVX-512 convolution path (where the CPU has it) and on the portable
+/// im2col + GEMM path; the lock keeps the global switch from changing under another test.
+fn on_both_paths(f: impl Fn()) {
+    static PATH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = PATH.lock().unwrap_or_else(|e| e.into_inner());
+    for portable in [false, true] {
+        force_portable(portable);
+        f();
+    }
+    force_portable(false);
+}
 
 fn rand_vec(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
     (0..n)
@@ -179,11 +192,39 @@ fn check_layer(spec_text: &str, input: [usize; 3], n: usize, seed: u64) {
 
 #[test]
 fn conv_valid_and_same_on_odd_shapes() {
-    check_layer("conv5x3", [2, 7, 9], 3, 1);
-    check_layer("conv3x4same", [3, 5, 6], 2, 2);
-    check_layer("conv5x2same", [1, 7, 7], 1, 3);
-    check_layer("conv1x3", [4, 3, 5], 2, 4);
-    check_layer("conv3x1", [1, 3, 3], 5, 5);
+    on_both_paths(|| {
+        check_layer("conv5x3", [2, 7, 9], 3, 1);
+        check_layer("conv3x4same", [3, 5, 6], 2, 2);
+        check_layer("conv5x2same", [1, 7, 7], 1, 3);
+        check_layer("conv1x3", [4, 3, 5], 2, 4);
+        check_layer("conv3x1", [1, 3, 3], 5, 5);
+        check_layer("conv3x9", [10, 4, 5], 2, 6);
+    });
+}
+
+/// conv2d forward against the naive direct convolution, at the paper's first-layer shape and
+/// a padded one, on both paths (the forward half of `check_layer`, at sizes too large for
+/// finite differences).
+#[test]
+fn conv_forward_matches_naive_direct_convolution() {
+    on_both_paths(|| {
+        for (text, input, n, seed) in [
+            ("conv5x8", [3, 32, 32], 3, 7),
+            ("conv5x16", [8, 14, 14], 2, 8),
+            ("conv5x13same", [5, 11, 9], 2, 9),
+        ] {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let spec = NetSpec::parse(input, &format!("{text},dense1")).unwrap();
+            let out = spec.shapes().unwrap()[0];
+            let layer = Layer::new(&spec.layers[0], input, out);
+            let p = rand_vec(&mut rng, layer.param_len());
+            let x = rand_vec(&mut rng, n * input.iter().product::<usize>());
+            let mut y = vec![0f32; n * out.iter().product::<usize>()];
+            let mut cache = LayerCache::default();
+            layer.forward(&f32s(&p), &f32s(&x), &mut y, n, &mut cache, None);
+            close(text, &y, &reference(&spec.layers[0], input, n, &p, &x));
+        }
+    });
 }
 
 #[test]
@@ -277,6 +318,10 @@ fn both_losses_on_the_softmax() {
 /// The whole network, several chunks of a minibatch, against the composed reference layers.
 #[test]
 fn whole_network_gradient_over_several_chunks() {
+    on_both_paths(whole_network);
+}
+
+fn whole_network() {
     let input = [3, 9, 9];
     let text = "conv3x4same,relu,maxpool2,conv3x5,tanh,avgpool2s1,dense7,sigmoid,dense3";
     for kind in [Loss::CrossEntropy, Loss::Squared] {
