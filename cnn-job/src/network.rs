@@ -8,6 +8,7 @@
 use crate::layers::{loss, Layer, LayerCache, Loss};
 use crate::rng::{self, Purpose};
 use crate::spec::{LayerSpec, NetSpec, SpecError};
+use ndarray::{Array2, ArrayView4, ArrayViewD, IxDyn};
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
 use rayon::prelude::*;
@@ -81,7 +82,10 @@ impl Network {
             let (name, wshape) = match ls {
                 LayerSpec::Conv { kernel, .. } => {
                     convs += 1;
-                    (format!("conv{convs}"), vec![out[0], input[0], *kernel, *kernel])
+                    (
+                        format!("conv{convs}"),
+                        vec![out[0], input[0], *kernel, *kernel],
+                    )
                 }
                 LayerSpec::Dense { out } => {
                     denses += 1;
@@ -283,6 +287,7 @@ impl Network {
 
     /// One minibatch: writes the gradient of the mean loss into `grads` and returns the mean
     /// loss. `x` holds `labels.len()` images; `key` names the dropout streams of this step.
+    #[allow(clippy::too_many_arguments)]
     pub fn gradient(
         &self,
         params: &[f32],
@@ -339,6 +344,25 @@ impl Network {
                 self.give_workspace(ws);
             });
         out
+    }
+
+    /// The view of one named parameter tensor (`conv1.weight`, …) of a parameter or gradient
+    /// buffer, shaped as PyTorch shapes it.
+    pub fn view<'a>(&self, buffer: &'a [f32], name: &str) -> Option<ArrayViewD<'a, f32>> {
+        let t = self.tensors.iter().find(|t| t.name == name)?;
+        ArrayViewD::from_shape(IxDyn(&t.shape), &buffer[t.range.clone()]).ok()
+    }
+
+    /// Class scores for an (N, C, H, W) array of images; `None` if its image shape is not the
+    /// network's input shape.
+    pub fn logits_array(&self, params: &[f32], x: ArrayView4<'_, f32>) -> Option<Array2<f32>> {
+        let (n, c, h, w) = x.dim();
+        if [c, h, w] != self.spec.input {
+            return None;
+        }
+        let contiguous = x.as_standard_layout();
+        let flat = contiguous.as_slice()?;
+        Array2::from_shape_vec((n, self.classes()), self.logits(params, flat)).ok()
     }
 
     /// The predicted class of every image.

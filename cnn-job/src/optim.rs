@@ -7,9 +7,15 @@ use serde::{Deserialize, Serialize};
 pub enum Schedule {
     Constant,
     /// Multiply by `gamma` every `every` epochs.
-    Step { every: usize, gamma: f32 },
+    Step {
+        every: usize,
+        gamma: f32,
+    },
     /// Cosine annealing from the base rate to `min` over `epochs`.
-    Cosine { epochs: usize, min: f32 },
+    Cosine {
+        epochs: usize,
+        min: f32,
+    },
 }
 
 impl Schedule {

@@ -73,7 +73,8 @@ pub enum SpecError {
 
 /// The paper's net (section 3, Figure 1): 3×32×32 → conv 5×5×8 → max-pool → conv 5×5×16 →
 /// max-pool → conv 5×5×14 → dense 120 → dense 10 → softmax, ReLU activations.
-pub const PAPER: &str = "conv5x8,relu,maxpool2,conv5x16,relu,maxpool2,conv5x14,relu,dense120,relu,dense10";
+pub const PAPER: &str =
+    "conv5x8,relu,maxpool2,conv5x16,relu,maxpool2,conv5x14,relu,dense120,relu,dense10";
 
 /// Caffe's cifar10_quick (pooling with floor rounding, as PyTorch does: 32→15→7→3).
 pub const CIFAR10_QUICK: &str =
@@ -254,7 +255,10 @@ mod tests {
         let hw: Vec<usize> = shapes.iter().map(|s| s[1]).collect();
         assert_eq!(hw, [28, 28, 14, 10, 10, 5, 1, 1, 1, 1, 1]);
         assert_eq!(spec.to_string(), PAPER);
-        assert_eq!(NetSpec::parse([3, 32, 32], &spec.to_string()).unwrap(), spec);
+        assert_eq!(
+            NetSpec::parse([3, 32, 32], &spec.to_string()).unwrap(),
+            spec
+        );
     }
 
     #[test]

@@ -86,7 +86,11 @@ impl Trainer {
     pub fn epoch(&mut self, images: &Images, epoch: usize, partition: usize) -> EpochStats {
         let cfg = self.config.clone();
         let mut order: Vec<usize> = (0..images.len()).collect();
-        let mut rng = rng::stream(cfg.seed, Purpose::Shuffle, &[epoch as u64, partition as u64]);
+        let mut rng = rng::stream(
+            cfg.seed,
+            Purpose::Shuffle,
+            &[epoch as u64, partition as u64],
+        );
         order.shuffle(&mut rng);
         let lr = cfg.schedule.lr(cfg.lr, epoch);
         let (mut loss, mut correct, mut iterations) = (0.0, 0, 0);

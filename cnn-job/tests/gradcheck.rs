@@ -80,8 +80,7 @@ fn reference(spec: &LayerSpec, input: [usize; 3], n: usize, p: &[f64], x: &[f64]
             }
             y
         }
-        LayerSpec::MaxPool { kernel: k, stride }
-        | LayerSpec::AvgPool { kernel: k, stride } => {
+        LayerSpec::MaxPool { kernel: k, stride } | LayerSpec::AvgPool { kernel: k, stride } => {
             let (ho, wo) = ((h - k) / stride + 1, (w - k) / stride + 1);
             let max = matches!(spec, LayerSpec::MaxPool { .. });
             let mut y = Vec::new();
@@ -127,7 +126,10 @@ fn close(what: &str, analytic: &[f32], numeric: &[f64]) {
         let a = f64::from(a);
         let denom = a.abs().max(n.abs()).max(scale).max(1e-12);
         let rel = (a - n).abs() / denom;
-        assert!(rel <= 1e-3, "{what}[{i}]: analytic {a}, numeric {n}, relative error {rel}");
+        assert!(
+            rel <= 1e-3,
+            "{what}[{i}]: analytic {a}, numeric {n}, relative error {rel}"
+        );
     }
 }
 
@@ -156,9 +158,11 @@ fn check_layer(spec_text: &str, input: [usize; 3], n: usize, seed: u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let net_spec = NetSpec {
         input,
-        layers: vec![NetSpec::parse(input, &format!("{spec_text},dense1"))
-            .unwrap()
-            .layers[0]],
+        layers: vec![
+            NetSpec::parse(input, &format!("{spec_text},dense1"))
+                .unwrap()
+                .layers[0],
+        ],
     };
     let spec = net_spec.layers[0];
     let out = {
@@ -181,7 +185,16 @@ fn check_layer(spec_text: &str, input: [usize; 3], n: usize, seed: u64) {
     let mut dx = vec![0f32; in_len];
     let mut dp = vec![0f32; layer.param_len()];
     let (pf, xf) = (f32s(&p), f32s(&x));
-    layer.backward(&pf, &xf, &y, &f32s(&r), Some(&mut dx), &mut dp, n, &mut cache);
+    layer.backward(
+        &pf,
+        &xf,
+        &y,
+        &f32s(&r),
+        Some(&mut dx),
+        &mut dp,
+        n,
+        &mut cache,
+    );
     let nx = numeric(&x, |x| dot(&r, &reference(&spec, input, n, &p, x)));
     close(&format!("{spec_text} input gradient"), &dx, &nx);
     if !p.is_empty() {
@@ -265,7 +278,16 @@ fn dropout_scales_kept_units_and_passes_their_gradient() {
     }
     let r = rand_vec(&mut rng, 600);
     let mut dx = vec![0f32; 600];
-    layer.backward(&[], &x, &y, &f32s(&r), Some(&mut dx), &mut [], 2, &mut cache);
+    layer.backward(
+        &[],
+        &x,
+        &y,
+        &f32s(&r),
+        Some(&mut dx),
+        &mut [],
+        2,
+        &mut cache,
+    );
     let expected: Vec<f64> = r.iter().zip(&mask).map(|(r, m)| r * m).collect();
     close("dropout input gradient", &dx, &expected);
     let mut eval = vec![0f32; 600];
@@ -303,7 +325,10 @@ fn both_losses_on_the_softmax() {
         (Loss::Squared, 5, 3, 53),
     ] {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let z: Vec<f64> = rand_vec(&mut rng, n * classes).iter().map(|v| v * 3.0).collect();
+        let z: Vec<f64> = rand_vec(&mut rng, n * classes)
+            .iter()
+            .map(|v| v * 3.0)
+            .collect();
         let labels: Vec<u8> = (0..n).map(|_| rng.gen_range(0..classes as u8)).collect();
         let mut dz = vec![0f32; n * classes];
         let total =

@@ -49,7 +49,10 @@ fn the_same_seed_gives_the_same_model_bit_for_bit_whatever_the_threads() {
     let spec = "conv5x8,relu,maxpool2,dropout0.25,conv5x16,relu,maxpool2,conv5x14,relu,dense120,relu,dense10";
     let one = train_on(&images, 1, 9, spec);
     let three = train_on(&images, 3, 9, spec);
-    assert!(one.iter().zip(&three).all(|(a, b)| a.to_bits() == b.to_bits()));
+    assert!(one
+        .iter()
+        .zip(&three)
+        .all(|(a, b)| a.to_bits() == b.to_bits()));
     let other_seed = train_on(&images, 3, 10, spec);
     assert_ne!(one, other_seed);
 }
@@ -108,6 +111,20 @@ fn models_save_and_load_with_pytorch_names_and_metadata() {
     assert_eq!(names[6], ("fc1.weight".to_string(), vec![120, 14]));
     assert_eq!(names[9], ("fc2.bias".to_string(), vec![10]));
     assert_eq!(net.param_len(), 12_448);
+
+    let params = net.init_params(4);
+    let w = net.view(&params, "conv2.weight").unwrap();
+    assert_eq!(w.shape(), &[16, 8, 5, 5]);
+    assert_eq!(w[[1, 2, 3, 4]], params[608 + ((8 + 2) * 5 + 3) * 5 + 4]);
+    let x = ndarray::Array4::from_shape_fn((3, 3, 32, 32), |(n, c, h, w)| {
+        ((n * 7 + c * 3 + h + w) % 11) as f32 / 5.0 - 1.0
+    });
+    let scores = net.logits_array(&params, x.view()).unwrap();
+    assert_eq!(scores.dim(), (3, 10));
+    assert_eq!(
+        scores.as_slice().unwrap(),
+        net.logits(&params, x.as_slice().unwrap())
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let norm = Normalization {

@@ -69,7 +69,15 @@ pub fn run(o: &Options) -> anyhow::Result<Report> {
         let t = Instant::now();
         for s in 0..steps {
             let (x, y) = &inputs[s % inputs.len()];
-            net.gradient(&params, x, y, Loss::CrossEntropy, 0, &[s as u64], &mut grads);
+            net.gradient(
+                &params,
+                x,
+                y,
+                Loss::CrossEntropy,
+                0,
+                &[s as u64],
+                &mut grads,
+            );
             sgd.step(&mut params, &grads, 0.01);
         }
         (steps * o.batch) as f64 / t.elapsed().as_secs_f64()

@@ -170,11 +170,13 @@ fn bench(b: Bench) -> anyhow::Result<()> {
             json,
         } => {
             if batch == 0 || reps == 0 || images == 0 || threads == Some(0) {
-                return Err(UsageError("--batch, --threads, --reps and --images must be positive".into()).into());
+                return Err(UsageError(
+                    "--batch, --threads, --reps and --images must be positive".into(),
+                )
+                .into());
             }
-            let threads = threads.unwrap_or_else(|| {
-                std::thread::available_parallelism().map_or(1, usize::from)
-            });
+            let threads = threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
             let o = discnn::bench::cnn::Options {
                 batch,
                 threads,

@@ -30,10 +30,19 @@ impl Activation {
 }
 
 /// Inverted dropout: kept units are scaled by 1/(1−p) in training, so inference is the identity.
-pub fn dropout_forward(p: f32, x: &[f32], y: &mut [f32], mask: &mut Vec<f32>, rng: &mut impl rand::Rng) {
+pub fn dropout_forward(
+    p: f32,
+    x: &[f32],
+    y: &mut [f32],
+    mask: &mut Vec<f32>,
+    rng: &mut impl rand::Rng,
+) {
     let keep = 1.0 / (1.0 - p);
     mask.clear();
-    mask.extend(x.iter().map(|_| if rng.gen::<f32>() < p { 0.0 } else { keep }));
+    mask.extend(
+        x.iter()
+            .map(|_| if rng.gen::<f32>() < p { 0.0 } else { keep }),
+    );
     for ((y, &x), &m) in y.iter_mut().zip(x).zip(mask.iter()) {
         *y = x * m;
     }

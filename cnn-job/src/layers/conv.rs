@@ -91,7 +91,11 @@ impl Conv {
     }
 
     pub fn forward(&self, p: &[f32], x: &[f32], y: &mut [f32], n: usize, col: &mut Vec<f32>) {
-        let (wl, hw, kk) = (self.weight_len(), self.ho * self.wo, self.cin * self.k * self.k);
+        let (wl, hw, kk) = (
+            self.weight_len(),
+            self.ho * self.wo,
+            self.cin * self.k * self.k,
+        );
         let (weight, bias) = p.split_at(wl);
         col.resize(self.col_len(), 0.0);
         let in_len = self.cin * self.h * self.w;
@@ -123,7 +127,11 @@ impl Conv {
         col: &mut Vec<f32>,
         dcol: &mut Vec<f32>,
     ) {
-        let (wl, hw, kk) = (self.weight_len(), self.ho * self.wo, self.cin * self.k * self.k);
+        let (wl, hw, kk) = (
+            self.weight_len(),
+            self.ho * self.wo,
+            self.cin * self.k * self.k,
+        );
         let weight = &p[..wl];
         let (dw, db) = dp.split_at_mut(wl);
         col.resize(self.col_len(), 0.0);

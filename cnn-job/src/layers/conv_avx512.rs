@@ -244,7 +244,14 @@ mod kernels {
 
 impl Conv {
     /// The forward pass through the wide kernels; only call when [`available`] is true.
-    pub(super) fn forward_wide(&self, p: &[f32], x: &[f32], y: &mut [f32], n: usize, ws: &mut Wide) {
+    pub(super) fn forward_wide(
+        &self,
+        p: &[f32],
+        x: &[f32],
+        y: &mut [f32],
+        n: usize,
+        ws: &mut Wide,
+    ) {
         let g = Geo::of(self);
         let (weight, bias) = p.split_at(self.weight_len());
         ws.wt.clear();
@@ -272,7 +279,9 @@ impl Conv {
                 for oy in 0..self.ho {
                     let row = &mut plane[oy * self.wo..(oy + 1) * self.wo];
                     let from = &src[oy * g.wp..oy * g.wp + self.wo];
-                    row.iter_mut().zip(from).for_each(|(o, v)| *o = v + bias[co]);
+                    row.iter_mut()
+                        .zip(from)
+                        .for_each(|(o, v)| *o = v + bias[co]);
                 }
             }
         }
@@ -302,7 +311,8 @@ impl Conv {
             for co in 0..self.cout {
                 for ci in 0..self.cin {
                     for t in 0..k * k {
-                        ws.wt[(co * k * k + t) * g.cinp + ci] = weight[(co * self.cin + ci) * k * k + t];
+                        ws.wt[(co * k * k + t) * g.cinp + ci] =
+                            weight[(co * self.cin + ci) * k * k + t];
                     }
                 }
             }
@@ -318,7 +328,8 @@ impl Conv {
                 let row0 = co * g.s + g.front;
                 for oy in 0..self.ho {
                     let at = row0 + oy * g.wp;
-                    ws.dyp[at..at + self.wo].copy_from_slice(&plane[oy * self.wo..(oy + 1) * self.wo]);
+                    ws.dyp[at..at + self.wo]
+                        .copy_from_slice(&plane[oy * self.wo..(oy + 1) * self.wo]);
                 }
             }
             ws.load_input(self, &g, &x[i * in_len..(i + 1) * in_len]);

@@ -28,7 +28,10 @@ pub fn gemm(
     beta: f32,
     c: &mut [f32],
 ) {
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "gemm operand sizes");
+    assert!(
+        a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
+        "gemm operand sizes"
+    );
     let (a_rs, a_cs) = strides(k, m, ta);
     let (b_rs, b_cs) = strides(n, k, tb);
     // SAFETY: the assert above makes every index the strides reach lie inside its slice: op(a)

@@ -23,7 +23,10 @@ impl Loss {
 
 /// Softmax of each row of `logits` (rows of `classes`), numerically stable.
 pub fn softmax(logits: &[f32], out: &mut [f32], classes: usize) {
-    for (z, p) in logits.chunks_exact(classes).zip(out.chunks_exact_mut(classes)) {
+    for (z, p) in logits
+        .chunks_exact(classes)
+        .zip(out.chunks_exact_mut(classes))
+    {
         let m = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0.0;
         for (p, &z) in p.iter_mut().zip(z) {

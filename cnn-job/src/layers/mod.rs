@@ -52,7 +52,11 @@ impl Layer {
                 w,
                 cout: out[0],
                 k: kernel,
-                pad: if padding == Padding::Same { kernel / 2 } else { 0 },
+                pad: if padding == Padding::Same {
+                    kernel / 2
+                } else {
+                    0
+                },
                 ho: out[1],
                 wo: out[2],
             }),
@@ -111,7 +115,9 @@ impl Layer {
         rng: Option<&mut rand_chacha::ChaCha8Rng>,
     ) {
         match self {
-            Layer::Conv(c) if conv_avx512::available() => c.forward_wide(p, x, y, n, &mut cache.wide),
+            Layer::Conv(c) if conv_avx512::available() => {
+                c.forward_wide(p, x, y, n, &mut cache.wide)
+            }
             Layer::Conv(c) => c.forward(p, x, y, n, &mut cache.col),
             Layer::MaxPool(pool) => pool.max_forward(x, y, n, &mut cache.idx),
             Layer::AvgPool(pool) => pool.avg_forward(x, y),
