@@ -264,9 +264,10 @@ impl Conv {
         ws.offsets(self, &g);
         ws.yw.resize(g.coutp * g.nj * L, 0.0);
         let (in_len, hw) = (self.cin * self.h * self.w, self.ho * self.wo);
+        // `load_input` always sizes the buffer to `g.xp_len`.
+        assert!(ws.off.iter().all(|&o| o + g.nj * L <= g.xp_len));
         for i in 0..n {
             ws.load_input(self, &g, &x[i * in_len..(i + 1) * in_len]);
-            assert!(ws.off.iter().all(|&o| o + g.nj * L <= ws.xp.len()));
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `available()` (checked by the caller) detected AVX-512F; the sizes the
             // kernel needs are established by the resizes above and the assert.
@@ -321,6 +322,8 @@ impl Conv {
         ws.dyp.resize(g.coutp * g.s, 0.0);
         ws.dxp.resize(g.cinp * g.np * L, 0.0);
         let (in_len, hw) = (self.cin * self.h * self.w, self.ho * self.wo);
+        assert!(ws.off.iter().all(|&o| o + g.nj * L <= g.xp_len));
+        assert!(g.front + g.np * L <= g.s && dw.len() >= self.cout * g.taps);
         for i in 0..n {
             let dyi = &dy[i * self.cout * hw..(i + 1) * self.cout * hw];
             for (co, plane) in dyi.chunks_exact(hw).enumerate() {
@@ -333,8 +336,6 @@ impl Conv {
                 }
             }
             ws.load_input(self, &g, &x[i * in_len..(i + 1) * in_len]);
-            assert!(ws.off.iter().all(|&o| o + g.nj * L <= ws.xp.len()));
-            assert!(g.front + g.np * L <= g.s && dw.len() >= self.cout * g.taps);
             #[cfg(target_arch = "x86_64")]
             // SAFETY: AVX-512F was detected by the caller's `available()`; `dyp` and `dw` sizes
             // follow from the resize and split above, the rest from the asserts.
