@@ -175,6 +175,8 @@ fn bench(b: Bench) -> anyhow::Result<()> {
                 )
                 .into());
             }
+            discnn_cnn::spec::NetSpec::parse([3, 32, 32], &spec)
+                .map_err(|e| UsageError(format!("--spec: {e}")))?;
             let threads = threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
             let o = discnn::bench::cnn::Options {
