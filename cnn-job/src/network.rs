@@ -5,7 +5,7 @@
 //! each through the whole forward and backward pass with its own workspace. Chunk gradients are
 //! added in chunk order, so the result is the same bit for bit whatever the thread count.
 
-use crate::layers::{loss, Layer, LayerCache, Loss};
+use crate::layers::{loss, simd, Layer, LayerCache, Loss};
 use crate::rng::{self, Purpose};
 use crate::spec::{LayerSpec, NetSpec, SpecError};
 use ndarray::{Array2, ArrayView4, ArrayViewD, IxDyn};
@@ -318,7 +318,7 @@ impl Network {
         grads.fill(0.0);
         let (mut loss, mut correct) = (0.0, 0);
         for (l, c, ws) in results {
-            grads.iter_mut().zip(&ws.grad).for_each(|(g, d)| *g += d);
+            simd::add_row(grads, &ws.grad);
             loss += l;
             correct += c;
             self.give_workspace(ws);

@@ -114,6 +114,14 @@ impl Conv {
         }
     }
 
+    /// Adds one image's bias gradient (the sum of each output plane's gradient) into `db`; both
+    /// convolution paths share it.
+    pub(super) fn add_bias_grad(&self, dyi: &[f32], db: &mut [f32]) {
+        for (plane, b) in dyi.chunks_exact(self.ho * self.wo).zip(db.iter_mut()) {
+            *b += simd::sum(plane);
+        }
+    }
+
     /// Adds this chunk's parameter gradient into `dp`; writes the input gradient if asked.
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
@@ -140,9 +148,7 @@ impl Conv {
         let direct = self.k == 1 && self.pad == 0;
         for i in 0..n {
             let dyi = &dy[i * self.cout * hw..(i + 1) * self.cout * hw];
-            for (plane, b) in dyi.chunks_exact(hw).zip(db.iter_mut()) {
-                *b += simd::sum(plane);
-            }
+            self.add_bias_grad(dyi, db);
             let xi = &x[i * in_len..(i + 1) * in_len];
             let cols: &[f32] = if direct {
                 xi

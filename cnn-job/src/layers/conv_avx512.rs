@@ -326,8 +326,8 @@ impl Conv {
         assert!(g.front + g.np * L <= g.s && dw.len() >= self.cout * g.taps);
         for i in 0..n {
             let dyi = &dy[i * self.cout * hw..(i + 1) * self.cout * hw];
+            self.add_bias_grad(dyi, db);
             for (co, plane) in dyi.chunks_exact(hw).enumerate() {
-                db[co] += super::simd::sum(plane);
                 let row0 = co * g.s + g.front;
                 for oy in 0..self.ho {
                     let at = row0 + oy * g.wp;

@@ -2,6 +2,7 @@
 //! as PyTorch's `nn.Linear` stores it.
 
 use super::gemm::{gemm, T};
+use super::simd;
 
 #[derive(Debug, Clone)]
 pub struct Dense {
@@ -36,7 +37,7 @@ impl Dense {
         let (dw, db) = dp.split_at_mut(wl);
         gemm(self.out, self.inputs, n, dy, T::Y, x, T::N, 1.0, dw);
         for row in dy[..n * self.out].chunks_exact(self.out) {
-            db.iter_mut().zip(row).for_each(|(b, g)| *b += g);
+            simd::add_row(db, row);
         }
         if let Some(dx) = dx {
             gemm(n, self.inputs, self.out, dy, T::N, &p[..wl], T::N, 0.0, dx);
