@@ -29,16 +29,44 @@ pub fn init_logging(verbosity: u8) {
 /// Prints the error chain and picks the exit code.
 pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
     eprintln!("error: {err:#}");
+    ExitCode::from(exit_code_number(err) as u8)
+}
+
+/// 2 for bad usage or bad input, 1 for anything else.
+pub fn exit_code_number(err: &anyhow::Error) -> i32 {
     let bad_input = err.chain().any(|c| {
         c.downcast_ref::<EngineError>()
             .is_some_and(EngineError::is_bad_input)
     }) || err
         .chain()
         .any(|c| c.downcast_ref::<UsageError>().is_some());
-    ExitCode::from(if bad_input { 2 } else { 1 })
+    if bad_input {
+        2
+    } else {
+        1
+    }
 }
 
 /// A usage problem found after argument parsing (exit code 2).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
+
+/// `512m`, `2g`, `64k` or a plain number of bytes.
+pub fn parse_size(s: &str) -> Option<usize> {
+    let s = s.trim().to_ascii_lowercase();
+    let (num, mult) = match s.strip_suffix(['k', 'm', 'g', 't']) {
+        Some(n) => {
+            let shift = match s.as_bytes()[s.len() - 1] {
+                b'k' => 10,
+                b'm' => 20,
+                b'g' => 30,
+                _ => 40,
+            };
+            (n, 1usize << shift)
+        }
+        None => (s.as_str(), 1),
+    };
+    let n: f64 = num.trim_end_matches('b').parse().ok()?;
+    (n.is_finite() && n > 0.0).then(|| (n * mult as f64) as usize)
+}

@@ -42,6 +42,20 @@ impl BroadcastManager {
         self.values.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
+    /// The encoded value, for a remote executor's fetch (counted like a local one).
+    pub fn fetch_bytes(&self, id: u64) -> Option<Arc<Vec<u8>>> {
+        let v = self
+            .values
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned();
+        if v.is_some() {
+            self.fetches.fetch_add(1, Ordering::Relaxed);
+        }
+        v
+    }
+
     pub fn fetch_count(&self) -> u64 {
         self.fetches.load(Ordering::Relaxed)
     }

@@ -132,6 +132,25 @@ impl Frames {
         self.count += 1;
     }
 
+    /// A bucket of `(key, value)` pairs received chunk by chunk from another executor; every
+    /// chunk must hold whole pairs (as [`Frames::push_pair`] writes them).
+    pub fn from_pair_chunks(chunks: Vec<Vec<u8>>) -> Result<Self, TaskFailure> {
+        let mut count = 0;
+        for c in &chunks {
+            let mut r = FrameReader::new(c);
+            while let Some(pair) = r.next_pair() {
+                pair?;
+                count += 1;
+            }
+        }
+        let bytes = chunks.iter().map(Vec::len).sum();
+        Ok(Frames {
+            chunks,
+            count,
+            bytes,
+        })
+    }
+
     pub fn chunks(&self) -> &[Vec<u8>] {
         &self.chunks
     }

@@ -2,21 +2,27 @@
 //! each owns its executor, its ids, its listeners and its cleaner.
 
 use crate::accumulator::{Accumulator, AccumulatorParam, DriverAccumulator};
+use crate::backend::Backend;
 use crate::broadcast::{Broadcast, BroadcastHandle, BroadcastManager};
+use crate::cluster::local_cluster::{self, LocalCluster};
+use crate::cluster::{ClusterBackend, ClusterConfig, ExecutorSummary};
 use crate::codec::Data;
 use crate::error::{EngineError, Result};
 use crate::events::{Event, Listener};
 use crate::executor::{ExecutorEnv, LocalBackend};
 use crate::plan::{RddId, ShuffleId};
 use crate::storage::BlockStats;
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use discnn_proto::pb::cleanup::What;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 /// How a context is set up.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `local`, `local[N]` or `local[*]`.
+    /// `local`, `local[N]`, `local[*]` or `local-cluster[N,C]` (N executor processes of C
+    /// slots on loopback). Contexts on a running cluster come from [`Context::on_cluster`].
     pub master: String,
     pub app_name: String,
     /// Bytes the block manager may hold in memory before it evicts.
@@ -27,6 +33,13 @@ pub struct Config {
     pub max_stage_attempts: u32,
     /// Draw Spark's progress bar on stderr (only when stderr is a terminal).
     pub progress: bool,
+    /// Heartbeat and grace settings of a `local-cluster` master.
+    pub cluster: ClusterConfig,
+    /// The `executor` program a `local-cluster` master starts (default: found next to this
+    /// program, or `$DISCNN_EXECUTOR_BIN`).
+    pub executor_binary: Option<PathBuf>,
+    /// Set to cancel the running job (it fails with [`EngineError::Cancelled`]).
+    pub cancel: Arc<AtomicBool>,
 }
 
 impl Default for Config {
@@ -38,6 +51,9 @@ impl Default for Config {
             max_task_attempts: 4,
             max_stage_attempts: 4,
             progress: false,
+            cluster: ClusterConfig::default(),
+            executor_binary: None,
+            cancel: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -54,7 +70,9 @@ pub fn parse_local_master(master: &str) -> Result<usize> {
         "local[*]" => Ok(cores()),
         m if m.starts_with("local[") && m.ends_with(']') => {
             let n: usize = m[6..m.len() - 1].parse().map_err(|_| {
-                EngineError::InvalidArgument(format!("bad master `{m}`: expected local[N] with N a positive number"))
+                EngineError::InvalidArgument(format!(
+                    "bad master `{m}`: expected local[N] with N a positive number"
+                ))
             })?;
             if n == 0 {
                 return Err(EngineError::InvalidArgument("local[0] has no slots".into()));
@@ -62,7 +80,7 @@ pub fn parse_local_master(master: &str) -> Result<usize> {
             Ok(n)
         }
         m => Err(EngineError::InvalidArgument(format!(
-            "unsupported master `{m}`: this build runs local, local[N] or local[*] (cluster masters come with cluster mode)"
+            "unsupported master `{m}`: expected local, local[N], local[*] or local-cluster[N,C]"
         ))),
     }
 }
@@ -129,6 +147,32 @@ impl MapOutputTracker {
         removed
     }
 
+    /// Forgets every output held by an executor in `gone`.
+    pub fn remove_executors(&self, gone: &HashSet<String>) -> usize {
+        let mut removed = 0;
+        for outputs in self.lock().values_mut() {
+            for o in outputs.iter_mut() {
+                if o.as_ref().is_some_and(|s| gone.contains(&s.executor)) {
+                    *o = None;
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
+    /// The executor holding each map output of `shuffle` ("" where missing).
+    pub fn locations(&self, shuffle: ShuffleId) -> Vec<String> {
+        self.lock()
+            .get(&shuffle)
+            .map(|v| {
+                v.iter()
+                    .map(|s| s.as_ref().map(|s| s.executor.clone()).unwrap_or_default())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn missing(&self, shuffle: ShuffleId) -> Option<Vec<usize>> {
         self.lock()
             .get(&shuffle)
@@ -169,6 +213,8 @@ pub(crate) struct Cleaner {
     broadcasts: Arc<BroadcastManager>,
     tracker: Arc<MapOutputTracker>,
     shuffle_stages: Arc<Mutex<HashMap<ShuffleId, u64>>>,
+    /// Executors of a cluster hear of each cleanup with their next heartbeat.
+    cluster: Option<Arc<ClusterBackend>>,
 }
 
 impl Cleaner {
@@ -179,6 +225,13 @@ impl Cleaner {
     pub fn run_now(&self) {
         let work = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|p| p.into_inner()));
         for c in work {
+            if let Some(cluster) = &self.cluster {
+                cluster.cleanup(match c {
+                    Cleanup::Rdd(id) => What::Rdd(id),
+                    Cleanup::Shuffle(id) => What::Shuffle(id),
+                    Cleanup::Broadcast(id) | Cleanup::UnpersistBroadcast(id) => What::Broadcast(id),
+                });
+            }
             match c {
                 Cleanup::Rdd(id) => self.env.blocks.remove_rdd(id),
                 Cleanup::Shuffle(id) => {
@@ -202,7 +255,7 @@ impl Cleaner {
 pub(crate) struct ContextInner {
     pub config: Config,
     ids: AtomicU64,
-    pub backend: LocalBackend,
+    pub backend: Backend,
     pub env: Arc<ExecutorEnv>,
     pub broadcasts: Arc<BroadcastManager>,
     pub tracker: Arc<MapOutputTracker>,
@@ -255,14 +308,54 @@ pub struct Context {
 
 impl Context {
     pub fn new(config: Config) -> Result<Self> {
+        if let Some(parsed) = local_cluster::parse(&config.master) {
+            let (n, cores) = parsed.map_err(EngineError::InvalidArgument)?;
+            let local = LocalCluster::start(n, cores, &config)?;
+            let backend = local.driver.backend().clone();
+            return Self::build(config, |_| {
+                Ok(Backend::Cluster {
+                    backend,
+                    local: Some(local),
+                })
+            });
+        }
         let slots = parse_local_master(&config.master)?;
+        Self::build(config, |env| {
+            LocalBackend::start(env.clone(), slots)
+                .map(Backend::Local)
+                .map_err(|e| EngineError::io("slot threads", e))
+        })
+    }
+
+    /// A context whose jobs run on the executors of a running cluster driver (`driver serve`
+    /// makes one per submitted job).
+    pub fn on_cluster(config: Config, backend: Arc<ClusterBackend>) -> Result<Self> {
+        Self::build(config, |_| {
+            Ok(Backend::Cluster {
+                backend,
+                local: None,
+            })
+        })
+    }
+
+    fn build(
+        config: Config,
+        backend: impl FnOnce(&Arc<ExecutorEnv>) -> Result<Backend>,
+    ) -> Result<Self> {
         let broadcasts = Arc::new(BroadcastManager::default());
         let env = Arc::new(
             ExecutorEnv::new("driver".into(), config.memory_budget, broadcasts.clone())
                 .map_err(|e| EngineError::io(std::env::temp_dir(), e))?,
         );
-        let backend = LocalBackend::start(env.clone(), slots)
-            .map_err(|e| EngineError::io("slot threads", e))?;
+        let backend = backend(&env)?;
+        let cluster = backend.cluster().cloned();
+        let first_id = match &cluster {
+            Some(c) => {
+                c.attach_broadcasts(&broadcasts);
+                c.next_id_base() + 1
+            }
+            None => 1,
+        };
         let tracker = Arc::new(MapOutputTracker::default());
         let shuffle_stages = Arc::new(Mutex::new(HashMap::new()));
         let cleaner = Arc::new(Cleaner {
@@ -271,12 +364,14 @@ impl Context {
             broadcasts: broadcasts.clone(),
             tracker: tracker.clone(),
             shuffle_stages: shuffle_stages.clone(),
+            cluster,
         });
         let progress = config.progress;
+        let slots = backend.slots();
         let ctx = Context {
             inner: Arc::new(ContextInner {
                 config,
-                ids: AtomicU64::new(1),
+                ids: AtomicU64::new(first_id),
                 backend,
                 env,
                 broadcasts,
@@ -293,6 +388,39 @@ impl Context {
         }
         tracing::debug!(slots, "context started");
         Ok(ctx)
+    }
+
+    /// The cluster's executors (empty in local mode).
+    pub fn executors(&self) -> Vec<ExecutorSummary> {
+        self.inner
+            .backend
+            .cluster()
+            .map(|c| c.executors())
+            .unwrap_or_default()
+    }
+
+    /// The cluster driver, in cluster mode: executors, traffic, executor counters.
+    pub fn cluster(&self) -> Option<&Arc<ClusterBackend>> {
+        self.inner.backend.cluster()
+    }
+
+    /// The driver service's address in cluster mode.
+    pub fn driver_address(&self) -> Option<std::net::SocketAddr> {
+        self.inner.backend.cluster().map(|c| c.address())
+    }
+
+    /// The last lines of each `local-cluster` executor's log (for failing tests).
+    pub fn executor_log_tails(&self, lines: usize) -> String {
+        self.inner
+            .backend
+            .local_cluster()
+            .map(|l| l.log_tails(lines))
+            .unwrap_or_default()
+    }
+
+    /// Cancels the running job, if any, and every later one of this context.
+    pub fn cancel(&self) {
+        self.inner.config.cancel.store(true, Ordering::SeqCst);
     }
 
     /// A local context with `slots` task slots.

@@ -33,6 +33,10 @@ pub enum TaskFailure {
     ExecutorLost { executor: String },
     #[error("injected failure: {message}")]
     Injected { message: String },
+    #[error(
+        "no executor was alive for {waited_s} s (the cluster's grace period); the job cannot run"
+    )]
+    NoExecutors { waited_s: u64 },
 }
 
 impl TaskFailure {
@@ -45,6 +49,7 @@ impl TaskFailure {
                 | TaskFailure::UnknownOp { .. }
                 | TaskFailure::UnknownKeyType { .. }
                 | TaskFailure::Plan { .. }
+                | TaskFailure::NoExecutors { .. }
         )
     }
 
@@ -102,6 +107,10 @@ pub enum EngineError {
     Codec(String),
     #[error("{0}")]
     Task(TaskFailure),
+    #[error("job {job} was cancelled")]
+    Cancelled { job: u64 },
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }
 
 impl EngineError {

@@ -58,7 +58,12 @@ impl Plan {
             }
         };
         tc.check()?;
-        tc.env.blocks.put((id, split), block.clone(), level)?;
+        if tc.env.blocks.put((id, split), block.clone(), level)? {
+            tc.cached
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((id, split as u32));
+        }
         Ok(block.records())
     }
 

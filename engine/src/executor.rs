@@ -3,6 +3,7 @@
 
 use crate::broadcast::{BroadcastCache, BroadcastSource};
 use crate::codec;
+use crate::codec::Frames;
 use crate::error::TaskFailure;
 use crate::exec::Plan;
 use crate::plan::ShuffleId;
@@ -10,6 +11,7 @@ use crate::shuffle::{self, MapOutput, ShuffleStore};
 use crate::storage::BlockManager;
 use crate::task::{TaskDescription, TaskKind, TaskMetrics, TaskOutput, TaskResult};
 use crate::task_context::TaskContext;
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -21,6 +23,26 @@ pub(crate) struct ExecutorEnv {
     pub blocks: BlockManager,
     pub shuffle: ShuffleStore,
     pub broadcasts: BroadcastCache,
+    /// Reads map outputs held by other executors (cluster mode).
+    pub fetcher: Option<Arc<dyn ShuffleFetcher>>,
+}
+
+/// Fetches one bucket of a map output from another executor.
+pub(crate) trait ShuffleFetcher: Send + Sync {
+    fn fetch(
+        &self,
+        address: &str,
+        shuffle: ShuffleId,
+        map: u32,
+        reduce: u32,
+    ) -> Result<Arc<Frames>, TaskFailure>;
+}
+
+/// Where a task's shuffle inputs live: the executor of every map output, and their addresses.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ShuffleLocations {
+    pub maps: HashMap<ShuffleId, Vec<String>>,
+    pub addresses: HashMap<String, String>,
 }
 
 impl ExecutorEnv {
@@ -29,15 +51,64 @@ impl ExecutorEnv {
         memory_budget: usize,
         source: Arc<dyn BroadcastSource>,
     ) -> std::io::Result<Self> {
+        Self::new_in(executor_id, memory_budget, source, &std::env::temp_dir())
+    }
+
+    /// An executor whose spilled blocks live under `work_dir`.
+    pub fn new_in(
+        executor_id: String,
+        memory_budget: usize,
+        source: Arc<dyn BroadcastSource>,
+        work_dir: &std::path::Path,
+    ) -> std::io::Result<Self> {
         Ok(ExecutorEnv {
             executor_id,
-            blocks: BlockManager::new(memory_budget)?,
+            blocks: BlockManager::new_in(memory_budget, work_dir)?,
             shuffle: ShuffleStore::default(),
             broadcasts: BroadcastCache::new(source),
+            fetcher: None,
         })
     }
 
-    pub fn fetch_map_output(
+    pub fn fetch_bucket(
+        &self,
+        locations: &ShuffleLocations,
+        shuffle: ShuffleId,
+        map: u32,
+        reduce: u32,
+    ) -> Result<Arc<Frames>, TaskFailure> {
+        let holder = locations
+            .maps
+            .get(&shuffle)
+            .and_then(|m| m.get(map as usize));
+        let remote = match (holder, &self.fetcher) {
+            (Some(h), Some(f)) if *h != self.executor_id => Some((h, f)),
+            _ => None,
+        };
+        if let Some((holder, fetcher)) = remote {
+            let address =
+                locations
+                    .addresses
+                    .get(holder)
+                    .ok_or_else(|| TaskFailure::FetchFailed {
+                        shuffle,
+                        map,
+                        message: format!("no address for executor {holder}"),
+                    })?;
+            return fetcher.fetch(address, shuffle, map, reduce);
+        }
+        let out = self.local_map_output(shuffle, map)?;
+        out.buckets
+            .get(reduce as usize)
+            .cloned()
+            .ok_or_else(|| TaskFailure::FetchFailed {
+                shuffle,
+                map,
+                message: format!("no bucket {reduce}"),
+            })
+    }
+
+    pub fn local_map_output(
         &self,
         shuffle: ShuffleId,
         map: u32,
@@ -47,7 +118,7 @@ impl ExecutorEnv {
             .ok_or_else(|| TaskFailure::FetchFailed {
                 shuffle,
                 map,
-                message: "no such map output on this executor".into(),
+                message: format!("no such map output on executor {}", self.executor_id),
             })
     }
 }
@@ -67,15 +138,21 @@ pub(crate) fn run_task(env: &Arc<ExecutorEnv>, task_id: u64, bytes: &[u8]) -> Ve
     let start = Instant::now();
     let mut metrics = TaskMetrics::default();
     let mut accumulators = Vec::new();
+    let mut cached = Vec::new();
     let outcome = match codec::decode::<TaskDescription>(bytes) {
         Err(e) => Err(e),
         Ok(task) => {
             metrics.decode_micros = start.elapsed().as_micros() as u64;
+            let locations = ShuffleLocations {
+                maps: task.shuffle_locations.iter().cloned().collect(),
+                addresses: task.executors.iter().cloned().collect(),
+            };
             let tc = Arc::new(TaskContext::new(
                 task.stage,
                 task.partition as usize,
                 task.attempt,
                 env.clone(),
+                locations,
             ));
             let outcome = {
                 let _current = TaskContext::enter(&tc);
@@ -102,6 +179,9 @@ pub(crate) fn run_task(env: &Arc<ExecutorEnv>, task_id: u64, bytes: &[u8]) -> Ve
                     Err(e) => tracing::warn!("dropping accumulator {id} update: {e}"),
                 }
             }
+            if outcome.is_ok() {
+                cached = std::mem::take(&mut *tc.cached.lock().unwrap_or_else(|p| p.into_inner()));
+            }
             outcome
         }
     };
@@ -115,6 +195,7 @@ pub(crate) fn run_task(env: &Arc<ExecutorEnv>, task_id: u64, bytes: &[u8]) -> Ve
         outcome,
         accumulators,
         metrics,
+        cached,
     };
     match codec::encode(&result) {
         Ok(b) => b,
@@ -125,6 +206,7 @@ pub(crate) fn run_task(env: &Arc<ExecutorEnv>, task_id: u64, bytes: &[u8]) -> Ve
                 outcome: Err(e),
                 accumulators: Vec::new(),
                 metrics: TaskMetrics::default(),
+                cached: Vec::new(),
             };
             codec::encode(&fallback).unwrap_or_default()
         }
@@ -154,6 +236,10 @@ pub(crate) struct Launch {
     pub task_id: u64,
     pub bytes: Vec<u8>,
     pub reply: Sender<(u64, Vec<u8>)>,
+    /// Executors holding the task's cached input (cluster mode places it there if it can).
+    pub preferred: Vec<String>,
+    /// Executors a retry should not go back to when another one is alive.
+    pub avoid: Vec<String>,
 }
 
 /// N slot threads running tasks for one in-process executor.

@@ -6,7 +6,9 @@
 //! executors. See ARCHITECTURE.md at the repository root for the life of a job.
 
 pub mod accumulator;
+mod backend;
 pub mod broadcast;
+pub mod cluster;
 mod codec;
 pub mod context;
 pub mod error;

@@ -25,6 +25,15 @@ struct State {
 pub struct ConsoleProgressBar {
     state: Arc<Mutex<State>>,
     stop: Arc<AtomicBool>,
+    sink: Arc<dyn Fn(Draw) + Send + Sync>,
+}
+
+/// What the bar asks its sink to do.
+pub enum Draw {
+    /// Redraw the line in place.
+    Line(String),
+    /// Erase the line.
+    Clear,
 }
 
 const WIDTH: usize = 80;
@@ -60,9 +69,22 @@ fn render(stages: &BTreeMap<u64, StageState>) -> Option<String> {
 impl ConsoleProgressBar {
     /// Starts the drawing thread. Callers decide whether stderr is a terminal.
     pub fn start() -> Arc<Self> {
+        Self::start_with(|draw| match draw {
+            Draw::Line(line) => {
+                eprint!("\r{line}");
+                let _ = std::io::stderr().flush();
+            }
+            Draw::Clear => eprint!("\r{}\r", " ".repeat(WIDTH)),
+        })
+    }
+
+    /// The same bar drawn elsewhere: a cluster driver sends each line to the submitting client.
+    pub fn start_with(sink: impl Fn(Draw) + Send + Sync + 'static) -> Arc<Self> {
+        let sink: Arc<dyn Fn(Draw) + Send + Sync> = Arc::new(sink);
         let bar = Arc::new(ConsoleProgressBar {
             state: Default::default(),
             stop: Default::default(),
+            sink: sink.clone(),
         });
         let state = bar.state.clone();
         let stop = bar.stop.clone();
@@ -73,8 +95,7 @@ impl ConsoleProgressBar {
                     std::thread::sleep(Duration::from_millis(200));
                     let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
                     if let Some(line) = render(&st.stages) {
-                        eprint!("\r{line}");
-                        let _ = std::io::stderr().flush();
+                        sink(Draw::Line(line));
                         st.drawn = true;
                     }
                 }
@@ -85,9 +106,9 @@ impl ConsoleProgressBar {
         bar
     }
 
-    fn clear(st: &mut State) {
+    fn clear(&self, st: &mut State) {
         if st.drawn {
-            eprint!("\r{}\r", " ".repeat(WIDTH));
+            (self.sink)(Draw::Clear);
             st.drawn = false;
         }
     }
@@ -132,12 +153,12 @@ impl Listener for ConsoleProgressBar {
             Event::StageCompleted { stage, .. } => {
                 st.stages.remove(stage);
                 if st.stages.is_empty() {
-                    Self::clear(&mut st);
+                    self.clear(&mut st);
                 }
             }
             Event::JobEnd { .. } => {
                 st.stages.clear();
-                Self::clear(&mut st);
+                self.clear(&mut st);
             }
             _ => {}
         }

@@ -9,11 +9,12 @@ use crate::context::{Context, MapStatus};
 use crate::error::{EngineError, Result, TaskFailure};
 use crate::events::Event;
 use crate::executor::Launch;
-use crate::plan::{self, NodeKind, RddId, ResultSink, WireNode};
+use crate::plan::{self, NodeKind, RddId, ResultSink, ShuffleId, WireNode};
 use crate::rdd::{RddNode, ShuffleDep};
 use crate::task::{TaskDescription, TaskKind, TaskOutput, TaskResult};
 use std::collections::HashMap;
-use std::sync::mpsc::channel;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{channel, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,6 +72,7 @@ impl Context {
         let mut results: Vec<Option<Vec<u8>>> = vec![None; partitions.len()];
         let max = self.inner.config.max_stage_attempts;
         for attempt in 0.. {
+            self.forget_lost_executors();
             self.run_missing_parents(job, rdd)?;
             let todo: Vec<(usize, usize)> = partitions
                 .iter()
@@ -140,6 +142,7 @@ impl Context {
             .or_insert_with(|| self.inner.next_id());
         let max = self.inner.config.max_stage_attempts;
         for attempt in 0.. {
+            self.forget_lost_executors();
             self.run_missing_parents(job, &dep.parent)?;
             self.inner
                 .tracker
@@ -203,9 +206,7 @@ impl Context {
             if !seen.insert(n.id) {
                 continue;
             }
-            if n.storage().is_some()
-                && self.inner.env.blocks.cached_partitions(n.id).len() == n.num_partitions
-            {
+            if n.storage().is_some() && self.cached_partitions(n.id).len() == n.num_partitions {
                 continue;
             }
             for s in &n.shuffles {
@@ -250,11 +251,24 @@ impl Context {
         let nodes = stage_nodes(rdd);
         let (tx, rx) = channel::<(u64, Vec<u8>)>();
         let mut running: HashMap<u64, (usize, usize, u32)> = HashMap::new();
+        let cluster = inner.backend.cluster();
         let launch = |idx: usize,
                       partition: usize,
                       attempt: u32,
+                      avoid: Vec<String>,
                       running: &mut HashMap<u64, (usize, usize, u32)>| {
             let task_id = inner.next_id();
+            let reach = plan::reachable(&nodes, rdd.id, partition);
+            let task_nodes = task_nodes(&nodes, &reach);
+            let (shuffle_locations, executors) = self.shuffle_locations(&task_nodes);
+            let preferred = match cluster {
+                Some(c) => reach
+                    .iter()
+                    .filter(|(id, _)| nodes.get(id).is_some_and(|n| n.storage.is_some()))
+                    .flat_map(|(id, parts)| parts.iter().flat_map(|p| c.block_holders(*id, *p)))
+                    .collect(),
+                None => Vec::new(),
+            };
             let desc = TaskDescription {
                 task_id,
                 job,
@@ -262,9 +276,11 @@ impl Context {
                 stage_attempt,
                 partition: partition as u32,
                 attempt,
-                nodes: task_nodes(&nodes, rdd.id, partition),
+                nodes: task_nodes,
                 root: rdd.id,
                 kind: kind.clone(),
+                shuffle_locations,
+                executors,
             };
             let bytes = codec::encode(&desc).map_err(EngineError::from)?;
             inner.post(Event::TaskStart {
@@ -280,20 +296,32 @@ impl Context {
                     task_id,
                     bytes,
                     reply: tx.clone(),
+                    preferred,
+                    avoid,
                 })
                 .map_err(EngineError::from)
         };
         for &(idx, p) in todo {
-            launch(idx, p, 0, &mut running)?;
+            launch(idx, p, 0, Vec::new(), &mut running)?;
         }
         let mut outcome: std::result::Result<(), StageError> = Ok(());
         while !running.is_empty() {
-            let Ok((task_id, bytes)) = rx.recv() else {
-                return Err(StageError::Failed(EngineError::Task(
-                    TaskFailure::ExecutorLost {
-                        executor: inner.env.executor_id.clone(),
-                    },
-                )));
+            let (task_id, bytes) = match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(r) => r,
+                Err(RecvTimeoutError::Timeout) => {
+                    if inner.config.cancel.load(Ordering::SeqCst) && outcome.is_ok() {
+                        outcome = Err(StageError::Failed(EngineError::Cancelled { job }));
+                        break;
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(StageError::Failed(EngineError::Task(
+                        TaskFailure::ExecutorLost {
+                            executor: inner.env.executor_id.clone(),
+                        },
+                    )));
+                }
             };
             let Some((idx, partition, attempt)) = running.remove(&task_id) else {
                 continue;
@@ -304,7 +332,11 @@ impl Context {
                 outcome: Err(e),
                 accumulators: Vec::new(),
                 metrics: Default::default(),
+                cached: Vec::new(),
             });
+            if let (Some(c), Ok(_)) = (cluster, &result.outcome) {
+                c.blocks_stored(&result.executor, &result.cached);
+            }
             inner.post(Event::TaskEnd {
                 stage,
                 stage_attempt,
@@ -337,7 +369,8 @@ impl Context {
                 }
                 Err(f) if f.retryable() && attempt + 1 < inner.config.max_task_attempts => {
                     tracing::warn!(stage, partition, attempt, "task failed, retrying: {f}");
-                    if let Err(e) = launch(idx, partition, attempt + 1, &mut running) {
+                    let avoid = vec![result.executor.clone()];
+                    if let Err(e) = launch(idx, partition, attempt + 1, avoid, &mut running) {
                         outcome = Err(StageError::Failed(e));
                     }
                 }
@@ -372,6 +405,58 @@ impl Context {
         outcome
     }
 
+    pub(crate) fn cached_partitions(&self, rdd: RddId) -> Vec<usize> {
+        match self.inner.backend.cluster() {
+            Some(c) => c.cached_partitions(rdd),
+            None => self.inner.env.blocks.cached_partitions(rdd),
+        }
+    }
+
+    /// Map outputs held by executors that are gone must be recomputed: forget them before a
+    /// stage decides what is missing.
+    fn forget_lost_executors(&self) {
+        if let Some(c) = self.inner.backend.cluster() {
+            let gone = c.gone_executors();
+            if !gone.is_empty() {
+                let n = self.inner.tracker.remove_executors(&gone);
+                if n > 0 {
+                    tracing::info!("{n} map output(s) were on lost executors; recomputing");
+                }
+            }
+        }
+    }
+
+    /// For the shuffles `nodes` read: who holds each map output, and their addresses.
+    #[allow(clippy::type_complexity)]
+    fn shuffle_locations(
+        &self,
+        nodes: &[WireNode],
+    ) -> (Vec<(ShuffleId, Vec<String>)>, Vec<(String, String)>) {
+        let mut shuffles = Vec::new();
+        for n in nodes {
+            match &n.kind {
+                NodeKind::Shuffled { shuffle, .. } => shuffles.push(*shuffle),
+                NodeKind::CoGrouped { inputs, .. } => shuffles.extend(inputs.iter().map(|i| i.0)),
+                _ => {}
+            }
+        }
+        let locations: Vec<(ShuffleId, Vec<String>)> = shuffles
+            .into_iter()
+            .map(|s| (s, self.inner.tracker.locations(s)))
+            .collect();
+        let mut executors = Vec::new();
+        if let Some(c) = self.inner.backend.cluster() {
+            let ids: std::collections::BTreeSet<&String> =
+                locations.iter().flat_map(|(_, l)| l.iter()).collect();
+            for id in ids {
+                if let Some(a) = c.address_of(id) {
+                    executors.push((id.clone(), a));
+                }
+            }
+        }
+        (locations, executors)
+    }
+
     fn apply_accumulators(&self, updates: &[(u64, serde_bytes::ByteBuf)]) {
         let accs = self
             .inner
@@ -402,9 +487,12 @@ fn stage_nodes(rdd: &Arc<RddNode>) -> HashMap<RddId, WireNode> {
     out
 }
 
-/// The nodes one task needs, with parallelized data trimmed to the slices it reads.
-fn task_nodes(nodes: &HashMap<RddId, WireNode>, root: RddId, partition: usize) -> Vec<WireNode> {
-    let reach = plan::reachable(nodes, root, partition);
+/// The nodes one task needs (`reach`: what it reads of each), with parallelized data trimmed
+/// to the slices it reads.
+fn task_nodes(
+    nodes: &HashMap<RddId, WireNode>,
+    reach: &HashMap<RddId, Vec<usize>>,
+) -> Vec<WireNode> {
     nodes
         .values()
         .filter(|n| reach.contains_key(&n.id))

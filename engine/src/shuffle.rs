@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 /// One map task's output: a framed bucket of `(key, value)` pairs per reduce partition.
 pub(crate) struct MapOutput {
-    pub buckets: Vec<Frames>,
+    pub buckets: Vec<Arc<Frames>>,
 }
 
 impl MapOutput {
@@ -141,7 +141,9 @@ pub(crate) fn write(
                         bucket.push_pair(k, c);
                         Ok(())
                     })?;
-                    return Ok(MapOutput { buckets });
+                    return Ok(MapOutput {
+                        buckets: buckets.into_iter().map(Arc::new).collect(),
+                    });
                 }
                 _ => Records::Typed(t),
             }
@@ -186,28 +188,21 @@ pub(crate) fn write(
             })?;
         }
     }
-    Ok(MapOutput { buckets })
+    Ok(MapOutput {
+        buckets: buckets.into_iter().map(Arc::new).collect(),
+    })
 }
 
-/// The buckets for reduce partition `reduce` from every map output of `shuffle`.
+/// The buckets for reduce partition `reduce` from every map output of `shuffle`, local or
+/// fetched from the executors holding them.
 fn fetch_all(
     tc: &Arc<TaskContext>,
     shuffle: ShuffleId,
     num_maps: u32,
     reduce: usize,
-) -> Result<Vec<Arc<MapOutput>>, TaskFailure> {
+) -> Result<Vec<Arc<Frames>>, TaskFailure> {
     (0..num_maps)
-        .map(|map| {
-            let out = tc.env.fetch_map_output(shuffle, map)?;
-            if out.buckets.len() <= reduce {
-                return Err(TaskFailure::FetchFailed {
-                    shuffle,
-                    map,
-                    message: format!("no bucket {reduce}"),
-                });
-            }
-            Ok(out)
-        })
+        .map(|map| tc.fetch_bucket(shuffle, map, reduce as u32))
         .collect()
 }
 
@@ -219,8 +214,8 @@ fn for_each_pair(
     reduce: usize,
     f: PairSink<'_>,
 ) -> Result<(), TaskFailure> {
-    for out in fetch_all(tc, shuffle, num_maps, reduce)? {
-        for chunk in out.buckets[reduce].chunks() {
+    for bucket in fetch_all(tc, shuffle, num_maps, reduce)? {
+        for chunk in bucket.chunks() {
             let mut reader = FrameReader::new(chunk);
             while let Some(pair) = reader.next_pair() {
                 let (k, v) = pair?;
@@ -234,10 +229,10 @@ fn for_each_pair(
 /// A frame's place in the fetched buckets in one word: map (20 bits), chunk (12 bits, so 4 GiB
 /// per bucket) and offset in the chunk (32 bits). Sorting carries it beside the decoded key, so
 /// the sorted gather reads each record with one cache miss instead of two.
-fn locators(outputs: &[Arc<MapOutput>], reduce: usize) -> Result<Vec<u64>, TaskFailure> {
-    let mut v = Vec::with_capacity(outputs.iter().map(|o| o.buckets[reduce].count).sum());
-    for (m, out) in outputs.iter().enumerate() {
-        let chunks = out.buckets[reduce].chunks();
+fn locators(buckets: &[Arc<Frames>]) -> Result<Vec<u64>, TaskFailure> {
+    let mut v = Vec::with_capacity(buckets.iter().map(|b| b.count).sum());
+    for (m, bucket) in buckets.iter().enumerate() {
+        let chunks = bucket.chunks();
         if m >= 1 << 20 || chunks.len() > 1 << 12 {
             return Err(TaskFailure::plan(
                 "a sorted shuffle read exceeds 2^20 maps or 4 GiB per bucket",
@@ -266,15 +261,10 @@ fn unpack(l: u64) -> (usize, usize, usize) {
 
 /// Emits the records at `locs`, in that order, lazily from the fetched buckets: a reduce task
 /// holds the map outputs it read once, not a second copy of every record.
-fn emit_located(
-    outputs: Vec<Arc<MapOutput>>,
-    reduce: usize,
-    locs: Vec<u64>,
-    with_key: bool,
-) -> Records {
+fn emit_located(buckets: Vec<Arc<Frames>>, locs: Vec<u64>, with_key: bool) -> Records {
     Records::Encoded(Box::new(locs.into_iter().map(move |l| {
         let (m, c, off) = unpack(l);
-        let chunk = &outputs[m].buckets[reduce].chunks()[c];
+        let chunk = &buckets[m].chunks()[c];
         match FrameReader::new(&chunk[off..]).next_pair() {
             Some(Ok((k, v))) => concat(if with_key { k } else { &[] }, v),
             _ => Vec::new(),
@@ -301,13 +291,8 @@ pub(crate) fn read(
     match spec {
         ReduceSpec::Raw | ReduceSpec::Pairs => {
             let outputs = fetch_all(tc, shuffle, num_maps, reduce)?;
-            let locs = locators(&outputs, reduce)?;
-            return Ok(emit_located(
-                outputs,
-                reduce,
-                locs,
-                *spec == ReduceSpec::Pairs,
-            ));
+            let locs = locators(&outputs)?;
+            return Ok(emit_located(outputs, locs, *spec == ReduceSpec::Pairs));
         }
         ReduceSpec::Sort {
             key_type,
@@ -315,17 +300,17 @@ pub(crate) fn read(
         } => {
             let codec = registry::lookup_key(key_type)?;
             let outputs = fetch_all(tc, shuffle, num_maps, reduce)?;
-            let locs = locators(&outputs, reduce)?;
+            let locs = locators(&outputs)?;
             let key_at = |l: u64| {
                 let (m, c, off) = unpack(l);
-                match FrameReader::new(&outputs[m].buckets[reduce].chunks()[c][off..]).next_pair() {
+                match FrameReader::new(&outputs[m].chunks()[c][off..]).next_pair() {
                     Some(Ok((k, _))) => k,
                     _ => &[],
                 }
             };
             let sorted = codec.sort_locators(&locs, &key_at, *ascending)?;
             drop(locs);
-            return Ok(emit_located(outputs, reduce, sorted, true));
+            return Ok(emit_located(outputs, sorted, true));
         }
         ReduceSpec::Distinct => {
             let mut seen: rustc_hash::FxHashSet<Box<[u8]>> = Default::default();

@@ -165,10 +165,11 @@ pub(crate) struct BlockManager {
 }
 
 impl BlockManager {
-    pub fn new(budget: usize) -> std::io::Result<Self> {
+    /// A block manager spilling under `parent`.
+    pub fn new_in(budget: usize, parent: &std::path::Path) -> std::io::Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("discnn-blocks-")
-            .tempdir()?;
+            .tempdir_in(parent)?;
         Ok(BlockManager {
             budget,
             dir,

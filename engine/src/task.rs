@@ -16,6 +16,10 @@ pub(crate) struct TaskDescription {
     pub nodes: Vec<WireNode>,
     pub root: RddId,
     pub kind: TaskKind,
+    /// For every shuffle the task reads: the executor holding each map output, by map index.
+    pub shuffle_locations: Vec<(ShuffleId, Vec<String>)>,
+    /// Addresses of the executors named in `shuffle_locations` (empty in local mode).
+    pub executors: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,4 +55,6 @@ pub(crate) struct TaskResult {
     pub outcome: Result<TaskOutput, TaskFailure>,
     pub accumulators: Vec<(u64, serde_bytes::ByteBuf)>,
     pub metrics: TaskMetrics,
+    /// Blocks (rdd, partition) this attempt stored in its executor's block manager.
+    pub cached: Vec<(RddId, u32)>,
 }

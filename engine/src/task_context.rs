@@ -4,8 +4,10 @@
 //! failure here and stop, and the task runner checks it before anything is committed.
 
 use crate::accumulator::PartialValue;
+use crate::codec::Frames;
 use crate::error::TaskFailure;
-use crate::executor::ExecutorEnv;
+use crate::executor::{ExecutorEnv, ShuffleLocations};
+use crate::plan::{RddId, ShuffleId};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,8 +17,11 @@ pub struct TaskContext {
     pub(crate) partition: usize,
     pub(crate) attempt: u32,
     pub(crate) env: Arc<ExecutorEnv>,
+    pub(crate) locations: ShuffleLocations,
     failure: Mutex<Option<TaskFailure>>,
     pub(crate) accumulators: Mutex<HashMap<u64, Box<dyn PartialValue>>>,
+    /// Blocks this attempt stored, reported to the driver's block locations.
+    pub(crate) cached: Mutex<Vec<(RddId, u32)>>,
 }
 
 thread_local! {
@@ -24,15 +29,34 @@ thread_local! {
 }
 
 impl TaskContext {
-    pub(crate) fn new(stage: u64, partition: usize, attempt: u32, env: Arc<ExecutorEnv>) -> Self {
+    pub(crate) fn new(
+        stage: u64,
+        partition: usize,
+        attempt: u32,
+        env: Arc<ExecutorEnv>,
+        locations: ShuffleLocations,
+    ) -> Self {
         TaskContext {
             stage,
             partition,
             attempt,
             env,
+            locations,
             failure: Mutex::new(None),
             accumulators: Mutex::new(HashMap::new()),
+            cached: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Reduce partition `reduce` of map output `map` of `shuffle`: from this executor's store
+    /// when it holds it, else fetched from the executor the driver said holds it.
+    pub(crate) fn fetch_bucket(
+        &self,
+        shuffle: ShuffleId,
+        map: u32,
+        reduce: u32,
+    ) -> Result<Arc<Frames>, TaskFailure> {
+        self.env.fetch_bucket(&self.locations, shuffle, map, reduce)
     }
 
     /// The context of the task running on this thread, if any.

@@ -299,3 +299,48 @@ impl MapFn for Unregistered {
         x
     }
 }
+
+/// Sorts strings by themselves (used by `sort_by`).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Words2;
+impl MapFn for Words2 {
+    type In = String;
+    type Out = String;
+    fn call(&self, s: String) -> String {
+        s
+    }
+}
+register_op!(map Words2);
+
+/// A barrier for fault-injection tests: the first task to reach it (attempt 0 of `partition`)
+/// writes its process id to `DIR/reached` and then waits (up to 2 minutes) for `DIR/release`,
+/// so that a test can kill that process at a known point of a job instead of sleeping. Once
+/// `reached` exists, every record passes straight through (a re-run does not block again).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct BlockOnce {
+    pub dir: String,
+    pub partition: usize,
+}
+impl MapFn for BlockOnce {
+    type In = i64;
+    type Out = i64;
+    fn call(&self, x: i64) -> i64 {
+        let Some(tc) = TaskContext::get() else {
+            return x;
+        };
+        let dir = std::path::Path::new(&self.dir);
+        let reached = dir.join("reached");
+        if tc.partition_id() != self.partition || tc.attempt_number() != 0 || reached.exists() {
+            return x;
+        }
+        let tmp = dir.join(format!("reached.{}", std::process::id()));
+        let _ = std::fs::write(&tmp, std::process::id().to_string());
+        let _ = std::fs::rename(&tmp, &reached);
+        let start = std::time::Instant::now();
+        while !dir.join("release").exists() && start.elapsed().as_secs() < 120 {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        x
+    }
+}
+register_op!(map BlockOnce);

@@ -1,8 +1,10 @@
-//! The wire contract between a discnn driver and its executors.
-//!
-//! Cluster mode (the gRPC services) is not built yet; until then this crate only pins the protocol
-//! version that every other layer reports, so that the dependency arrow proto → engine exists
-//! from the first commit.
+//! The wire contract between a discnn driver, its executors and its clients
+//! (`proto/discnn.proto`), compiled to tonic services and prost messages at build time.
 
 /// Bumped whenever a message on the wire changes shape. Part of the build fingerprint.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
+
+#[allow(clippy::all, missing_docs)]
+pub mod pb {
+    tonic::include_proto!("discnn");
+}

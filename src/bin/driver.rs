@@ -3,16 +3,19 @@
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use discnn::cli::{self, UsageError};
-use discnn::jobs::wordcount;
+use discnn::jobs::{Job, JobSpec};
+use discnn_engine::cluster::{self, pb, ClusterConfig, ClusterDriver, Secret};
 use discnn_engine::{Config, Context};
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 // Tasks allocate many short-lived records from several threads; mimalloc handles that pattern
 // far better than glibc's malloc (BENCHMARKS.md has the measurement).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use std::time::Instant;
 
 #[derive(Parser)]
 #[command(name = "driver", version = cli::version(), propagate_version = true)]
@@ -29,15 +32,24 @@ struct Cli {
 enum Command {
     /// Run a job. Options may come before or after the job's name.
     Submit(Submit),
+    /// Run a long-lived cluster driver that executors join and clients submit jobs to. Jobs
+    /// run one at a time, in the order they arrive; later ones wait in a queue.
+    Serve(Serve),
+    /// List a cluster driver's executors and jobs.
+    Status(Status),
     /// Run a benchmark and print its measurements.
     Bench(Bench),
 }
 
 #[derive(Args)]
 struct Submit {
-    /// Where to run: local, local[N] or local[*].
+    /// Where to run: local, local[N], local[*], local-cluster[N,C] (N executor processes of C
+    /// cores on this host) or HOST:PORT of a running `driver serve`.
     #[arg(long, global = true, default_value = "local[*]")]
     master: String,
+    /// The cluster's shared secret (else $DISCNN_SECRET).
+    #[arg(long, global = true)]
+    secret_file: Option<PathBuf>,
     /// No console progress bar.
     #[arg(long, global = true)]
     no_progress: bool,
@@ -48,18 +60,32 @@ struct Submit {
     job: Job,
 }
 
-#[derive(Subcommand)]
-enum Job {
-    /// Count words (split on Unicode whitespace); write `word<TAB>count` sorted by count
-    /// descending, then word.
-    Wordcount {
-        /// A text file or a directory of them (.gz files are read whole).
-        #[arg(long)]
-        input: PathBuf,
-        /// A directory that must not exist yet.
-        #[arg(long)]
-        output: PathBuf,
-    },
+#[derive(Args)]
+struct Serve {
+    /// HOST:PORT to serve executors and clients on.
+    #[arg(long, default_value = "0.0.0.0:7077")]
+    listen: String,
+    /// The cluster's shared secret (else $DISCNN_SECRET; without either, no authentication).
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+    /// Seconds without a heartbeat before an executor is declared lost.
+    #[arg(long, default_value_t = 10.0)]
+    heartbeat_timeout: f64,
+    /// Seconds a job waits for an executor when none is alive, before it fails.
+    #[arg(long, default_value_t = 30.0)]
+    grace: f64,
+}
+
+#[derive(Args)]
+struct Status {
+    /// HOST:PORT of the driver.
+    #[arg(long)]
+    master: String,
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -122,32 +148,127 @@ fn context(master: &str, progress: bool) -> anyhow::Result<Context> {
     })?)
 }
 
+fn secret(file: Option<&Path>) -> anyhow::Result<Option<Secret>> {
+    Secret::from_file_or_env(file).map_err(|e| UsageError(e).into())
+}
+
 fn submit(s: Submit) -> anyhow::Result<()> {
+    let spec = JobSpec {
+        job: s.job,
+        json: s.json,
+    };
+    if !s.master.starts_with("local") {
+        return submit_remote(&s.master, secret(s.secret_file.as_deref())?, spec);
+    }
     let ctx = context(&s.master, !s.no_progress)?;
-    match s.job {
-        Job::Wordcount { input, output } => {
-            let t = Instant::now();
-            let summary = wordcount::run(&ctx, &input, &output)
-                .with_context(|| format!("wordcount of {}", input.display()))?;
-            let wall_s = t.elapsed().as_secs_f64();
-            if s.json {
-                let o = serde_json::json!({
-                    "job": "wordcount",
-                    "output": output,
-                    "distinct_words": summary.distinct_words,
-                    "part_files": summary.partitions,
-                    "wall_s": wall_s,
-                });
-                println!("{o}");
+    spec.run(&ctx, &mut |line| println!("{line}"))
+}
+
+/// Runs the job on a `driver serve` cluster, printing its output and progress here.
+fn submit_remote(master: &str, secret: Option<Secret>, spec: JobSpec) -> anyhow::Result<()> {
+    let cwd = std::env::current_dir().context("the current directory")?;
+    let json = serde_json::to_string(&spec.absolutize(&cwd))?;
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let end = cluster::client::submit(master, secret, &json, |e| match e {
+        pb::job_event::Event::Stdout(line) => println!("{line}"),
+        pb::job_event::Event::Log(line) => eprintln!("{line}"),
+        pb::job_event::Event::Progress(line) if tty => {
+            eprint!("\r{line:<80}\r");
+            let _ = std::io::stderr().flush();
+        }
+        _ => {}
+    })?;
+    match end.exit_code {
+        0 => Ok(()),
+        code => {
+            let msg = end.error.unwrap_or_else(|| "the job failed".into());
+            if code == 2 {
+                Err(UsageError(msg).into())
             } else {
-                println!(
-                    "wordcount: {} distinct words in {} part files under {} ({wall_s:.2} s)",
-                    summary.distinct_words,
-                    summary.partitions,
-                    output.display()
-                );
+                Err(anyhow::anyhow!(msg))
             }
         }
+    }
+}
+
+fn serve(s: Serve) -> anyhow::Result<()> {
+    let secure = |v: f64, name: &str| {
+        if v > 0.0 && v.is_finite() {
+            Ok(Duration::from_secs_f64(v))
+        } else {
+            Err(UsageError(format!(
+                "--{name} must be a positive number of seconds"
+            )))
+        }
+    };
+    let config = ClusterConfig {
+        listen: s.listen.clone(),
+        secret: secret(s.secret_file.as_deref())?,
+        heartbeat_timeout: secure(s.heartbeat_timeout, "heartbeat-timeout")?,
+        no_executor_grace: secure(s.grace, "grace")?,
+        ..ClusterConfig::default()
+    };
+    if config.secret.is_none() {
+        tracing::warn!(
+            "no shared secret: any process that reaches {} can join or submit",
+            s.listen
+        );
+    }
+    let driver = ClusterDriver::start(
+        config,
+        Some(Arc::new(discnn::jobs::Catalog)),
+        Config::default(),
+    )?;
+    eprintln!("driver serving on {}", driver.address());
+    driver.wait_for_shutdown_signal()?;
+    Ok(())
+}
+
+fn status(s: Status) -> anyhow::Result<()> {
+    let r = cluster::client::status(&s.master, secret(s.secret_file.as_deref())?)?;
+    if s.json {
+        let o = serde_json::json!({
+            "fingerprint": r.fingerprint,
+            "executors": r.executors.iter().map(|e| serde_json::json!({
+                "id": e.id,
+                "address": e.address,
+                "cores": e.cores,
+                "state": e.state,
+                "ms_since_heartbeat": e.ms_since_heartbeat,
+                "running_tasks": e.running_tasks,
+                "tasks_finished": e.tasks_finished,
+            })).collect::<Vec<_>>(),
+            "jobs": r.jobs.iter().map(|j| serde_json::json!({
+                "id": j.id, "name": j.name, "state": j.state, "error": j.error,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{o}");
+        return Ok(());
+    }
+    println!("driver {} ({})", s.master, r.fingerprint);
+    println!(
+        "{:<10} {:<22} {:>5} {:<9} {:>10} {:>8} {:>9}",
+        "EXECUTOR", "ADDRESS", "CORES", "STATE", "HEARTBEAT", "RUNNING", "FINISHED"
+    );
+    for e in &r.executors {
+        println!(
+            "{:<10} {:<22} {:>5} {:<9} {:>8.1} s {:>8} {:>9}",
+            e.id,
+            e.address,
+            e.cores,
+            e.state,
+            e.ms_since_heartbeat as f64 / 1e3,
+            e.running_tasks,
+            e.tasks_finished
+        );
+    }
+    for j in &r.jobs {
+        let err = if j.error.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", j.error)
+        };
+        println!("job {} {} {}{err}", j.id, j.name, j.state);
     }
     Ok(())
 }
@@ -238,6 +359,8 @@ fn main() -> ExitCode {
     cli::init_logging(cli.verbose);
     let result = match cli.command {
         Command::Submit(s) => submit(s),
+        Command::Serve(s) => serve(s),
+        Command::Status(s) => status(s),
         Command::Bench(b) => bench(b),
     };
     match result {

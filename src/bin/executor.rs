@@ -1,8 +1,10 @@
-//! `executor`: joins a driver and runs its tasks. Cluster mode (the gRPC services) is not part
-//! of this build yet; until it is, the command refuses clearly instead of pretending to run.
+//! `executor`: joins a driver and runs its tasks (cluster mode).
 
+use anyhow::Context as _;
 use clap::Parser;
-use discnn::cli;
+use discnn::cli::{self, UsageError};
+use discnn_engine::cluster::executor_process::{self, ExecutorOptions};
+use discnn_engine::cluster::{ClusterError, Secret};
 use std::process::ExitCode;
 
 // Tasks allocate many short-lived records from several threads; mimalloc handles that pattern
@@ -17,35 +19,65 @@ struct Cli {
     /// The driver's HOST:PORT.
     #[arg(long)]
     driver: String,
-    /// Task slots.
+    /// Task slots (default: all cores).
     #[arg(long)]
     cores: Option<usize>,
-    /// Block manager memory, e.g. 2g.
-    #[arg(long)]
-    memory: Option<String>,
-    /// Where this executor serves shuffle blocks.
-    #[arg(long)]
-    listen: Option<String>,
-    /// The host other processes reach this executor at.
+    /// Block manager memory, e.g. 512m, 2g or a number of bytes (default 1g).
+    #[arg(long, default_value = "1g")]
+    memory: String,
+    /// Where this executor serves tasks and shuffle blocks (default: any free port).
+    #[arg(long, default_value = "0.0.0.0:0")]
+    listen: String,
+    /// The host other processes reach this executor at (default: the address the driver
+    /// sees this executor connect from).
     #[arg(long)]
     advertise: Option<String>,
-    /// Directory for spilled blocks and shuffle files.
+    /// A directory under which this executor makes a fresh directory of its own (default:
+    /// the system temporary directory).
     #[arg(long)]
     work_dir: Option<std::path::PathBuf>,
-    /// File holding the cluster's shared secret.
+    /// File holding the cluster's shared secret (else $DISCNN_SECRET).
     #[arg(long)]
     secret_file: Option<std::path::PathBuf>,
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
 }
 
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let secret = Secret::from_file_or_env(cli.secret_file.as_deref()).map_err(UsageError)?;
+    let memory = cli::parse_size(&cli.memory).ok_or_else(|| {
+        UsageError(format!(
+            "--memory `{}`: expected e.g. 512m, 2g or bytes",
+            cli.memory
+        ))
+    })?;
+    let cores = match cli.cores {
+        Some(0) => return Err(UsageError("--cores must be positive".into()).into()),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, usize::from),
+    };
+    let opts = ExecutorOptions {
+        driver: cli.driver.clone(),
+        cores,
+        memory,
+        listen: cli.listen,
+        advertise: cli.advertise,
+        work_dir: cli.work_dir,
+        secret,
+        ..ExecutorOptions::default()
+    };
+    match executor_process::run(opts) {
+        Err(e @ ClusterError::Refused(_)) => Err(anyhow::Error::new(e))
+            .context(format!("driver {} refused this executor", cli.driver)),
+        r => Ok(r?),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    cli::init_logging(cli.verbose);
-    eprintln!(
-        "error: cannot join driver {}: cluster mode is not available in this build yet; \
-         run jobs locally with `driver submit --master local[N]`",
-        cli.driver
-    );
-    ExitCode::from(2)
+    cli::init_logging(cli.verbose.max(1));
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => cli::exit_code_for(&e),
+    }
 }

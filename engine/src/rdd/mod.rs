@@ -183,6 +183,9 @@ impl<T> Rdd<T> {
     pub fn unpersist(&self) -> &Self {
         *self.node.storage.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.ctx.inner.env.blocks.remove_rdd(self.node.id);
+        if let Some(c) = self.ctx.inner.backend.cluster() {
+            c.cleanup(discnn_proto::pb::cleanup::What::Rdd(self.node.id));
+        }
         self
     }
 
@@ -190,9 +193,10 @@ impl<T> Rdd<T> {
         self.node.storage()
     }
 
-    /// Partitions of this RDD currently held by the block manager.
+    /// Partitions of this RDD currently held by the block manager (in cluster mode: by live
+    /// executors, as far as the driver knows).
     pub fn cached_partitions(&self) -> Vec<usize> {
-        self.ctx.inner.env.blocks.cached_partitions(self.node.id)
+        self.ctx.cached_partitions(self.node.id)
     }
 
     /// The lineage, one RDD a line, indented at each shuffle boundary (Spark's format).

@@ -1,0 +1,216 @@
+//! The shared secret. Every RPC carries `x-discnn-auth: <unix-ms>.<nonce>.<hmac>` where the HMAC
+//! (SHA-256, keyed by the secret) covers the timestamp and the nonce: the secret never crosses
+//! the wire, a token is checked in constant time, and a server refuses a token it has seen
+//! before or one older than [`MAX_SKEW`]. Without TLS this authenticates callers; it does not
+//! hide or protect the payloads, which travel in the clear.
+
+use hmac::{KeyInit, Mac};
+use rand::RngCore;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Status};
+
+type HmacSha256 = hmac::Hmac<sha2::Sha256>;
+
+pub const HEADER: &str = "x-discnn-auth";
+/// How far a token's clock may be from the server's.
+pub const MAX_SKEW: Duration = Duration::from_secs(300);
+
+/// A cluster's shared secret. Its `Debug` never prints it.
+#[derive(Clone)]
+pub struct Secret(Arc<Vec<u8>>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl Secret {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Option<Secret> {
+        let b: Vec<u8> = bytes.into();
+        (!b.is_empty()).then(|| Secret(Arc::new(b)))
+    }
+
+    /// A random secret (for `local-cluster`, handed to its executors through the environment).
+    pub fn random() -> Secret {
+        let mut b = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut b);
+        Secret(Arc::new(hex(&b).into_bytes()))
+    }
+
+    /// `--secret-file FILE` wins over the `DISCNN_SECRET` variable; surrounding whitespace of the
+    /// file is ignored. An empty secret is an error, not "no secret".
+    pub fn from_file_or_env(file: Option<&Path>) -> Result<Option<Secret>, String> {
+        if let Some(f) = file {
+            let text = std::fs::read(f)
+                .map_err(|e| format!("cannot read secret file {}: {e}", f.display()))?;
+            let trimmed = text.trim_ascii().to_vec();
+            return Secret::new(trimmed)
+                .map(Some)
+                .ok_or_else(|| format!("secret file {} is empty", f.display()));
+        }
+        match std::env::var_os("DISCNN_SECRET") {
+            Some(v) if !v.is_empty() => Ok(Secret::new(v.into_encoded_bytes())),
+            Some(_) => Err("DISCNN_SECRET is set but empty".into()),
+            None => Ok(None),
+        }
+    }
+
+    /// The secret as the `DISCNN_SECRET` value a child process inherits.
+    pub(crate) fn as_env_value(&self) -> std::ffi::OsString {
+        // SAFETY-free: bytes came from an OsString or a file; on Unix any bytes are valid.
+        use std::os::unix::ffi::OsStringExt;
+        std::ffi::OsString::from_vec(self.0.to_vec())
+    }
+
+    fn mac(&self, ts: &str, nonce: &str) -> HmacSha256 {
+        // HMAC accepts keys of any length, so this cannot fail.
+        let mut m = <HmacSha256 as KeyInit>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        m.update(b"discnn-rpc-v1|");
+        m.update(ts.as_bytes());
+        m.update(b"|");
+        m.update(nonce.as_bytes());
+        m
+    }
+
+    pub fn token(&self) -> String {
+        let ts = now_ms().to_string();
+        let mut n = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut n);
+        let nonce = hex(&n);
+        let tag = hex(&self.mac(&ts, &nonce).finalize().into_bytes());
+        format!("{ts}.{nonce}.{tag}")
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Adds a fresh token to every outgoing request.
+#[derive(Clone)]
+pub struct ClientAuth(pub Option<Secret>);
+
+impl tonic::service::Interceptor for ClientAuth {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(s) = &self.0 {
+            let v = MetadataValue::try_from(s.token())
+                .map_err(|_| Status::internal("token is not ASCII"))?;
+            req.metadata_mut().insert(HEADER, v);
+        }
+        Ok(req)
+    }
+}
+
+/// Checks every incoming request's token; refusals are logged at error level with the peer's
+/// address (never the token).
+#[derive(Clone)]
+pub struct ServerAuth {
+    secret: Option<Secret>,
+    seen: Arc<Mutex<HashMap<String, u64>>>,
+    role: &'static str,
+}
+
+impl ServerAuth {
+    pub fn new(secret: Option<Secret>, role: &'static str) -> Self {
+        ServerAuth {
+            secret,
+            seen: Arc::default(),
+            role,
+        }
+    }
+
+    fn verify(&self, token: Option<&str>) -> Result<(), &'static str> {
+        let Some(secret) = &self.secret else {
+            return Ok(());
+        };
+        let token = token.ok_or("no secret was presented")?;
+        let mut parts = token.splitn(3, '.');
+        let (Some(ts), Some(nonce), Some(tag)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err("malformed token");
+        };
+        let t: u64 = ts.parse().map_err(|_| "malformed token")?;
+        let now = now_ms();
+        if t.abs_diff(now) > MAX_SKEW.as_millis() as u64 {
+            return Err("token expired (clocks differ by more than 5 minutes?)");
+        }
+        let tag = unhex(tag).ok_or("malformed token")?;
+        secret
+            .mac(ts, nonce)
+            .verify_slice(&tag)
+            .map_err(|_| "wrong secret")?;
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let horizon = now.saturating_sub(2 * MAX_SKEW.as_millis() as u64);
+        if seen.len() > 100_000 {
+            seen.retain(|_, at| *at >= horizon);
+        }
+        if seen.insert(nonce.to_string(), t).is_some() {
+            return Err("replayed token");
+        }
+        Ok(())
+    }
+}
+
+impl tonic::service::Interceptor for ServerAuth {
+    fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
+        let token = req.metadata().get(HEADER).and_then(|v| v.to_str().ok());
+        match self.verify(token) {
+            Ok(()) => Ok(req),
+            Err(why) => {
+                let peer = req
+                    .remote_addr()
+                    .map_or_else(|| "an unknown peer".to_string(), |a| a.to_string());
+                tracing::error!("{} refused a request from {peer}: {why}", self.role);
+                Err(Status::unauthenticated(format!(
+                    "refused by the {}: {why}; every process of a cluster needs the same secret \
+                     (--secret-file or DISCNN_SECRET)",
+                    self.role
+                )))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_verify_once_and_only_with_the_same_secret() {
+        let a = Secret::new("alpha").expect("non-empty");
+        let b = Secret::new("beta").expect("non-empty");
+        let server = ServerAuth::new(Some(a.clone()), "test");
+        let t = a.token();
+        assert!(!t.contains("alpha"));
+        assert_eq!(server.verify(Some(&t)), Ok(()));
+        assert_eq!(server.verify(Some(&t)), Err("replayed token"));
+        assert_eq!(server.verify(Some(&b.token())), Err("wrong secret"));
+        assert_eq!(server.verify(None), Err("no secret was presented"));
+        assert_eq!(server.verify(Some("1.2")), Err("malformed token"));
+        let open = ServerAuth::new(None, "test");
+        assert_eq!(open.verify(None), Ok(()));
+        assert_eq!(format!("{a:?}"), "Secret(<redacted>)");
+    }
+}

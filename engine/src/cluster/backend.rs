@@ -1,0 +1,630 @@
+//! The driver's side of a cluster (Spark's CoarseGrainedSchedulerBackend): which executors are
+//! registered and alive, which tasks run where, and where cached blocks live. The DAG scheduler
+//! hands it encoded tasks; it places them on free slots (preferring executors that hold a
+//! task's cached input), ships them, and routes each executor's result back to the scheduler.
+//! An executor that stops heartbeating, or whose task launch fails, is declared lost: its running
+//! tasks come back as `ExecutorLost` failures, which the scheduler retries elsewhere.
+
+use super::auth::{ClientAuth, Secret};
+use super::chunks::{self, MAX_MESSAGE};
+use super::ClusterConfig;
+use crate::broadcast::BroadcastManager;
+use crate::codec;
+use crate::error::TaskFailure;
+use crate::executor::Launch;
+use crate::plan::RddId;
+use crate::task::{TaskMetrics, TaskResult};
+use discnn_proto::pb;
+use pb::executor_client::ExecutorClient;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+pub(crate) type ExecutorRpc = ExecutorClient<InterceptedService<Channel, ClientAuth>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutorState {
+    Alive,
+    /// Shutting down on request: finishes its tasks, gets no new ones.
+    Draining,
+    Lost,
+    Exited,
+}
+
+impl ExecutorState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutorState::Alive => "alive",
+            ExecutorState::Draining => "draining",
+            ExecutorState::Lost => "lost",
+            ExecutorState::Exited => "exited",
+        }
+    }
+}
+
+/// What `driver status` and tests see of an executor.
+#[derive(Debug, Clone)]
+pub struct ExecutorSummary {
+    pub id: String,
+    pub address: String,
+    pub cores: u32,
+    pub pid: u32,
+    pub state: ExecutorState,
+    pub since_heartbeat: Duration,
+    pub running_tasks: u32,
+    pub tasks_finished: u64,
+}
+
+struct Executor {
+    address: String,
+    cores: u32,
+    pid: u32,
+    free: u32,
+    finished: u64,
+    last_heartbeat: Instant,
+    state: ExecutorState,
+    rpc: ExecutorRpc,
+    cleanups: Vec<pb::Cleanup>,
+}
+
+struct Pending {
+    launch: Launch,
+    queued: Instant,
+}
+
+struct Running {
+    executor: String,
+    reply: std::sync::mpsc::Sender<(u64, Vec<u8>)>,
+}
+
+#[derive(Default)]
+struct State {
+    executors: BTreeMap<String, Executor>,
+    registrations: u64,
+    pending: VecDeque<Pending>,
+    running: HashMap<u64, Running>,
+    lost: HashSet<String>,
+    blocks: HashMap<(RddId, usize), HashSet<String>>,
+    idle_since: Option<Instant>,
+}
+
+pub struct ClusterBackend {
+    pub(crate) config: ClusterConfig,
+    pub(crate) address: SocketAddr,
+    runtime: tokio::runtime::Handle,
+    /// Everything the driver's server received.
+    pub(crate) traffic: Arc<super::Traffic>,
+    state: Mutex<State>,
+    wake: tokio::sync::Notify,
+    broadcasts: Mutex<Vec<Weak<BroadcastManager>>>,
+    contexts: AtomicU64,
+}
+
+impl ClusterBackend {
+    pub(crate) fn new(
+        config: ClusterConfig,
+        address: SocketAddr,
+        runtime: tokio::runtime::Handle,
+    ) -> Arc<Self> {
+        Arc::new(ClusterBackend {
+            config,
+            address,
+            runtime,
+            traffic: Arc::default(),
+            state: Mutex::default(),
+            wake: tokio::sync::Notify::new(),
+            broadcasts: Mutex::default(),
+            contexts: AtomicU64::new(1),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The address executors and clients reach this driver at.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn secret(&self) -> Option<&Secret> {
+        self.config.secret.as_ref()
+    }
+
+    /// A fresh id space for one context: contexts on one cluster never share an rdd, shuffle,
+    /// broadcast or task id, because executors key their stores by those ids.
+    pub(crate) fn next_id_base(&self) -> u64 {
+        self.contexts.fetch_add(1, Ordering::Relaxed) << 40
+    }
+
+    pub(crate) fn attach_broadcasts(&self, m: &Arc<BroadcastManager>) {
+        let mut v = self.broadcasts.lock().unwrap_or_else(|p| p.into_inner());
+        v.retain(|w| w.strong_count() > 0);
+        v.push(Arc::downgrade(m));
+    }
+
+    pub(crate) fn broadcast_bytes(&self, id: u64) -> Option<Arc<Vec<u8>>> {
+        let v = self.broadcasts.lock().unwrap_or_else(|p| p.into_inner());
+        v.iter()
+            .filter_map(Weak::upgrade)
+            .find_map(|m| m.fetch_bytes(id))
+    }
+
+    // ---- executors -------------------------------------------------------------------------
+
+    pub(crate) fn register(&self, address: String, cores: u32, pid: u32) -> Result<String, String> {
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| format!("bad executor address `{address}`: {e}"))?
+            .connect_timeout(Duration::from_secs(3))
+            .tcp_nodelay(true);
+        let channel = endpoint.connect_lazy();
+        let rpc = ExecutorClient::with_interceptor(channel, ClientAuth(self.config.secret.clone()))
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+        let mut st = self.lock();
+        st.registrations += 1;
+        let id = format!("exec-{}", st.registrations);
+        st.executors.insert(
+            id.clone(),
+            Executor {
+                address: address.clone(),
+                cores: cores.max(1),
+                pid,
+                free: cores.max(1),
+                finished: 0,
+                last_heartbeat: Instant::now(),
+                state: ExecutorState::Alive,
+                rpc,
+                cleanups: Vec::new(),
+            },
+        );
+        st.idle_since = None;
+        drop(st);
+        tracing::info!("executor {id} registered from {address} with {cores} cores (pid {pid})");
+        self.wake.notify_one();
+        Ok(id)
+    }
+
+    /// Records a heartbeat; `None` tells the executor to register anew (unknown or lost).
+    pub(crate) fn heartbeat(&self, id: &str, draining: bool) -> Option<Vec<pb::Cleanup>> {
+        let mut st = self.lock();
+        let e = st.executors.get_mut(id)?;
+        match e.state {
+            ExecutorState::Alive | ExecutorState::Draining => {
+                e.last_heartbeat = Instant::now();
+                if draining && e.state == ExecutorState::Alive {
+                    tracing::info!("executor {id} is draining");
+                    e.state = ExecutorState::Draining;
+                }
+                Some(std::mem::take(&mut e.cleanups))
+            }
+            ExecutorState::Lost | ExecutorState::Exited => None,
+        }
+    }
+
+    pub(crate) fn deregister(&self, id: &str) {
+        self.remove_executor(id, ExecutorState::Exited, "it deregistered");
+    }
+
+    /// Declares `id` lost: its running tasks fail with `ExecutorLost` and its blocks and shuffle
+    /// outputs are forgotten. A later heartbeat from it is told to register anew.
+    pub(crate) fn declare_lost(&self, id: &str, why: &str) {
+        self.remove_executor(id, ExecutorState::Lost, why);
+    }
+
+    fn remove_executor(&self, id: &str, to: ExecutorState, why: &str) {
+        let failed: Vec<(u64, Running)> = {
+            let mut st = self.lock();
+            let Some(e) = st.executors.get_mut(id) else {
+                return;
+            };
+            if matches!(e.state, ExecutorState::Lost | ExecutorState::Exited) {
+                return;
+            }
+            e.state = to;
+            e.free = 0;
+            st.lost.insert(id.to_string());
+            for holders in st.blocks.values_mut() {
+                holders.remove(id);
+            }
+            let ids: Vec<u64> = st
+                .running
+                .iter()
+                .filter(|(_, r)| r.executor == id)
+                .map(|(t, _)| *t)
+                .collect();
+            ids.into_iter()
+                .filter_map(|t| st.running.remove(&t).map(|r| (t, r)))
+                .collect()
+        };
+        if to == ExecutorState::Lost {
+            tracing::warn!(
+                "executor {id} lost: {why}; {} running task(s) will be retried",
+                failed.len()
+            );
+        } else {
+            tracing::info!("executor {id} left: {why}");
+        }
+        for (task_id, r) in failed {
+            let _ = r.reply.send((task_id, lost_result(task_id, id)));
+        }
+        self.wake.notify_one();
+    }
+
+    /// Executors ever lost or gone: the scheduler drops their map outputs.
+    pub(crate) fn gone_executors(&self) -> HashSet<String> {
+        self.lock().lost.clone()
+    }
+
+    pub fn executors(&self) -> Vec<ExecutorSummary> {
+        let st = self.lock();
+        let now = Instant::now();
+        st.executors
+            .iter()
+            .map(|(id, e)| ExecutorSummary {
+                id: id.clone(),
+                address: e.address.clone(),
+                cores: e.cores,
+                pid: e.pid,
+                state: e.state,
+                since_heartbeat: now.duration_since(e.last_heartbeat),
+                running_tasks: st.running.values().filter(|r| &r.executor == id).count() as u32,
+                tasks_finished: e.finished,
+            })
+            .collect()
+    }
+
+    pub fn alive_executors(&self) -> usize {
+        self.lock()
+            .executors
+            .values()
+            .filter(|e| e.state == ExecutorState::Alive)
+            .count()
+    }
+
+    pub(crate) fn total_cores(&self) -> usize {
+        self.lock()
+            .executors
+            .values()
+            .filter(|e| e.state == ExecutorState::Alive)
+            .map(|e| e.cores as usize)
+            .sum()
+    }
+
+    /// Inbound RPCs and bytes of the driver's server so far.
+    pub fn traffic(&self) -> super::TrafficSnapshot {
+        self.traffic.snapshot()
+    }
+
+    /// Each live executor's own counters (tasks run, shuffle bytes it served to others).
+    /// Blocks; call it from outside the RPC runtime.
+    pub fn executor_stats(&self) -> Vec<(String, pb::ExecutorStats)> {
+        let rpcs: Vec<(String, ExecutorRpc)> = self
+            .lock()
+            .executors
+            .iter()
+            .filter(|(_, e)| e.state == ExecutorState::Alive)
+            .map(|(id, e)| (id.clone(), e.rpc.clone()))
+            .collect();
+        rpcs.into_iter()
+            .filter_map(|(id, mut rpc)| {
+                let got = self.runtime.block_on(async {
+                    tokio::time::timeout(Duration::from_secs(5), rpc.stats(pb::Empty {})).await
+                });
+                match got {
+                    Ok(Ok(r)) => Some((id, r.into_inner())),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    pub(crate) fn address_of(&self, id: &str) -> Option<String> {
+        self.lock().executors.get(id).map(|e| e.address.clone())
+    }
+
+    // ---- blocks and cleanup ----------------------------------------------------------------
+
+    pub(crate) fn blocks_stored(&self, executor: &str, blocks: &[(RddId, u32)]) {
+        let mut st = self.lock();
+        if st.lost.contains(executor) {
+            return;
+        }
+        for &(rdd, p) in blocks {
+            st.blocks
+                .entry((rdd, p as usize))
+                .or_default()
+                .insert(executor.to_string());
+        }
+    }
+
+    pub(crate) fn block_holders(&self, rdd: RddId, partition: usize) -> Vec<String> {
+        self.lock()
+            .blocks
+            .get(&(rdd, partition))
+            .map(|h| h.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn cached_partitions(&self, rdd: RddId) -> Vec<usize> {
+        let st = self.lock();
+        let mut v: Vec<usize> = st
+            .blocks
+            .iter()
+            .filter(|((r, _), h)| *r == rdd && !h.is_empty())
+            .map(|((_, p), _)| *p)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Queues a cleanup for every live executor; it travels with their next heartbeat reply.
+    pub(crate) fn cleanup(&self, c: pb::cleanup::What) {
+        let mut st = self.lock();
+        if let pb::cleanup::What::Rdd(rdd) = c {
+            st.blocks.retain(|(r, _), _| *r != rdd);
+        }
+        for e in st.executors.values_mut() {
+            if matches!(e.state, ExecutorState::Alive | ExecutorState::Draining) {
+                e.cleanups.push(pb::Cleanup { what: Some(c) });
+            }
+        }
+    }
+
+    // ---- tasks -----------------------------------------------------------------------------
+
+    pub(crate) fn launch(&self, launch: Launch) {
+        self.lock().pending.push_back(Pending {
+            launch,
+            queued: Instant::now(),
+        });
+        self.wake.notify_one();
+    }
+
+    /// An executor's result for `task_id`. Results from an executor that no longer runs the
+    /// task (it was declared lost, and the task was handed to another) are dropped.
+    pub(crate) fn task_finished(&self, executor: &str, task_id: u64, bytes: Vec<u8>) {
+        let reply = {
+            let mut st = self.lock();
+            match st.running.get(&task_id) {
+                Some(r) if r.executor == executor => {}
+                _ => {
+                    tracing::debug!("ignoring a late result of task {task_id} from {executor}");
+                    return;
+                }
+            }
+            let r = st.running.remove(&task_id);
+            if let Some(e) = st.executors.get_mut(executor) {
+                e.finished += 1;
+                if matches!(e.state, ExecutorState::Alive | ExecutorState::Draining) {
+                    e.free = (e.free + 1).min(e.cores);
+                }
+            }
+            r.map(|r| r.reply)
+        };
+        if let Some(reply) = reply {
+            let _ = reply.send((task_id, bytes));
+        }
+        self.wake.notify_one();
+    }
+
+    /// The dispatcher: places pending tasks, watches heartbeats, and fails tasks that have
+    /// waited out the grace period with no executor alive.
+    pub(crate) async fn run_dispatcher(self: Arc<Self>) {
+        loop {
+            let _ = tokio::time::timeout(Duration::from_millis(100), self.wake.notified()).await;
+            self.check_heartbeats();
+            for (executor, rpc, task_id, bytes) in self.place_tasks() {
+                let me = self.clone();
+                tokio::spawn(async move { me.send_task(executor, rpc, task_id, bytes).await });
+            }
+        }
+    }
+
+    fn check_heartbeats(&self) {
+        let timeout = self.config.heartbeat_timeout;
+        let silent: Vec<(String, Duration)> = self
+            .lock()
+            .executors
+            .iter()
+            .filter(|(_, e)| matches!(e.state, ExecutorState::Alive | ExecutorState::Draining))
+            .map(|(id, e)| (id.clone(), e.last_heartbeat.elapsed()))
+            .filter(|(_, d)| *d > timeout)
+            .collect();
+        for (id, d) in silent {
+            self.declare_lost(&id, &format!("no heartbeat for {:.1} s", d.as_secs_f64()));
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn place_tasks(&self) -> Vec<(String, ExecutorRpc, u64, Arc<Vec<u8>>)> {
+        let mut st = self.lock();
+        let st = &mut *st;
+        let mut out = Vec::new();
+        let alive = st
+            .executors
+            .values()
+            .any(|e| e.state == ExecutorState::Alive);
+        if !alive {
+            if st.pending.is_empty() {
+                st.idle_since = None;
+                return out;
+            }
+            let since = *st.idle_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= self.config.no_executor_grace {
+                let waited = since.elapsed().as_secs();
+                for p in st.pending.drain(..) {
+                    let failure = TaskFailure::NoExecutors { waited_s: waited };
+                    let _ = p
+                        .launch
+                        .reply
+                        .send((p.launch.task_id, failed_result(p.launch.task_id, failure)));
+                }
+                st.idle_since = None;
+            }
+            return out;
+        }
+        st.idle_since = None;
+        let mut keep = VecDeque::new();
+        while let Some(p) = st.pending.pop_front() {
+            match pick(&st.executors, &p, self.config.locality_wait) {
+                Some(id) => {
+                    let Some(e) = st.executors.get_mut(&id) else {
+                        keep.push_back(p);
+                        continue;
+                    };
+                    e.free -= 1;
+                    let task_id = p.launch.task_id;
+                    out.push((id.clone(), e.rpc.clone(), task_id, Arc::new(p.launch.bytes)));
+                    st.running.insert(
+                        task_id,
+                        Running {
+                            executor: id,
+                            reply: p.launch.reply,
+                        },
+                    );
+                }
+                None => keep.push_back(p),
+            }
+        }
+        st.pending = keep;
+        out
+    }
+
+    async fn send_task(
+        self: Arc<Self>,
+        executor: String,
+        mut rpc: ExecutorRpc,
+        task_id: u64,
+        bytes: Arc<Vec<u8>>,
+    ) {
+        let parts: Vec<pb::LaunchTaskPart> = chunks::split(&bytes)
+            .into_iter()
+            .map(|data| pb::LaunchTaskPart { task_id, data })
+            .collect();
+        let sent = tokio::time::timeout(
+            Duration::from_secs(30),
+            rpc.launch_task(tokio_stream::iter(parts)),
+        )
+        .await;
+        match sent {
+            Ok(Ok(_)) => {}
+            Ok(Err(status)) if status.code() == tonic::Code::FailedPrecondition => {
+                // The executor is draining: hand the task to another one.
+                tracing::info!(
+                    "executor {executor} refused task {task_id}: {}",
+                    status.message()
+                );
+                self.requeue(&executor, task_id, bytes);
+            }
+            Ok(Err(status)) => self.declare_lost(
+                &executor,
+                &format!("launching task {task_id} failed: {}", status.message()),
+            ),
+            Err(_) => self.declare_lost(&executor, "launching a task timed out after 30 s"),
+        }
+    }
+
+    fn requeue(&self, executor: &str, task_id: u64, bytes: Arc<Vec<u8>>) {
+        let mut st = self.lock();
+        let Some(r) = st.running.remove(&task_id) else {
+            return;
+        };
+        if let Some(e) = st.executors.get_mut(executor) {
+            if e.state == ExecutorState::Alive {
+                e.state = ExecutorState::Draining;
+            }
+        }
+        st.pending.push_front(Pending {
+            launch: Launch {
+                task_id,
+                bytes: Arc::try_unwrap(bytes).unwrap_or_else(|b| (*b).clone()),
+                reply: r.reply,
+                preferred: Vec::new(),
+                avoid: vec![executor.to_string()],
+            },
+            queued: Instant::now(),
+        });
+        drop(st);
+        self.wake.notify_one();
+    }
+}
+
+/// Where a pending task goes now, if anywhere: an executor holding its cached input when one is
+/// free (waiting up to `locality_wait` for one to free up), else the live executor with the
+/// most free slots that the task should not avoid.
+fn pick(
+    executors: &BTreeMap<String, Executor>,
+    p: &Pending,
+    locality_wait: Duration,
+) -> Option<String> {
+    let alive = |id: &String| {
+        executors
+            .get(id)
+            .is_some_and(|e| e.state == ExecutorState::Alive)
+    };
+    let preferred: Vec<&String> = p.launch.preferred.iter().filter(|id| alive(id)).collect();
+    if !preferred.is_empty() {
+        if let Some(id) = preferred
+            .iter()
+            .find(|id| executors.get(id.as_str()).is_some_and(|e| e.free > 0))
+        {
+            return Some((*id).clone());
+        }
+        if p.queued.elapsed() < locality_wait {
+            return None;
+        }
+    }
+    let usable = |avoid: bool| {
+        executors
+            .iter()
+            .filter(|(_, e)| e.state == ExecutorState::Alive && e.free > 0)
+            .filter(move |(id, _)| !avoid || !p.launch.avoid.contains(id))
+            .max_by_key(|(id, e)| {
+                (
+                    e.free,
+                    std::cmp::Reverse(e.finished),
+                    std::cmp::Reverse(*id),
+                )
+            })
+            .map(|(id, _)| id.clone())
+    };
+    let others_exist = executors
+        .iter()
+        .any(|(id, e)| e.state == ExecutorState::Alive && !p.launch.avoid.contains(id));
+    if others_exist {
+        usable(true)
+    } else {
+        usable(false)
+    }
+}
+
+fn failed_result(task_id: u64, failure: TaskFailure) -> Vec<u8> {
+    let r = TaskResult {
+        task_id,
+        executor: String::new(),
+        outcome: Err(failure),
+        accumulators: Vec::new(),
+        metrics: TaskMetrics::default(),
+        cached: Vec::new(),
+    };
+    codec::encode(&r).unwrap_or_default()
+}
+
+fn lost_result(task_id: u64, executor: &str) -> Vec<u8> {
+    let r = TaskResult {
+        task_id,
+        executor: executor.to_string(),
+        outcome: Err(TaskFailure::ExecutorLost {
+            executor: executor.to_string(),
+        }),
+        accumulators: Vec::new(),
+        metrics: TaskMetrics::default(),
+        cached: Vec::new(),
+    };
+    codec::encode(&r).unwrap_or_default()
+}

@@ -1,0 +1,200 @@
+//! Cluster mode: a driver and executor processes over gRPC (`proto/discnn.proto`).
+//!
+//! - [`ClusterDriver`] serves the driver service and owns the [`ClusterBackend`] that places
+//!   tasks on executors; contexts built with [`Context::on_cluster`](crate::Context::on_cluster)
+//!   (or the `local-cluster[N,C]` master) run their jobs through it.
+//! - [`executor_process::run`] is the whole `executor` program: register, heartbeat, run tasks
+//!   on slots, serve shuffle buckets to other executors.
+//! - Data never passes through the driver on its way between executors: reducers fetch map
+//!   outputs from the executors that wrote them.
+
+pub mod auth;
+pub mod backend;
+mod chunks;
+pub mod client;
+mod driver_service;
+pub mod executor_process;
+pub mod jobs;
+pub(crate) mod local_cluster;
+mod remote;
+pub mod traffic;
+
+pub use auth::Secret;
+pub use backend::{ClusterBackend, ExecutorState, ExecutorSummary};
+pub use discnn_proto::pb;
+pub use jobs::{JobOutcome, JobOutput, JobRunner};
+pub use traffic::{Traffic, TrafficSnapshot};
+
+use crate::context::Config;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How a cluster driver behaves.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// HOST:PORT to serve on (port 0: any free port).
+    pub listen: String,
+    pub secret: Option<Secret>,
+    /// How often executors heartbeat.
+    pub heartbeat_interval: Duration,
+    /// An executor silent for longer is declared lost.
+    pub heartbeat_timeout: Duration,
+    /// How long tasks wait for an executor when none is alive before the job fails.
+    pub no_executor_grace: Duration,
+    /// How long a task waits for a busy executor that holds its cached input.
+    pub locality_wait: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            listen: "0.0.0.0:7077".into(),
+            secret: None,
+            heartbeat_interval: Duration::from_secs(1),
+            heartbeat_timeout: Duration::from_secs(10),
+            no_executor_grace: Duration::from_secs(30),
+            locality_wait: Duration::from_secs(3),
+        }
+    }
+}
+
+/// Errors of cluster set-up (a running job's failures are [`crate::TaskFailure`]s).
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("cannot start the RPC runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("{0}")]
+    Refused(String),
+    #[error("cannot reach {address}: {message}")]
+    Unreachable { address: String, message: String },
+    #[error("{0}")]
+    Executors(String),
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A running driver service. Dropping it stops the service.
+pub struct ClusterDriver {
+    backend: Arc<ClusterBackend>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl ClusterDriver {
+    /// Binds `config.listen` and serves the driver service. `runner` executes submitted jobs
+    /// (`driver serve`); without one, the driver only serves contexts of this process.
+    pub fn start(
+        config: ClusterConfig,
+        runner: Option<Arc<dyn JobRunner>>,
+        job_config: Config,
+    ) -> Result<ClusterDriver, ClusterError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("discnn-driver-rpc")
+            .enable_all()
+            .build()
+            .map_err(ClusterError::Runtime)?;
+        let listener =
+            std::net::TcpListener::bind(&config.listen).map_err(|source| ClusterError::Listen {
+                address: config.listen.clone(),
+                source,
+            })?;
+        let address = listener
+            .local_addr()
+            .map_err(|source| ClusterError::Listen {
+                address: config.listen.clone(),
+                source,
+            })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(ClusterError::Runtime)?;
+        let secret = config.secret.clone();
+        let backend = ClusterBackend::new(config, address, runtime.handle().clone());
+        let service = driver_service::DriverService {
+            backend: backend.clone(),
+            jobs: Arc::new(jobs::JobQueue::new(runner, job_config)),
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = discnn_proto::pb::driver_server::DriverServer::new(service)
+            .max_decoding_message_size(chunks::MAX_MESSAGE)
+            .max_encoding_message_size(chunks::MAX_MESSAGE);
+        let server = tonic::service::interceptor::InterceptedService::new(
+            server,
+            auth::ServerAuth::new(secret, "driver"),
+        );
+        let traffic = backend.traffic.clone();
+        let incoming = {
+            let _guard = runtime.enter();
+            tokio::net::TcpListener::from_std(listener).map_err(ClusterError::Runtime)?
+        };
+        runtime.spawn(async move {
+            let served = tonic::transport::Server::builder()
+                .tcp_nodelay(true)
+                .layer(traffic::CountLayer(traffic))
+                .add_service(server)
+                .serve_with_incoming_shutdown(
+                    tokio_stream::wrappers::TcpListenerStream::new(incoming),
+                    async {
+                        let _ = rx.await;
+                    },
+                )
+                .await;
+            if let Err(e) = served {
+                tracing::error!("the driver service stopped: {e}");
+            }
+        });
+        runtime.spawn(backend.clone().run_dispatcher());
+        tracing::info!("driver listening on {address}");
+        Ok(ClusterDriver {
+            backend,
+            shutdown: Some(tx),
+            runtime: Some(runtime),
+        })
+    }
+
+    pub fn backend(&self) -> &Arc<ClusterBackend> {
+        &self.backend
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.backend.address()
+    }
+
+    /// Serves until SIGTERM or Ctrl-C.
+    pub fn wait_for_shutdown_signal(&self) -> Result<(), ClusterError> {
+        let Some(rt) = &self.runtime else {
+            return Ok(());
+        };
+        rt.block_on(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut term = signal(SignalKind::terminate()).map_err(ClusterError::Runtime)?;
+            let mut int = signal(SignalKind::interrupt()).map_err(ClusterError::Runtime)?;
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            tracing::info!("driver shutting down");
+            Ok(())
+        })
+    }
+}
+
+impl Drop for ClusterDriver {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! The multi-process test harness: contexts whose executors are real `executor` processes of
+//! this build on 127.0.0.1, and their log tails when something fails.
+
+#![allow(dead_code)]
+
+use discnn_engine::cluster::ClusterConfig;
+use discnn_engine::{Config, Context};
+use std::time::Duration;
+
+/// A `local-cluster[n,1]` context: a driver service in this process, n executor processes.
+pub fn cluster(n: usize, heartbeat_timeout: Duration, grace: Duration) -> Context {
+    // Executors refuse a driver whose op registry differs from theirs; naming the `discnn`
+    // library links every op the binaries carry into this test program too.
+    let _ = discnn::cli::version();
+    let config = Config {
+        master: format!("local-cluster[{n},1]"),
+        executor_binary: Some(env!("CARGO_BIN_EXE_executor").into()),
+        memory_budget: 256 << 20,
+        cluster: ClusterConfig {
+            heartbeat_interval: Duration::from_millis(200),
+            heartbeat_timeout,
+            no_executor_grace: grace,
+            locality_wait: Duration::from_millis(500),
+            ..ClusterConfig::default()
+        },
+        ..Config::default()
+    };
+    Context::new(config).unwrap_or_else(|e| panic!("starting local-cluster[{n},1]: {e}"))
+}
+
+/// Runs `f`; on a panic, prints the executors' log tails before re-raising it.
+pub fn with_logs<R>(ctx: &Context, f: impl FnOnce() -> R) -> R {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(p) => {
+            eprintln!("executor logs:\n{}", ctx.executor_log_tails(40));
+            std::panic::resume_unwind(p)
+        }
+    }
+}
+
+pub fn kill9(pid: u32) {
+    let ok = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "kill -9 {pid} failed");
+}
+
+/// Waits for `path` to exist (a barrier op writes it) and returns its contents.
+pub fn wait_for_file(path: &std::path::Path, limit: Duration) -> String {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(s) = std::fs::read_to_string(path) {
+            if !s.is_empty() {
+                return s;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("{} did not appear within {limit:?}", path.display());
+}
