@@ -52,21 +52,35 @@ pub fn exit_code_number(err: &anyhow::Error) -> i32 {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-/// `512m`, `2g`, `64k` or a plain number of bytes.
+/// `512m`, `2g`, `1.5G`, `64kb` or a plain number of bytes.
 pub fn parse_size(s: &str) -> Option<usize> {
     let s = s.trim().to_ascii_lowercase();
-    let (num, mult) = match s.strip_suffix(['k', 'm', 'g', 't']) {
-        Some(n) => {
-            let shift = match s.as_bytes()[s.len() - 1] {
-                b'k' => 10,
-                b'm' => 20,
-                b'g' => 30,
-                _ => 40,
-            };
-            (n, 1usize << shift)
-        }
-        None => (s.as_str(), 1),
+    let s = s.strip_suffix('b').unwrap_or(&s);
+    let (num, shift) = match s.char_indices().last() {
+        Some((i, 'k')) => (&s[..i], 10),
+        Some((i, 'm')) => (&s[..i], 20),
+        Some((i, 'g')) => (&s[..i], 30),
+        Some((i, 't')) => (&s[..i], 40),
+        _ => (s, 0),
     };
-    let n: f64 = num.trim_end_matches('b').parse().ok()?;
-    (n.is_finite() && n > 0.0).then(|| (n * mult as f64) as usize)
+    let n: f64 = num.trim().parse().ok()?;
+    let bytes = n * (1u64 << shift) as f64;
+    (bytes.is_finite() && bytes >= 1.0).then_some(bytes as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("512m"), Some(512 << 20));
+        assert_eq!(parse_size("2G"), Some(2 << 30));
+        assert_eq!(parse_size("64kb"), Some(64 << 10));
+        assert_eq!(parse_size("1.5g"), Some(3 << 29));
+        assert_eq!(parse_size("1000"), Some(1000));
+        assert_eq!(parse_size("0"), None);
+        assert_eq!(parse_size("lots"), None);
+        assert_eq!(parse_size("-1g"), None);
+    }
 }

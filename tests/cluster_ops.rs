@@ -1,4 +1,4 @@
-//! The RDD operation suite (`engine/tests/ops_suite.rs`) against a cluster of 3 executor
+//! The RDD operation suite (`engine/tests/suite/ops.rs`) against a cluster of 3 executor
 //! processes, with the same assertions as in local mode (fewer random cases), plus proof that
 //! the cluster is real: every executor ran tasks and served shuffle bytes to the others, and
 //! the driver received a small fraction of a shuffled job's input.
@@ -15,7 +15,7 @@ fn ctx() -> &'static discnn_engine::Context {
 
 const CASES: u32 = 4;
 
-include!("../engine/tests/ops_suite.rs");
+include!("../engine/tests/suite/ops.rs");
 
 #[test]
 fn the_cluster_is_real_and_the_driver_is_not_in_the_data_path() {

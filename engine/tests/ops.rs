@@ -1,4 +1,4 @@
-//! The RDD operation suite (`ops_suite.rs`) in local mode.
+//! The RDD operation suite (`suite/ops.rs`) in local mode.
 
 use std::sync::OnceLock;
 
@@ -9,4 +9,4 @@ fn ctx() -> &'static discnn_engine::Context {
 
 const CASES: u32 = 24;
 
-include!("ops_suite.rs");
+include!("suite/ops.rs");

@@ -62,7 +62,8 @@ impl Secret {
 
     /// The secret as the `DISCNN_SECRET` value a child process inherits.
     pub(crate) fn as_env_value(&self) -> std::ffi::OsString {
-        // SAFETY-free: bytes came from an OsString or a file; on Unix any bytes are valid.
+        // On Unix an environment value may hold any bytes but NUL, and a secret read from a
+        // file or the environment is handed back byte for byte.
         use std::os::unix::ffi::OsStringExt;
         std::ffi::OsString::from_vec(self.0.to_vec())
     }
@@ -100,7 +101,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

@@ -213,7 +213,7 @@ async fn control(
                 }
                 Err(s) => {
                     failures += 1;
-                    if failures == 1 || failures % 30 == 0 {
+                    if failures == 1 || failures.is_multiple_of(30) {
                         tracing::warn!("heartbeat to {} failed: {}", opts.driver, s.message());
                     }
                 }
@@ -259,7 +259,7 @@ async fn register(
             }
             Err(s) => {
                 attempts += 1;
-                if attempts == 1 || attempts % 20 == 0 {
+                if attempts == 1 || attempts.is_multiple_of(20) {
                     tracing::warn!(
                         "driver {} not reachable yet ({}); retrying",
                         opts.driver,
