@@ -514,12 +514,13 @@ impl ClusterBackend {
         match sent {
             Ok(Ok(_)) => {}
             Ok(Err(status)) if status.code() == tonic::Code::FailedPrecondition => {
-                // The executor is draining: hand the task to another one.
+                // Draining, or between registrations: hand the task to another executor.
                 tracing::info!(
                     "executor {executor} refused task {task_id}: {}",
                     status.message()
                 );
-                self.requeue(&executor, task_id, bytes);
+                let draining = status.message().contains("draining");
+                self.requeue(&executor, task_id, bytes, draining);
             }
             Ok(Err(status)) => self.declare_lost(
                 &executor,
@@ -529,14 +530,16 @@ impl ClusterBackend {
         }
     }
 
-    fn requeue(&self, executor: &str, task_id: u64, bytes: Arc<Vec<u8>>) {
+    fn requeue(&self, executor: &str, task_id: u64, bytes: Arc<Vec<u8>>, draining: bool) {
         let mut st = self.lock();
         let Some(r) = st.running.remove(&task_id) else {
             return;
         };
         if let Some(e) = st.executors.get_mut(executor) {
-            if e.state == ExecutorState::Alive {
+            if draining && e.state == ExecutorState::Alive {
                 e.state = ExecutorState::Draining;
+            } else if e.state == ExecutorState::Alive {
+                e.free = (e.free + 1).min(e.cores);
             }
         }
         st.pending.push_front(Pending {

@@ -404,10 +404,17 @@ impl pb::executor_server::Executor for ExecutorService {
         if self.shared.draining.load(Ordering::SeqCst) {
             return Err(Status::failed_precondition("executor is draining"));
         }
-        let env = self
-            .shared
-            .env()
-            .ok_or_else(|| Status::failed_precondition("executor is not registered"))?;
+        // The driver may send a task in the moment between accepting the registration and this
+        // executor setting up its stores for the new id.
+        let mut env = self.shared.env();
+        for _ in 0..500 {
+            if env.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            env = self.shared.env();
+        }
+        let env = env.ok_or_else(|| Status::failed_precondition("executor is not registered"))?;
         self.shared.busy.fetch_add(1, Ordering::SeqCst);
         let queued = self
             .shared
