@@ -25,6 +25,13 @@ fn unreachable(master: &str, s: &tonic::Status) -> ClusterError {
     }
 }
 
+fn connect(master: &str, secret: Option<Secret>) -> Result<remote::DriverRpc, ClusterError> {
+    remote::driver_client(master, secret).map_err(|message| ClusterError::Unreachable {
+        address: master.to_string(),
+        message,
+    })
+}
+
 /// How a submitted job ended.
 #[derive(Debug, Clone)]
 pub struct JobEnd {
@@ -42,11 +49,7 @@ pub fn submit(
 ) -> Result<JobEnd, ClusterError> {
     let rt = runtime()?;
     rt.block_on(async {
-        let mut driver =
-            remote::driver_client(master, secret).map_err(|message| ClusterError::Unreachable {
-                address: master.to_string(),
-                message,
-            })?;
+        let mut driver = connect(master, secret)?;
         let mut events = driver
             .submit(pb::SubmitRequest {
                 fingerprint: crate::op::fingerprint(),
@@ -83,11 +86,7 @@ pub fn submit(
 pub fn status(master: &str, secret: Option<Secret>) -> Result<pb::StatusReply, ClusterError> {
     let rt = runtime()?;
     rt.block_on(async {
-        let mut driver =
-            remote::driver_client(master, secret).map_err(|message| ClusterError::Unreachable {
-                address: master.to_string(),
-                message,
-            })?;
+        let mut driver = connect(master, secret)?;
         let r = tokio::time::timeout(
             std::time::Duration::from_secs(10),
             driver.status(pb::Empty {}),
