@@ -1,6 +1,7 @@
 //! What every command shares: logging to stderr, the version string, and exit codes
 //! (0 success, 1 the job failed, 2 bad usage or bad input).
 
+use discnn_engine::cluster::Tls;
 use discnn_engine::EngineError;
 use std::process::ExitCode;
 use std::sync::OnceLock;
@@ -47,6 +48,34 @@ pub fn exit_code_number(err: &anyhow::Error) -> i32 {
     }
 }
 
+/// TLS flags shared by every program that talks to a cluster. With `--tls-ca`, connections
+/// use TLS; a process that serves (driver, executor) also needs its certificate and key.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TlsArgs {
+    /// PEM certificate this process serves with (signed by --tls-ca; its names must include
+    /// the host or IP others reach it at).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// PEM certificate of the CA that signed the cluster's certificates; turns TLS on.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
+}
+
+impl TlsArgs {
+    pub fn load(&self) -> Result<Option<std::sync::Arc<Tls>>, UsageError> {
+        Tls::from_flags(
+            self.tls_cert.as_ref(),
+            self.tls_key.as_ref(),
+            self.tls_ca.as_ref(),
+        )
+        .map(|t| t.map(std::sync::Arc::new))
+        .map_err(|e| UsageError(e.to_string()))
+    }
+}
+
 /// A usage problem found after argument parsing (exit code 2).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -65,7 +94,7 @@ pub fn parse_size(s: &str) -> Option<usize> {
     };
     let n: f64 = num.trim().parse().ok()?;
     let bytes = n * (1u64 << shift) as f64;
-    (bytes.is_finite() && bytes >= 1.0).then_some(bytes as usize)
+    (bytes.is_finite() && bytes >= 0.0).then_some(bytes as usize)
 }
 
 #[cfg(test)]
@@ -79,7 +108,7 @@ mod tests {
         assert_eq!(parse_size("64kb"), Some(64 << 10));
         assert_eq!(parse_size("1.5g"), Some(3 << 29));
         assert_eq!(parse_size("1000"), Some(1000));
-        assert_eq!(parse_size("0"), None);
+        assert_eq!(parse_size("0"), Some(0));
         assert_eq!(parse_size("lots"), None);
         assert_eq!(parse_size("-1g"), None);
     }

@@ -85,3 +85,33 @@ fn the_cluster_is_real_and_the_driver_is_not_in_the_data_path() {
         );
     });
 }
+
+#[test]
+fn executors_serve_map_output_they_spilled_to_disk() {
+    use discnn_engine::testing::*;
+    let c = common::cluster_with(2, Duration::from_secs(10), Duration::from_secs(30), |c| {
+        c.shuffle_memory_budget = 0
+    });
+    common::with_logs(&c, || {
+        let data: Vec<i64> = (0..4000).map(|i| (i * 37) % 101).collect();
+        let job = |ctx: &discnn_engine::Context| {
+            let mut v = ctx
+                .parallelize(data.clone(), 6)
+                .unwrap()
+                .key_by(Modulo(13))
+                .combine_by_key(SortedList, 4)
+                .collect()
+                .unwrap();
+            v.sort();
+            v
+        };
+        let want = job(&discnn_engine::Context::local(2).unwrap());
+        assert_eq!(job(&c), want);
+        let stats = c.cluster().expect("cluster mode").executor_stats();
+        assert_eq!(stats.len(), 2);
+        for (id, s) in &stats {
+            assert!(s.shuffle_bytes_spilled > 0, "{id}: {s:?}");
+            assert!(s.shuffle_fetches_served > 0, "{id}: {s:?}");
+        }
+    });
+}

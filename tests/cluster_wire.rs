@@ -4,128 +4,9 @@
 
 mod common;
 
+use common::served::Served;
 use discnn_proto::pb;
-use std::io::Read;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// A `driver serve` and its executors, killed when dropped; their logs are printed if a test
-/// fails while it is alive.
-struct Served {
-    address: String,
-    secret_file: std::path::PathBuf,
-    children: Vec<Child>,
-    _dir: tempfile::TempDir,
-}
-
-impl Served {
-    fn start(executors: usize) -> Served {
-        let dir = tempfile::tempdir().unwrap();
-        let secret_file = dir.path().join("secret");
-        std::fs::write(&secret_file, "correct horse\n").unwrap();
-        let address = format!("127.0.0.1:{}", free_port());
-        let mut children = vec![Command::new(env!("CARGO_BIN_EXE_driver"))
-            .args(["serve", "--listen", &address, "--heartbeat-timeout", "3"])
-            .arg("--secret-file")
-            .arg(&secret_file)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("driver serve")];
-        for _ in 0..executors {
-            children.push(
-                Command::new(env!("CARGO_BIN_EXE_executor"))
-                    .args([
-                        "--driver",
-                        &address,
-                        "--cores",
-                        "1",
-                        "--listen",
-                        "127.0.0.1:0",
-                    ])
-                    .arg("--secret-file")
-                    .arg(&secret_file)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .expect("executor"),
-            );
-        }
-        let s = Served {
-            address,
-            secret_file,
-            children,
-            _dir: dir,
-        };
-        s.wait_for_executors(executors);
-        s
-    }
-
-    fn status(&self) -> serde_json::Value {
-        let o = self.driver(&["status", "--master", &self.address, "--json"]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        serde_json::from_slice(&o.stdout).expect("one JSON object")
-    }
-
-    fn wait_for_executors(&self, n: usize) {
-        let start = Instant::now();
-        loop {
-            let o = self.driver(&["status", "--master", &self.address, "--json"]);
-            if o.status.success() {
-                let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-                let alive = v["executors"]
-                    .as_array()
-                    .map_or(0, |a| a.iter().filter(|e| e["state"] == "alive").count());
-                if alive >= n {
-                    return;
-                }
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "executors did not register"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn driver(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_driver"))
-            .args(args)
-            .arg("--secret-file")
-            .arg(&self.secret_file)
-            .output()
-            .expect("run driver")
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if std::thread::panicking() {
-            for (i, c) in self.children.iter_mut().enumerate() {
-                let mut log = String::new();
-                if let Some(e) = c.stderr.as_mut() {
-                    let _ = e.read_to_string(&mut log);
-                }
-                let tail: Vec<&str> = log.lines().rev().take(30).collect();
-                eprintln!("--- process {i} ---");
-                for l in tail.iter().rev() {
-                    eprintln!("{l}");
-                }
-            }
-        }
-    }
-}
+use std::process::Command;
 
 #[test]
 fn serve_submit_and_status_from_the_command_line() {
@@ -326,4 +207,93 @@ fn bad_messages_get_error_replies_and_the_cluster_keeps_serving() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(s.status()["executors"][0]["state"], "alive");
+}
+
+/// A CA and one certificate for 127.0.0.1 signed by it, as PEM files in `dir`; returns the
+/// flags that make a process serve and dial over TLS.
+fn tls_files(dir: &std::path::Path, name: &str) -> Vec<std::ffi::OsString> {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".into()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let path = |f: &str| dir.join(format!("{name}-{f}"));
+    std::fs::write(path("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(path("cert.pem"), cert.pem()).unwrap();
+    std::fs::write(path("key.pem"), key.serialize_pem()).unwrap();
+    let mut flags = Vec::new();
+    for (flag, f) in [
+        ("--tls-ca", "ca.pem"),
+        ("--tls-cert", "cert.pem"),
+        ("--tls-key", "key.pem"),
+    ] {
+        flags.push(flag.into());
+        flags.push(path(f).into_os_string());
+    }
+    flags
+}
+
+#[test]
+fn a_cluster_on_tls_runs_jobs_and_refuses_clients_that_do_not_trust_it() {
+    let certs = tempfile::tempdir().unwrap();
+    let s = Served::start_with(2, tls_files(certs.path(), "cluster"));
+    let dir = tempfile::tempdir().unwrap();
+    // Enough words that every reducer fetches from both executors, over TLS.
+    let text: String = (0..3000)
+        .map(|i| format!("w{} w{}\n", i % 97, i % 13))
+        .collect();
+    std::fs::write(dir.path().join("in.txt"), text).unwrap();
+    let o = s
+        .submit(
+            dir.path(),
+            &[
+                "--json",
+                "wordcount",
+                "--input",
+                "in.txt",
+                "--output",
+                "out",
+            ],
+        )
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["distinct_words"], 97);
+
+    let status = |extra: &[std::ffi::OsString]| {
+        Command::new(env!("CARGO_BIN_EXE_driver"))
+            .args(["status", "--master", &s.address])
+            .arg("--secret-file")
+            .arg(&s.secret_file)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // Plain text to a TLS server, and TLS trusting another CA: both fail, saying where.
+    let cases = [
+        (Vec::new(), "pass --tls-ca"),
+        (
+            tls_files(certs.path(), "other")[..2].to_vec(),
+            "invalid peer certificate",
+        ),
+    ];
+    for (extra, why) in cases {
+        let o = status(&extra);
+        assert_eq!(o.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(&s.address) && err.contains(why), "{err}");
+    }
+    // A certificate flag without its CA is a usage error.
+    let o = status(&[
+        "--tls-cert".into(),
+        certs.path().join("cluster-cert.pem").into(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--tls-ca"));
+    assert_eq!(common::served::alive(&s.status()), 2);
 }

@@ -27,6 +27,15 @@ impl Backend {
         }
     }
 
+    /// Forgets tasks whose results nobody waits for any more: those not started yet are
+    /// dropped.
+    pub fn abandon(&self, task_ids: &[u64]) {
+        match self {
+            Backend::Local(b) => b.abandon(task_ids),
+            Backend::Cluster { backend, .. } => backend.abandon(task_ids),
+        }
+    }
+
     /// Task slots: a local context's threads, or the cores of the live executors.
     pub fn slots(&self) -> usize {
         match self {

@@ -151,6 +151,16 @@ impl Frames {
         })
     }
 
+    /// Chunks that each hold whole frames, as [`Frames::chunks`] returned them.
+    pub(crate) fn from_chunks(chunks: Vec<Vec<u8>>, count: usize) -> Self {
+        let bytes = chunks.iter().map(Vec::len).sum();
+        Frames {
+            chunks,
+            count,
+            bytes,
+        }
+    }
+
     pub fn chunks(&self) -> &[Vec<u8>] {
         &self.chunks
     }

@@ -9,7 +9,7 @@ use crate::cluster::{ClusterBackend, ClusterConfig, ExecutorSummary};
 use crate::codec::Data;
 use crate::error::{EngineError, Result};
 use crate::events::{Event, Listener};
-use crate::executor::{ExecutorEnv, LocalBackend};
+use crate::executor::{ExecutorEnv, LocalBackend, MemoryBudgets};
 use crate::plan::{RddId, ShuffleId};
 use crate::storage::BlockStats;
 use discnn_proto::pb::cleanup::What;
@@ -27,6 +27,8 @@ pub struct Config {
     pub app_name: String,
     /// Bytes the block manager may hold in memory before it evicts.
     pub memory_budget: usize,
+    /// Bytes of map output an executor keeps in memory before it writes new ones to disk.
+    pub shuffle_memory_budget: usize,
     /// Attempts per task before the job fails (Spark's `spark.task.maxFailures`).
     pub max_task_attempts: u32,
     /// Consecutive attempts per stage after fetch failures.
@@ -48,6 +50,7 @@ impl Default for Config {
             master: "local[*]".into(),
             app_name: "discnn".into(),
             memory_budget: 1 << 30,
+            shuffle_memory_budget: 1 << 30,
             max_task_attempts: 4,
             max_stage_attempts: 4,
             progress: false,
@@ -290,8 +293,10 @@ impl ContextInner {
 pub struct ContextStats {
     pub blocks: BlockStats,
     pub shuffle_outputs: usize,
-    /// Bytes held by the executor's shuffle store.
+    /// Bytes held by the executor's shuffle store, in memory or on disk.
     pub shuffle_bytes: u64,
+    /// Of those, bytes spilled to disk.
+    pub shuffle_spilled_bytes: u64,
     /// Bytes of the map outputs the driver knows of.
     pub tracked_shuffle_bytes: u64,
     pub tracked_shuffles: usize,
@@ -344,8 +349,15 @@ impl Context {
     ) -> Result<Self> {
         let broadcasts = Arc::new(BroadcastManager::default());
         let env = Arc::new(
-            ExecutorEnv::new("driver".into(), config.memory_budget, broadcasts.clone())
-                .map_err(|e| EngineError::io(std::env::temp_dir(), e))?,
+            ExecutorEnv::new(
+                "driver".into(),
+                MemoryBudgets {
+                    blocks: config.memory_budget,
+                    shuffle: config.shuffle_memory_budget,
+                },
+                broadcasts.clone(),
+            )
+            .map_err(|e| EngineError::io(std::env::temp_dir(), e))?,
         );
         let backend = backend(&env)?;
         let cluster = backend.cluster().cloned();
@@ -484,6 +496,7 @@ impl Context {
             blocks: i.env.blocks.stats(),
             shuffle_outputs: i.env.shuffle.len(),
             shuffle_bytes: i.env.shuffle.bytes(),
+            shuffle_spilled_bytes: i.env.shuffle.spilled_bytes(),
             tracked_shuffle_bytes: i.tracker.bytes(),
             tracked_shuffles: i.tracker.len(),
             broadcasts_on_driver: i.broadcasts.len(),

@@ -7,11 +7,12 @@ use crate::codec::Frames;
 use crate::error::TaskFailure;
 use crate::exec::Plan;
 use crate::plan::ShuffleId;
-use crate::shuffle::{self, MapOutput, ShuffleStore};
+use crate::shuffle;
+use crate::shuffle_store::ShuffleStore;
 use crate::storage::BlockManager;
 use crate::task::{TaskDescription, TaskKind, TaskMetrics, TaskOutput, TaskResult};
 use crate::task_context::TaskContext;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
@@ -38,6 +39,15 @@ pub(crate) trait ShuffleFetcher: Send + Sync {
     ) -> Result<Arc<Frames>, TaskFailure>;
 }
 
+/// Bytes an executor keeps in memory before it spills to its work directory.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MemoryBudgets {
+    /// Cached RDD blocks (past it, LRU eviction).
+    pub blocks: usize,
+    /// Map output waiting for its reducers (past it, new outputs are written to disk).
+    pub shuffle: usize,
+}
+
 /// Where a task's shuffle inputs live: the executor of every map output, and their addresses.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ShuffleLocations {
@@ -48,23 +58,24 @@ pub(crate) struct ShuffleLocations {
 impl ExecutorEnv {
     pub fn new(
         executor_id: String,
-        memory_budget: usize,
+        budgets: MemoryBudgets,
         source: Arc<dyn BroadcastSource>,
     ) -> std::io::Result<Self> {
-        Self::new_in(executor_id, memory_budget, source, &std::env::temp_dir())
+        Self::new_in(executor_id, budgets, source, &std::env::temp_dir())
     }
 
-    /// An executor whose spilled blocks live under `work_dir`.
+    /// An executor whose spilled blocks and map outputs live under `work_dir`; cached blocks
+    /// and map outputs each have their own in-memory budget.
     pub fn new_in(
         executor_id: String,
-        memory_budget: usize,
+        budgets: MemoryBudgets,
         source: Arc<dyn BroadcastSource>,
         work_dir: &std::path::Path,
     ) -> std::io::Result<Self> {
         Ok(ExecutorEnv {
             executor_id,
-            blocks: BlockManager::new_in(memory_budget, work_dir)?,
-            shuffle: ShuffleStore::default(),
+            blocks: BlockManager::new_in(budgets.blocks, work_dir)?,
+            shuffle: ShuffleStore::new_in(budgets.shuffle, work_dir)?,
             broadcasts: BroadcastCache::new(source),
             fetcher: None,
         })
@@ -97,29 +108,7 @@ impl ExecutorEnv {
                     })?;
             return fetcher.fetch(address, shuffle, map, reduce);
         }
-        let out = self.local_map_output(shuffle, map)?;
-        out.buckets
-            .get(reduce as usize)
-            .cloned()
-            .ok_or_else(|| TaskFailure::FetchFailed {
-                shuffle,
-                map,
-                message: format!("no bucket {reduce}"),
-            })
-    }
-
-    pub fn local_map_output(
-        &self,
-        shuffle: ShuffleId,
-        map: u32,
-    ) -> Result<Arc<MapOutput>, TaskFailure> {
-        self.shuffle
-            .get(shuffle, map)
-            .ok_or_else(|| TaskFailure::FetchFailed {
-                shuffle,
-                map,
-                message: format!("no such map output on executor {}", self.executor_id),
-            })
+        self.shuffle.bucket(shuffle, map, reduce)
     }
 }
 
@@ -222,7 +211,7 @@ fn execute(task: &TaskDescription, tc: &Arc<TaskContext>) -> Result<TaskOutput, 
             let out = shuffle::write(records, writer, task.partition, tc)?;
             tc.check()?;
             let bytes = out.bytes();
-            tc.env.shuffle.put(*shuffle, task.partition, out);
+            tc.env.shuffle.put(*shuffle, task.partition, out)?;
             Ok(TaskOutput::MapOutput { bytes })
         }
         TaskKind::Result(sink) => Ok(TaskOutput::Value(
@@ -246,6 +235,8 @@ pub(crate) struct Launch {
 pub(crate) struct LocalBackend {
     pub env: Arc<ExecutorEnv>,
     queue: Option<Sender<Launch>>,
+    /// Queued tasks of a cancelled job, skipped when a slot takes them.
+    abandoned: Arc<Mutex<HashSet<u64>>>,
     slots: Vec<JoinHandle<()>>,
 }
 
@@ -253,15 +244,24 @@ impl LocalBackend {
     pub fn start(env: Arc<ExecutorEnv>, slots: usize) -> std::io::Result<Self> {
         let (tx, rx) = channel::<Launch>();
         let rx: Arc<Mutex<Receiver<Launch>>> = Arc::new(Mutex::new(rx));
+        let abandoned: Arc<Mutex<HashSet<u64>>> = Arc::default();
         let mut handles = Vec::new();
         for i in 0..slots.max(1) {
             let rx = rx.clone();
             let env = env.clone();
+            let abandoned = abandoned.clone();
             let h = std::thread::Builder::new()
                 .name(format!("discnn-slot-{i}"))
                 .spawn(move || loop {
                     let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
                     let Ok(launch) = next else { return };
+                    let skip = abandoned
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&launch.task_id);
+                    if skip {
+                        continue;
+                    }
                     let result = run_task(&env, launch.task_id, &launch.bytes);
                     let _ = launch.reply.send((launch.task_id, result));
                 })?;
@@ -270,6 +270,7 @@ impl LocalBackend {
         Ok(LocalBackend {
             env,
             queue: Some(tx),
+            abandoned,
             slots: handles,
         })
     }
@@ -287,6 +288,13 @@ impl LocalBackend {
 
     pub fn slots(&self) -> usize {
         self.slots.len()
+    }
+
+    pub fn abandon(&self, task_ids: &[u64]) {
+        self.abandoned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(task_ids.iter().copied());
     }
 }
 

@@ -23,6 +23,7 @@ pub mod progress;
 pub mod rdd;
 mod scheduler;
 mod shuffle;
+mod shuffle_store;
 pub mod storage;
 mod stream;
 pub mod task;

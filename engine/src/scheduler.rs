@@ -385,6 +385,11 @@ impl Context {
                 }
             }
         }
+        if !running.is_empty() {
+            // Cancelled: tasks not started yet never will be; running ones finish unread.
+            let ids: Vec<u64> = running.keys().copied().collect();
+            inner.backend.abandon(&ids);
+        }
         tracing::debug!(
             stage,
             stage_attempt,

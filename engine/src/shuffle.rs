@@ -1,6 +1,6 @@
 //! Shuffles. The map side splits each record into key and value bytes, picks a reduce partition,
 //! optionally combines values per key, and keeps one framed bucket per reduce partition in the
-//! executor's [`ShuffleStore`]. The reduce side reads its bucket from every map output and
+//! executor's [`ShuffleStore`](crate::shuffle_store::ShuffleStore). The reduce side reads its bucket from every map output and
 //! groups, merges, sorts or joins by key bytes.
 
 use crate::codec::{self, FrameReader, Frames};
@@ -12,8 +12,7 @@ use crate::plan::{JoinMode, KeyMode, Partitioning, ReduceSpec, ShuffleId, Shuffl
 use crate::stream::{self, Records};
 use crate::task_context::TaskContext;
 use rustc_hash::FxHashMap;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// One map task's output: a framed bucket of `(key, value)` pairs per reduce partition.
 pub(crate) struct MapOutput {
@@ -23,41 +22,6 @@ pub(crate) struct MapOutput {
 impl MapOutput {
     pub fn bytes(&self) -> u64 {
         self.buckets.iter().map(|b| b.byte_len() as u64).sum()
-    }
-}
-
-#[derive(Default)]
-pub(crate) struct ShuffleStore {
-    outputs: Mutex<HashMap<(ShuffleId, u32), Arc<MapOutput>>>,
-}
-
-impl ShuffleStore {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(ShuffleId, u32), Arc<MapOutput>>> {
-        self.outputs.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn put(&self, shuffle: ShuffleId, map: u32, out: MapOutput) {
-        self.lock().insert((shuffle, map), Arc::new(out));
-    }
-
-    pub fn get(&self, shuffle: ShuffleId, map: u32) -> Option<Arc<MapOutput>> {
-        self.lock().get(&(shuffle, map)).cloned()
-    }
-
-    pub fn remove_shuffle(&self, shuffle: ShuffleId) {
-        self.lock().retain(|(s, _), _| *s != shuffle);
-    }
-
-    pub fn clear(&self) {
-        self.lock().clear();
-    }
-
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    pub fn bytes(&self) -> u64 {
-        self.lock().values().map(|o| o.bytes()).sum()
     }
 }
 

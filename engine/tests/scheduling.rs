@@ -156,6 +156,34 @@ fn eviction_under_a_small_budget_recomputes_correctly() {
 }
 
 #[test]
+fn map_output_past_the_shuffle_budget_is_spilled_and_read_back() {
+    let job = |ctx: &Context| {
+        let mut v = ctx
+            .parallelize(data(5000), 5)
+            .unwrap()
+            .key_by(Modulo(13))
+            .combine_by_key(SortedList, 3)
+            .collect()
+            .unwrap();
+        v.sort();
+        v
+    };
+    let (in_memory, _) = local();
+    let want = job(&in_memory);
+    assert_eq!(in_memory.stats().shuffle_spilled_bytes, 0);
+    // One map output fits in 2 KiB at most; the others go to disk.
+    let (spilling, _) = ctx_with_log(Config {
+        master: "local[2]".into(),
+        shuffle_memory_budget: 2048,
+        ..Config::default()
+    });
+    assert_eq!(job(&spilling), want);
+    let stats = spilling.stats();
+    assert!(stats.shuffle_spilled_bytes > 0, "{stats:?}");
+    assert!(stats.shuffle_spilled_bytes <= stats.shuffle_bytes);
+}
+
+#[test]
 fn a_failed_task_is_retried_and_a_hopeless_one_fails_the_job() {
     let (ctx, log) = local();
     let v = data(100);

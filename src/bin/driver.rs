@@ -2,9 +2,9 @@
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use discnn::cli::{self, UsageError};
+use discnn::cli::{self, TlsArgs, UsageError};
 use discnn::jobs::{Job, JobSpec};
-use discnn_engine::cluster::{self, pb, ClusterConfig, ClusterDriver, Secret};
+use discnn_engine::cluster::{self, pb, ClusterConfig, ClusterDriver, Credentials, Secret};
 use discnn_engine::{Config, Context};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -56,6 +56,8 @@ struct Submit {
     /// Print exactly one JSON object on stdout.
     #[arg(long, global = true)]
     json: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
     #[command(subcommand)]
     job: Job,
 }
@@ -74,6 +76,8 @@ struct Serve {
     /// Seconds a job waits for an executor when none is alive, before it fails.
     #[arg(long, default_value_t = 30.0)]
     grace: f64,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[derive(Args)]
@@ -86,6 +90,8 @@ struct Status {
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[derive(Args)]
@@ -152,24 +158,32 @@ fn secret(file: Option<&Path>) -> anyhow::Result<Option<Secret>> {
     Secret::from_file_or_env(file).map_err(|e| UsageError(e).into())
 }
 
+fn credentials(file: Option<&Path>, tls: &TlsArgs) -> anyhow::Result<Credentials> {
+    Ok(Credentials {
+        secret: secret(file)?,
+        tls: tls.load()?,
+    })
+}
+
 fn submit(s: Submit) -> anyhow::Result<()> {
     let spec = JobSpec {
         job: s.job,
         json: s.json,
     };
     if !s.master.starts_with("local") {
-        return submit_remote(&s.master, secret(s.secret_file.as_deref())?, spec);
+        let creds = credentials(s.secret_file.as_deref(), &s.tls)?;
+        return submit_remote(&s.master, &creds, spec);
     }
     let ctx = context(&s.master, !s.no_progress)?;
     spec.run(&ctx, &mut |line| println!("{line}"))
 }
 
 /// Runs the job on a `driver serve` cluster, printing its output and progress here.
-fn submit_remote(master: &str, secret: Option<Secret>, spec: JobSpec) -> anyhow::Result<()> {
+fn submit_remote(master: &str, creds: &Credentials, spec: JobSpec) -> anyhow::Result<()> {
     let cwd = std::env::current_dir().context("the current directory")?;
     let json = serde_json::to_string(&spec.absolutize(&cwd))?;
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let end = cluster::client::submit(master, secret, &json, |e| match e {
+    let end = cluster::client::submit(master, creds, &json, |e| match e {
         pb::job_event::Event::Stdout(line) => println!("{line}"),
         pb::job_event::Event::Log(line) => eprintln!("{line}"),
         pb::job_event::Event::Progress(line) if tty => {
@@ -180,6 +194,13 @@ fn submit_remote(master: &str, secret: Option<Secret>, spec: JobSpec) -> anyhow:
     })?;
     match end.exit_code {
         0 => Ok(()),
+        cluster::client::INTERRUPTED => {
+            eprintln!(
+                "error: {}",
+                end.error.unwrap_or_else(|| "interrupted".into())
+            );
+            std::process::exit(cluster::client::INTERRUPTED)
+        }
         code => {
             let msg = end.error.unwrap_or_else(|| "the job failed".into());
             if code == 2 {
@@ -204,6 +225,7 @@ fn serve(s: Serve) -> anyhow::Result<()> {
     let config = ClusterConfig {
         listen: s.listen.clone(),
         secret: secret(s.secret_file.as_deref())?,
+        tls: s.tls.load()?,
         heartbeat_timeout: secure(s.heartbeat_timeout, "heartbeat-timeout")?,
         no_executor_grace: secure(s.grace, "grace")?,
         ..ClusterConfig::default()
@@ -225,7 +247,8 @@ fn serve(s: Serve) -> anyhow::Result<()> {
 }
 
 fn status(s: Status) -> anyhow::Result<()> {
-    let r = cluster::client::status(&s.master, secret(s.secret_file.as_deref())?)?;
+    let creds = credentials(s.secret_file.as_deref(), &s.tls)?;
+    let r = cluster::client::status(&s.master, &creds)?;
     if s.json {
         let o = serde_json::json!({
             "fingerprint": r.fingerprint,

@@ -25,6 +25,10 @@ struct Cli {
     /// Block manager memory, e.g. 512m, 2g or a number of bytes (default 1g).
     #[arg(long, default_value = "1g")]
     memory: String,
+    /// Map output kept in memory before new outputs are written to the work dir, e.g. 256m
+    /// (default 1g).
+    #[arg(long, default_value = "1g")]
+    shuffle_memory: String,
     /// Where this executor serves tasks and shuffle blocks (default: any free port).
     #[arg(long, default_value = "0.0.0.0:0")]
     listen: String,
@@ -39,18 +43,23 @@ struct Cli {
     /// File holding the cluster's shared secret (else $DISCNN_SECRET).
     #[arg(long)]
     secret_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    tls: cli::TlsArgs,
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     let secret = Secret::from_file_or_env(cli.secret_file.as_deref()).map_err(UsageError)?;
-    let memory = cli::parse_size(&cli.memory).ok_or_else(|| {
-        UsageError(format!(
-            "--memory `{}`: expected e.g. 512m, 2g or bytes",
-            cli.memory
-        ))
-    })?;
+    let size = |flag: &str, value: &str| {
+        cli::parse_size(value).ok_or_else(|| {
+            UsageError(format!(
+                "--{flag} `{value}`: expected e.g. 512m, 2g or bytes"
+            ))
+        })
+    };
+    let memory = size("memory", &cli.memory)?;
+    let shuffle_memory = size("shuffle-memory", &cli.shuffle_memory)?;
     let cores = match cli.cores {
         Some(0) => return Err(UsageError("--cores must be positive".into()).into()),
         Some(n) => n,
@@ -60,10 +69,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         driver: cli.driver.clone(),
         cores,
         memory,
+        shuffle_memory,
         listen: cli.listen,
         advertise: cli.advertise,
         work_dir: cli.work_dir,
         secret,
+        tls: cli.tls.load()?,
         ..ExecutorOptions::default()
     };
     match executor_process::run(opts) {

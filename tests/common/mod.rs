@@ -3,16 +3,28 @@
 
 #![allow(dead_code)]
 
+pub mod served;
+
 use discnn_engine::cluster::ClusterConfig;
 use discnn_engine::{Config, Context};
 use std::time::Duration;
 
 /// A `local-cluster[n,1]` context: a driver service in this process, n executor processes.
 pub fn cluster(n: usize, heartbeat_timeout: Duration, grace: Duration) -> Context {
+    cluster_with(n, heartbeat_timeout, grace, |_| {})
+}
+
+/// [`cluster`], with `adjust` applied to the configuration first.
+pub fn cluster_with(
+    n: usize,
+    heartbeat_timeout: Duration,
+    grace: Duration,
+    adjust: impl FnOnce(&mut Config),
+) -> Context {
     // Executors refuse a driver whose op registry differs from theirs; naming the `discnn`
     // library links every op the binaries carry into this test program too.
     let _ = discnn::cli::version();
-    let config = Config {
+    let mut config = Config {
         master: format!("local-cluster[{n},1]"),
         executor_binary: Some(env!("CARGO_BIN_EXE_executor").into()),
         memory_budget: 256 << 20,
@@ -25,6 +37,7 @@ pub fn cluster(n: usize, heartbeat_timeout: Duration, grace: Duration) -> Contex
         },
         ..Config::default()
     };
+    adjust(&mut config);
     Context::new(config).unwrap_or_else(|e| panic!("starting local-cluster[{n},1]: {e}"))
 }
 
@@ -39,13 +52,27 @@ pub fn with_logs<R>(ctx: &Context, f: impl FnOnce() -> R) -> R {
     }
 }
 
-pub fn kill9(pid: u32) {
+/// Sends `signal` (`KILL`, `TERM`, `INT`, `STOP`, `CONT`) to `pid`.
+pub fn signal(pid: u32, signal: &str) {
     let ok = std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
+        .args([&format!("-{signal}"), &pid.to_string()])
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    assert!(ok, "kill -9 {pid} failed");
+    assert!(ok, "kill -{signal} {pid} failed");
+}
+
+pub fn kill9(pid: u32) {
+    signal(pid, "KILL");
+}
+
+/// Polls `done` every 20 ms until it holds; panics naming `what` after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Waits for `path` to exist (a barrier op writes it) and returns its contents.

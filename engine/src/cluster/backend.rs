@@ -90,6 +90,8 @@ struct State {
     lost: HashSet<String>,
     blocks: HashMap<(RddId, usize), HashSet<String>>,
     idle_since: Option<Instant>,
+    /// Results that arrived for a task no longer running there.
+    late_results: u64,
 }
 
 pub struct ClusterBackend {
@@ -102,6 +104,10 @@ pub struct ClusterBackend {
     wake: tokio::sync::Notify,
     broadcasts: Mutex<Vec<Weak<BroadcastManager>>>,
     contexts: AtomicU64,
+    /// Random per driver start and part of every executor id, so that an executor registered
+    /// with a driver that has since restarted is unknown to the new one, never mistaken for
+    /// an executor that registered with it under the same number.
+    incarnation: u32,
 }
 
 impl ClusterBackend {
@@ -119,6 +125,7 @@ impl ClusterBackend {
             wake: tokio::sync::Notify::new(),
             broadcasts: Mutex::default(),
             contexts: AtomicU64::new(1),
+            incarnation: rand::random(),
         })
     }
 
@@ -157,17 +164,13 @@ impl ClusterBackend {
     // ---- executors -------------------------------------------------------------------------
 
     pub(crate) fn register(&self, address: String, cores: u32, pid: u32) -> Result<String, String> {
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|e| format!("bad executor address `{address}`: {e}"))?
-            .connect_timeout(Duration::from_secs(3))
-            .tcp_nodelay(true);
-        let channel = endpoint.connect_lazy();
+        let channel = super::tls::endpoint(&address, self.config.tls.as_deref())?.connect_lazy();
         let rpc = ExecutorClient::with_interceptor(channel, ClientAuth(self.config.secret.clone()))
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
         let mut st = self.lock();
         st.registrations += 1;
-        let id = format!("exec-{}", st.registrations);
+        let id = format!("exec-{}-{:08x}", st.registrations, self.incarnation);
         st.executors.insert(
             id.clone(),
             Executor {
@@ -295,6 +298,12 @@ impl ClusterBackend {
             .sum()
     }
 
+    /// Task results dropped because the attempt had been given up on (its executor declared
+    /// lost, or its job over).
+    pub fn late_results_dropped(&self) -> u64 {
+        self.lock().late_results
+    }
+
     /// Inbound RPCs and bytes of the driver's server so far.
     pub fn traffic(&self) -> super::TrafficSnapshot {
         self.traffic.snapshot()
@@ -385,6 +394,18 @@ impl ClusterBackend {
         self.wake.notify_one();
     }
 
+    /// Drops the tasks among `task_ids` that are still waiting for a slot.
+    pub(crate) fn abandon(&self, task_ids: &[u64]) {
+        let ids: HashSet<u64> = task_ids.iter().copied().collect();
+        let mut st = self.lock();
+        let before = st.pending.len();
+        st.pending.retain(|p| !ids.contains(&p.launch.task_id));
+        let dropped = before - st.pending.len();
+        if dropped > 0 {
+            tracing::info!("{dropped} queued task(s) of a cancelled job dropped");
+        }
+    }
+
     /// An executor's result for `task_id`. Results from an executor that no longer runs the
     /// task (it was declared lost, and the task was handed to another) are dropped.
     pub(crate) fn task_finished(&self, executor: &str, task_id: u64, bytes: Vec<u8>) {
@@ -393,7 +414,10 @@ impl ClusterBackend {
             match st.running.get(&task_id) {
                 Some(r) if r.executor == executor => {}
                 _ => {
-                    tracing::debug!("ignoring a late result of task {task_id} from {executor}");
+                    // The task was re-run elsewhere (its executor was declared lost) or its job
+                    // is over: only the attempt the scheduler is waiting for may answer.
+                    st.late_results += 1;
+                    tracing::info!("dropping a late result of task {task_id} from {executor}");
                     return;
                 }
             }

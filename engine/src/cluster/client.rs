@@ -1,9 +1,8 @@
 //! What `driver submit --master HOST:PORT` and `driver status` do: talk to a running driver.
 //! A client only ever reaches the driver, never an executor.
 
-use super::auth::Secret;
 use super::remote;
-use super::ClusterError;
+use super::{ClusterError, Credentials};
 use discnn_proto::pb;
 
 fn runtime() -> Result<tokio::runtime::Runtime, ClusterError> {
@@ -13,20 +12,27 @@ fn runtime() -> Result<tokio::runtime::Runtime, ClusterError> {
         .map_err(ClusterError::Runtime)
 }
 
-fn unreachable(master: &str, s: &tonic::Status) -> ClusterError {
+fn unreachable(master: &str, creds: &Credentials, s: &tonic::Status) -> ClusterError {
     match s.code() {
         tonic::Code::Unauthenticated | tonic::Code::FailedPrecondition => {
             ClusterError::Refused(s.message().to_string())
         }
-        _ => ClusterError::Unreachable {
-            address: master.to_string(),
-            message: s.message().to_string(),
-        },
+        _ => {
+            let mut message = s.message().to_string();
+            // What a plain-text client sees when it speaks to a TLS server.
+            if creds.tls.is_none() && message.contains("h2 protocol error") {
+                message.push_str(" (if the driver serves TLS, pass --tls-ca)");
+            }
+            ClusterError::Unreachable {
+                address: master.to_string(),
+                message,
+            }
+        }
     }
 }
 
-fn connect(master: &str, secret: Option<Secret>) -> Result<remote::DriverRpc, ClusterError> {
-    remote::driver_client(master, secret).map_err(|message| ClusterError::Unreachable {
+fn connect(master: &str, creds: &Credentials) -> Result<remote::DriverRpc, ClusterError> {
+    remote::driver_client(master, creds).map_err(|message| ClusterError::Unreachable {
         address: master.to_string(),
         message,
     })
@@ -39,27 +45,45 @@ pub struct JobEnd {
     pub error: Option<String>,
 }
 
+/// Exit code of a submission interrupted by Ctrl-C (128 + SIGINT, as shells report it).
+pub const INTERRUPTED: i32 = 130;
+
 /// Submits a job and streams its events until it ends. Dropping the connection (the client
-/// exits, Ctrl-C) cancels the job on the cluster.
+/// exits) cancels the job on the cluster; Ctrl-C does so and returns [`INTERRUPTED`].
 pub fn submit(
     master: &str,
-    secret: Option<Secret>,
+    creds: &Credentials,
     job_json: &str,
     mut on_event: impl FnMut(pb::job_event::Event),
 ) -> Result<JobEnd, ClusterError> {
     let rt = runtime()?;
     rt.block_on(async {
-        let mut driver = connect(master, secret)?;
+        // Installed before the job exists, so that no Ctrl-C can fall between the two.
+        let mut interrupted =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .map_err(ClusterError::Runtime)?;
+        let mut driver = connect(master, creds)?;
         let mut events = driver
             .submit(pb::SubmitRequest {
                 fingerprint: crate::op::fingerprint(),
                 job_json: job_json.to_string(),
             })
             .await
-            .map_err(|s| unreachable(master, &s))?
+            .map_err(|s| unreachable(master, creds, &s))?
             .into_inner();
         loop {
-            match events.message().await {
+            let next = tokio::select! {
+                m = events.message() => m,
+                _ = interrupted.recv() => {
+                    // Dropping the stream resets it; the driver cancels the job on seeing that.
+                    drop(events);
+                    return Ok(JobEnd {
+                        exit_code: INTERRUPTED,
+                        error: Some("interrupted: the job is cancelled on the cluster".into()),
+                    });
+                }
+            };
+            match next {
                 Ok(Some(pb::JobEvent {
                     event: Some(pb::job_event::Event::Done(d)),
                 })) => {
@@ -76,17 +100,17 @@ pub fn submit(
                         message: "the driver closed the job's stream before it ended".into(),
                     })
                 }
-                Err(s) => return Err(unreachable(master, &s)),
+                Err(s) => return Err(unreachable(master, creds, &s)),
             }
         }
     })
 }
 
 /// The driver's view of its executors and jobs.
-pub fn status(master: &str, secret: Option<Secret>) -> Result<pb::StatusReply, ClusterError> {
+pub fn status(master: &str, creds: &Credentials) -> Result<pb::StatusReply, ClusterError> {
     let rt = runtime()?;
     rt.block_on(async {
-        let mut driver = connect(master, secret)?;
+        let mut driver = connect(master, creds)?;
         let r = tokio::time::timeout(
             std::time::Duration::from_secs(10),
             driver.status(pb::Empty {}),
@@ -96,7 +120,7 @@ pub fn status(master: &str, secret: Option<Secret>) -> Result<pb::StatusReply, C
             address: master.to_string(),
             message: "no answer within 10 s".into(),
         })?
-        .map_err(|s| unreachable(master, &s))?;
+        .map_err(|s| unreachable(master, creds, &s))?;
         Ok(r.into_inner())
     })
 }

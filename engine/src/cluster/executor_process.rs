@@ -9,8 +9,9 @@
 use super::auth::{Secret, ServerAuth};
 use super::chunks::{self, MAX_MESSAGE};
 use super::remote::{self, DriverRpc, RemoteBroadcasts, RemoteFetcher};
-use super::ClusterError;
-use crate::executor::{run_task, ExecutorEnv};
+use super::tls::{self, Tls};
+use super::{ClusterError, Credentials};
+use crate::executor::{run_task, ExecutorEnv, MemoryBudgets};
 use discnn_proto::pb;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -28,6 +29,8 @@ pub struct ExecutorOptions {
     pub cores: usize,
     /// Block manager memory budget in bytes.
     pub memory: usize,
+    /// Bytes of map output kept in memory; past it, map outputs go to the work dir.
+    pub shuffle_memory: usize,
     /// Where to serve (port 0: any free port).
     pub listen: String,
     /// The host others reach this executor at; by default the address the driver sees it
@@ -36,8 +39,19 @@ pub struct ExecutorOptions {
     /// A directory under which this executor makes a fresh directory of its own.
     pub work_dir: Option<PathBuf>,
     pub secret: Option<Secret>,
+    /// Serve over TLS and dial the driver and other executors over TLS.
+    pub tls: Option<Arc<Tls>>,
     /// Deadline of one shuffle fetch from another executor.
     pub fetch_deadline: Duration,
+}
+
+impl ExecutorOptions {
+    fn credentials(&self) -> Credentials {
+        Credentials {
+            secret: self.secret.clone(),
+            tls: self.tls.clone(),
+        }
+    }
 }
 
 impl Default for ExecutorOptions {
@@ -46,10 +60,12 @@ impl Default for ExecutorOptions {
             driver: "127.0.0.1:7077".into(),
             cores: std::thread::available_parallelism().map_or(1, usize::from),
             memory: 1 << 30,
+            shuffle_memory: 1 << 30,
             listen: "0.0.0.0:0".into(),
             advertise: None,
             work_dir: None,
             secret: None,
+            tls: None,
             fetch_deadline: Duration::from_secs(60),
         }
     }
@@ -104,7 +120,7 @@ pub fn run(opts: ExecutorOptions) -> Result<(), ClusterError> {
         .map_err(ClusterError::Runtime)?;
     let driver = {
         let _g = runtime.enter();
-        remote::driver_client(&opts.driver, opts.secret.clone()).map_err(|message| {
+        remote::driver_client(&opts.driver, &opts.credentials()).map_err(|message| {
             ClusterError::Unreachable {
                 address: opts.driver.clone(),
                 message,
@@ -133,13 +149,14 @@ pub fn run(opts: ExecutorOptions) -> Result<(), ClusterError> {
         service,
         ServerAuth::new(opts.secret.clone(), "executor"),
     );
+    let server = tls::server(opts.tls.as_deref())?;
     let incoming = {
         let _g = runtime.enter();
         tokio::net::TcpListener::from_std(listener).map_err(ClusterError::Runtime)?
     };
     runtime.spawn(async move {
-        let served = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
+        let mut server = server;
+        let served = server
             .add_service(service)
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(incoming))
             .await;
@@ -284,14 +301,22 @@ fn new_env(
         driver: shared.driver.clone(),
         executor_id: id.to_string(),
     });
-    let mut env = ExecutorEnv::new_in(id.to_string(), opts.memory, broadcasts, &work.path)
-        .map_err(|source| ClusterError::Io {
-            path: work.path.clone(),
-            source,
-        })?;
+    let mut env = ExecutorEnv::new_in(
+        id.to_string(),
+        MemoryBudgets {
+            blocks: opts.memory,
+            shuffle: opts.shuffle_memory,
+        },
+        broadcasts,
+        &work.path,
+    )
+    .map_err(|source| ClusterError::Io {
+        path: work.path.clone(),
+        source,
+    })?;
     env.fetcher = Some(Arc::new(RemoteFetcher {
         runtime: shared.runtime.clone(),
-        secret: opts.secret.clone(),
+        creds: opts.credentials(),
         deadline: opts.fetch_deadline,
         peers: Mutex::default(),
     }));
@@ -444,15 +469,12 @@ impl pb::executor_server::Executor for ExecutorService {
             .shared
             .env()
             .ok_or_else(|| Status::not_found("executor is not registered"))?;
-        let out = env
-            .local_map_output(r.shuffle, r.map)
-            .map_err(|f| Status::not_found(f.to_string()))?;
-        let bucket = out.buckets.get(r.reduce as usize).cloned().ok_or_else(|| {
-            Status::not_found(format!(
-                "map output {} of shuffle {} has no bucket {}",
-                r.map, r.shuffle, r.reduce
-            ))
-        })?;
+        // A spilled bucket is read from disk off the async runtime.
+        let bucket =
+            tokio::task::spawn_blocking(move || env.shuffle.bucket(r.shuffle, r.map, r.reduce))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(|f| Status::not_found(f.to_string()))?;
         self.shared
             .served_bytes
             .fetch_add(bucket.byte_len() as u64, Ordering::Relaxed);
@@ -471,6 +493,10 @@ impl pb::executor_server::Executor for ExecutorService {
             shuffle_bytes_served: self.shared.served_bytes.load(Ordering::Relaxed),
             shuffle_fetches_served: self.shared.served_fetches.load(Ordering::Relaxed),
             tasks_run: self.shared.tasks_run.load(Ordering::Relaxed),
+            shuffle_bytes_spilled: self
+                .shared
+                .env()
+                .map_or(0, |env| env.shuffle.spilled_bytes()),
         }))
     }
 }
@@ -498,8 +524,12 @@ impl WorkDir {
             .prefix(&format!("executor-{}-", std::process::id()))
             .tempdir_in(&parent)
             .map_err(|e| io(&parent, e))?;
+        // Written whole under another name, then renamed: an executor sweeping at the same
+        // moment sees either no marker or a complete one, never an empty file.
         let marker = dir.path().join(MARKER);
-        std::fs::write(&marker, std::process::id().to_string()).map_err(|e| io(&marker, e))?;
+        let partial = dir.path().join(".discnn-executor.partial");
+        std::fs::write(&partial, std::process::id().to_string()).map_err(|e| io(&partial, e))?;
+        std::fs::rename(&partial, &marker).map_err(|e| io(&marker, e))?;
         Ok(WorkDir {
             path: dir.path().to_path_buf(),
             _dir: dir,
@@ -516,11 +546,10 @@ fn sweep(parent: &Path) {
         let Ok(pid) = std::fs::read_to_string(&marker) else {
             continue;
         };
-        let alive = pid
-            .trim()
-            .parse::<u32>()
-            .is_ok_and(|p| Path::new(&format!("/proc/{p}")).exists());
-        if !alive {
+        let Ok(pid) = pid.trim().parse::<u32>() else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
             tracing::info!("removing {} left by a dead executor", e.path().display());
             let _ = std::fs::remove_dir_all(e.path());
         }

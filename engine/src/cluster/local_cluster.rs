@@ -79,6 +79,10 @@ impl LocalCluster {
                 .arg(me.driver.address().to_string())
                 .args(["--cores", &cores.to_string()])
                 .args(["--memory", &config.memory_budget.to_string()])
+                .args([
+                    "--shuffle-memory",
+                    &config.shuffle_memory_budget.to_string(),
+                ])
                 .args(["--listen", "127.0.0.1:0"])
                 .arg("--work-dir")
                 .arg(me.logs.path().join("work"))

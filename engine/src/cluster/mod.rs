@@ -17,13 +17,22 @@ pub mod executor_process;
 pub mod jobs;
 pub(crate) mod local_cluster;
 mod remote;
+pub mod tls;
 pub mod traffic;
 
 pub use auth::Secret;
 pub use backend::{ClusterBackend, ExecutorState, ExecutorSummary};
 pub use discnn_proto::pb;
 pub use jobs::{JobOutcome, JobOutput, JobRunner};
+pub use tls::Tls;
 pub use traffic::{Traffic, TrafficSnapshot};
+
+/// What a client presents and trusts: the shared secret, and the CA of a cluster on TLS.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    pub secret: Option<Secret>,
+    pub tls: Option<Arc<Tls>>,
+}
 
 use crate::context::Config;
 use std::net::SocketAddr;
@@ -36,6 +45,8 @@ pub struct ClusterConfig {
     /// HOST:PORT to serve on (port 0: any free port).
     pub listen: String,
     pub secret: Option<Secret>,
+    /// Serve over TLS, and dial executors over TLS.
+    pub tls: Option<Arc<Tls>>,
     /// How often executors heartbeat.
     pub heartbeat_interval: Duration,
     /// An executor silent for longer is declared lost.
@@ -51,6 +62,7 @@ impl Default for ClusterConfig {
         ClusterConfig {
             listen: "0.0.0.0:7077".into(),
             secret: None,
+            tls: None,
             heartbeat_interval: Duration::from_secs(1),
             heartbeat_timeout: Duration::from_secs(10),
             no_executor_grace: Duration::from_secs(30),
@@ -75,6 +87,8 @@ pub enum ClusterError {
     Unreachable { address: String, message: String },
     #[error("{0}")]
     Executors(String),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("I/O error on {path}: {source}")]
     Io {
         path: std::path::PathBuf,
@@ -118,17 +132,18 @@ impl ClusterDriver {
             .set_nonblocking(true)
             .map_err(ClusterError::Runtime)?;
         let secret = config.secret.clone();
+        let server = tls::server(config.tls.as_deref())?;
         let backend = ClusterBackend::new(config, address, runtime.handle().clone());
         let service = driver_service::DriverService {
             backend: backend.clone(),
             jobs: Arc::new(jobs::JobQueue::new(runner, job_config)),
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = discnn_proto::pb::driver_server::DriverServer::new(service)
+        let service = discnn_proto::pb::driver_server::DriverServer::new(service)
             .max_decoding_message_size(chunks::MAX_MESSAGE)
             .max_encoding_message_size(chunks::MAX_MESSAGE);
-        let server = tonic::service::interceptor::InterceptedService::new(
-            server,
+        let service = tonic::service::interceptor::InterceptedService::new(
+            service,
             auth::ServerAuth::new(secret, "driver"),
         );
         let traffic = backend.traffic.clone();
@@ -137,10 +152,9 @@ impl ClusterDriver {
             tokio::net::TcpListener::from_std(listener).map_err(ClusterError::Runtime)?
         };
         runtime.spawn(async move {
-            let served = tonic::transport::Server::builder()
-                .tcp_nodelay(true)
+            let served = server
                 .layer(traffic::CountLayer(traffic))
-                .add_service(server)
+                .add_service(service)
                 .serve_with_incoming_shutdown(
                     tokio_stream::wrappers::TcpListenerStream::new(incoming),
                     async {

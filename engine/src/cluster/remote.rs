@@ -2,8 +2,10 @@
 //! fetched from other executors, broadcasts fetched from the driver. Both are called from task
 //! slot threads (plain threads, not the RPC runtime's), which block on the runtime.
 
-use super::auth::{ClientAuth, Secret};
+use super::auth::ClientAuth;
 use super::chunks::MAX_MESSAGE;
+use super::tls::endpoint;
+use super::Credentials;
 use crate::broadcast::BroadcastSource;
 use crate::codec::Frames;
 use crate::error::TaskFailure;
@@ -16,35 +18,25 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 pub(crate) type DriverRpc = DriverClient<InterceptedService<Channel, ClientAuth>>;
 pub(crate) type PeerRpc = ExecutorClient<InterceptedService<Channel, ClientAuth>>;
 
-pub(crate) fn endpoint(address: &str) -> Result<Endpoint, String> {
-    let uri = if address.contains("://") {
-        address.to_string()
-    } else {
-        format!("http://{address}")
-    };
-    Ok(Endpoint::from_shared(uri)
-        .map_err(|e| format!("bad address `{address}`: {e}"))?
-        .connect_timeout(Duration::from_secs(3))
-        .tcp_nodelay(true))
-}
-
-pub(crate) fn driver_client(address: &str, secret: Option<Secret>) -> Result<DriverRpc, String> {
-    let channel = endpoint(address)?.connect_lazy();
-    Ok(DriverClient::with_interceptor(channel, ClientAuth(secret))
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE))
+pub(crate) fn driver_client(address: &str, creds: &Credentials) -> Result<DriverRpc, String> {
+    let channel = endpoint(address, creds.tls.as_deref())?.connect_lazy();
+    Ok(
+        DriverClient::with_interceptor(channel, ClientAuth(creds.secret.clone()))
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE),
+    )
 }
 
 /// Fetches buckets from other executors' `FetchShuffle`, each under a deadline, so a reducer
 /// whose peer is gone or cut off sees a fetch failure, never a hang.
 pub(crate) struct RemoteFetcher {
     pub runtime: tokio::runtime::Handle,
-    pub secret: Option<Secret>,
+    pub creds: Credentials,
     pub deadline: Duration,
     pub peers: Mutex<HashMap<String, PeerRpc>>,
 }
@@ -56,8 +48,10 @@ impl RemoteFetcher {
             return Ok(p.clone());
         }
         let _guard = self.runtime.enter();
-        let channel = endpoint(address)?.timeout(self.deadline).connect_lazy();
-        let rpc = ExecutorClient::with_interceptor(channel, ClientAuth(self.secret.clone()))
+        let channel = endpoint(address, self.creds.tls.as_deref())?
+            .timeout(self.deadline)
+            .connect_lazy();
+        let rpc = ExecutorClient::with_interceptor(channel, ClientAuth(self.creds.secret.clone()))
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
         peers.insert(address.to_string(), rpc.clone());

@@ -1,0 +1,184 @@
+//! A `driver serve` process and its executor processes, as a user starts them: stopped when
+//! dropped, their logs (kept in files, so a chatty process never blocks on a full pipe)
+//! printed if a test fails while they are alive.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+pub struct Served {
+    pub address: String,
+    pub secret_file: PathBuf,
+    /// The driver first, then the executors.
+    pub children: Vec<Child>,
+    dir: tempfile::TempDir,
+    started: usize,
+    /// Flags every process and client gets (TLS files).
+    extra: Vec<std::ffi::OsString>,
+}
+
+pub const SECRET: &str = "correct horse";
+
+impl Served {
+    pub fn start(executors: usize) -> Served {
+        Served::start_with(executors, Vec::new())
+    }
+
+    /// Every process and client started with `extra` flags as well.
+    pub fn start_with(executors: usize, extra: Vec<std::ffi::OsString>) -> Served {
+        let dir = tempfile::tempdir().unwrap();
+        let secret_file = dir.path().join("secret");
+        std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+        let mut s = Served {
+            address: format!("127.0.0.1:{}", free_port()),
+            secret_file,
+            children: Vec::new(),
+            dir,
+            started: 0,
+            extra,
+        };
+        let driver = s.spawn_driver();
+        s.children.push(driver);
+        for _ in 0..executors {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_executor"));
+            cmd.args(["--driver", &s.address, "--cores", "1"])
+                .args(["--listen", "127.0.0.1:0"]);
+            let child = s.spawn(cmd, "executor");
+            s.children.push(child);
+        }
+        s.wait_for_executors(executors);
+        s
+    }
+
+    fn spawn(&mut self, mut cmd: Command, what: &str) -> Child {
+        self.started += 1;
+        let log = self.dir.path().join(format!("{}-{what}.log", self.started));
+        let file = std::fs::File::create(&log).unwrap();
+        cmd.arg("--secret-file")
+            .arg(&self.secret_file)
+            .args(&self.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {what}: {e}"))
+    }
+
+    fn spawn_driver(&mut self) -> Child {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_driver"));
+        cmd.args([
+            "serve",
+            "--listen",
+            &self.address,
+            "--heartbeat-timeout",
+            "3",
+        ]);
+        self.spawn(cmd, "driver")
+    }
+
+    /// Kills the driver (SIGKILL) and starts a new one on the same address.
+    pub fn restart_driver(&mut self) {
+        let _ = self.children[0].kill();
+        let _ = self.children[0].wait();
+        self.children[0] = self.spawn_driver();
+    }
+
+    pub fn executor_pids(&self) -> Vec<u32> {
+        self.children[1..].iter().map(Child::id).collect()
+    }
+
+    pub fn status(&self) -> serde_json::Value {
+        let o = self.driver(&["status", "--master", &self.address, "--json"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).expect("one JSON object")
+    }
+
+    /// Polls `driver status --json` until `done` holds of it (at most `limit`).
+    pub fn wait_for_status(
+        &self,
+        limit: Duration,
+        what: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let o = self.driver(&["status", "--master", &self.address, "--json"]);
+            if o.status.success() {
+                let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+                if done(&v) {
+                    return v;
+                }
+            }
+            assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn wait_for_executors(&self, n: usize) {
+        self.wait_for_status(Duration::from_secs(60), "executors registered", |v| {
+            alive(v) >= n
+        });
+    }
+
+    /// `driver ARGS --secret-file …`, run to completion.
+    pub fn driver(&self, args: &[&str]) -> Output {
+        self.driver_command(args).output().expect("run driver")
+    }
+
+    /// `driver submit --master ADDRESS ARGS --secret-file …` in `cwd`, not started yet.
+    pub fn submit(&self, cwd: &Path, args: &[&str]) -> Command {
+        let mut c = self.driver_command(&["submit", "--master", &self.address]);
+        c.current_dir(cwd).args(args);
+        c
+    }
+
+    fn driver_command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_driver"));
+        c.args(args)
+            .arg("--secret-file")
+            .arg(&self.secret_file)
+            .args(&self.extra);
+        c
+    }
+}
+
+/// Executors in state `alive` in a status object.
+pub fn alive(status: &serde_json::Value) -> usize {
+    status["executors"]
+        .as_array()
+        .map_or(0, |a| a.iter().filter(|e| e["state"] == "alive").count())
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            let mut logs: Vec<_> = std::fs::read_dir(self.dir.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "log"))
+                .collect();
+            logs.sort();
+            for p in logs {
+                let log = std::fs::read_to_string(&p).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                eprintln!("--- {} ---", p.display());
+                for l in tail.iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
+    }
+}
