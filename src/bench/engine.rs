@@ -180,14 +180,35 @@ pub fn run(ctx: &Context, workload: &str, size: u64, work_dir: &Path) -> Result<
             write_words(&input, size as usize, 42)
                 .map_err(|e| discnn_engine::EngineError::BadInput(e.to_string()))?;
             let setup = t0.elapsed().as_secs_f64();
+            let log = std::sync::Arc::new(discnn_engine::EventLog::default());
+            ctx.add_listener(log.clone());
+            let traffic = ctx.cluster().map(|c| c.traffic());
             let t = Instant::now();
             let s = wordcount::run(ctx, &input, &work_dir.join("counts"))?;
             let wall = t.elapsed().as_secs_f64();
+            let shuffle_write_bytes: u64 = log
+                .events()
+                .iter()
+                .map(|e| match e {
+                    discnn_engine::Event::TaskEnd { metrics, .. } => metrics.shuffle_write_bytes,
+                    _ => 0,
+                })
+                .sum();
+            // In cluster mode: what reached the driver's server during the job.
+            let driver_bytes = match (ctx.cluster(), traffic) {
+                (Some(c), Some(before)) => Some((c.traffic() - before).bytes),
+                _ => None,
+            };
             Ok(report(
                 setup,
                 wall,
                 1.0,
-                serde_json::json!({"distinct_words": s.distinct_words}),
+                serde_json::json!({
+                    "distinct_words": s.distinct_words,
+                    "input_bytes": std::fs::metadata(&input).map(|m| m.len()).unwrap_or(0),
+                    "shuffle_write_bytes": shuffle_write_bytes,
+                    "driver_bytes": driver_bytes,
+                }),
             ))
         }
         "w2" => {
