@@ -43,7 +43,7 @@ fn the_cluster_is_real_and_the_driver_is_not_in_the_data_path() {
             },
             json: false,
         };
-        spec.run(c, &mut |_| {}).unwrap();
+        spec.run(c, &mut |_| {}, &mut |_| {}).unwrap();
         let received = cluster.traffic() - before;
 
         let ran_on: HashSet<String> = log

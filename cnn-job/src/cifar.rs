@@ -22,9 +22,11 @@ pub const CLASSES: [&str; 10] = [
 ];
 
 /// Images as one contiguous buffer: `pixels[i * IMAGE_BYTES..]` is image i, channel-major (CHW).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Images {
+    #[serde(with = "serde_bytes")]
     pub labels: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     pub pixels: Vec<u8>,
 }
 
@@ -166,6 +168,53 @@ pub fn load(path: &Path, split: Split) -> Result<Images, CifarError> {
     read_record_file(path)
 }
 
+/// Images `range` of a split, in the split's order. From a folder only the records needed are
+/// read (each executor reads its own shard); an archive or a single file is read whole and
+/// sliced.
+pub fn load_range(
+    path: &Path,
+    split: Split,
+    range: std::ops::Range<usize>,
+) -> Result<Images, CifarError> {
+    use std::io::{Seek, SeekFrom};
+    let meta = std::fs::metadata(path).map_err(io(path))?;
+    if !meta.is_dir() {
+        let all = load(path, split)?;
+        let end = range.end.min(all.len());
+        let start = range.start.min(end);
+        return Ok(Images {
+            labels: all.labels[start..end].to_vec(),
+            pixels: all.pixels[start * IMAGE_BYTES..end * IMAGE_BYTES].to_vec(),
+        });
+    }
+    let mut out = Images::default();
+    let mut first = 0usize;
+    for name in split.batch_names() {
+        if first >= range.end {
+            break;
+        }
+        let file = path.join(&name);
+        let size = std::fs::metadata(&file)
+            .map_err(|_| CifarError::MissingBatch {
+                path: path.display().to_string(),
+                name: name.clone(),
+            })?
+            .len();
+        let count = (size / RECORD_BYTES as u64) as usize;
+        let (a, b) = (range.start.max(first), range.end.min(first + count));
+        if a < b {
+            let base = ((a - first) * RECORD_BYTES) as u64;
+            let mut f = std::fs::File::open(&file).map_err(io(&file))?;
+            f.seek(SeekFrom::Start(base)).map_err(io(&file))?;
+            let mut bytes = vec![0u8; (b - a) * RECORD_BYTES];
+            f.read_exact(&mut bytes).map_err(io(&file))?;
+            out.extend(parse_records(&file.display().to_string(), &bytes, base)?);
+        }
+        first += count;
+    }
+    Ok(out)
+}
+
 /// Streams the archive once, keeping the split's batches in the archive's order of names.
 fn load_archive(path: &Path, split: Split) -> Result<Images, CifarError> {
     let file = std::fs::File::open(path).map_err(io(path))?;
@@ -209,6 +258,32 @@ fn load_archive(path: &Path, split: Split) -> Result<Images, CifarError> {
         }
     }
     Ok(all)
+}
+
+/// Writes a small CIFAR-10-shaped folder (five training batches of `per_batch` images and a
+/// test batch of `test`), random pixels and labels from `seed`: for tests and demos that must
+/// not depend on the real dataset.
+pub fn write_synthetic_folder(
+    dir: &Path,
+    per_batch: usize,
+    test: usize,
+    seed: u64,
+) -> std::io::Result<()> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    std::fs::create_dir_all(dir)?;
+    let mut write = |name: &str, n: usize| {
+        let mut bytes = Vec::with_capacity(n * RECORD_BYTES);
+        for _ in 0..n {
+            bytes.push(rng.gen_range(0..10u8));
+            bytes.extend((0..IMAGE_BYTES).map(|_| rng.gen::<u8>()));
+        }
+        std::fs::write(dir.join(name), bytes)
+    };
+    for i in 1..=5 {
+        write(&format!("data_batch_{i}.bin"), per_batch)?;
+    }
+    write("test_batch.bin", test)
 }
 
 /// Per-channel mean and standard deviation of pixel values scaled to [0, 1].

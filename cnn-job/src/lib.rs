@@ -2,6 +2,7 @@
 
 pub mod cifar;
 pub mod data;
+pub mod dis;
 pub mod layers;
 pub mod metrics;
 pub mod model_io;

@@ -66,6 +66,8 @@ pub struct StepStats {
     /// Mean loss over the minibatch.
     pub loss: f64,
     pub correct: usize,
+    /// Mean over the minibatch of Σₖ (tₖ − yₖ)² on the softmax outputs (0–2).
+    pub squared_error: f64,
 }
 
 impl Network {
@@ -250,7 +252,7 @@ impl Network {
         scale: f32,
         ws: &mut Workspace,
         rng: &mut rand_chacha::ChaCha8Rng,
-    ) -> (f64, usize) {
+    ) -> (loss::ChunkLoss, usize) {
         let n = labels.len();
         self.forward_chunk(params, x, n, ws, Some(rng));
         let classes = self.classes();
@@ -301,7 +303,7 @@ impl Network {
         let n = labels.len();
         let in_len = self.input_len();
         let scale = 1.0 / n.max(1) as f32;
-        let results: Vec<(f64, usize, Workspace)> = labels
+        let results: Vec<(loss::ChunkLoss, usize, Workspace)> = labels
             .par_chunks(CHUNK)
             .zip(x.par_chunks(CHUNK * in_len))
             .enumerate()
@@ -316,16 +318,18 @@ impl Network {
             })
             .collect();
         grads.fill(0.0);
-        let (mut loss, mut correct) = (0.0, 0);
+        let (mut loss, mut squared_error, mut correct) = (0.0, 0.0, 0);
         for (l, c, ws) in results {
             simd::add_row(grads, &ws.grad);
-            loss += l;
+            loss += l.loss;
+            squared_error += l.squared_error;
             correct += c;
             self.give_workspace(ws);
         }
         StepStats {
             loss: loss / n.max(1) as f64,
             correct,
+            squared_error: squared_error / n.max(1) as f64,
         }
     }
 

@@ -92,12 +92,17 @@ pub fn parse_local_master(master: &str) -> Result<usize> {
 pub(crate) struct MapStatus {
     pub executor: String,
     pub bytes: u64,
+    /// Bytes per reduce partition.
+    pub buckets: Vec<u64>,
+    /// Order of arrival among this tracker's outputs (set by `add_output`).
+    pub finished: u64,
 }
 
 /// Which map outputs of each shuffle exist (Spark's MapOutputTracker).
 #[derive(Default)]
 pub(crate) struct MapOutputTracker {
     shuffles: Mutex<HashMap<ShuffleId, Vec<Option<MapStatus>>>>,
+    arrivals: std::sync::atomic::AtomicU64,
 }
 
 impl MapOutputTracker {
@@ -111,12 +116,27 @@ impl MapOutputTracker {
             .or_insert_with(|| vec![None; num_maps]);
     }
 
-    pub fn add_output(&self, shuffle: ShuffleId, map: usize, status: MapStatus) {
+    pub fn add_output(&self, shuffle: ShuffleId, map: usize, mut status: MapStatus) {
+        status.finished = self
+            .arrivals
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Some(v) = self.lock().get_mut(&shuffle) {
             if map < v.len() {
                 v[map] = Some(status);
             }
         }
+    }
+
+    /// The leader of a reduce partition: the executor of the first map output to arrive
+    /// with records for it.
+    pub fn leader(&self, shuffle: ShuffleId, reduce: usize) -> Option<String> {
+        self.lock()
+            .get(&shuffle)?
+            .iter()
+            .flatten()
+            .filter(|s| s.buckets.get(reduce).is_some_and(|&b| b > 0))
+            .min_by_key(|s| s.finished)
+            .map(|s| s.executor.clone())
     }
 
     pub fn remove_output(&self, shuffle: ShuffleId, map: usize) {

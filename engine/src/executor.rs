@@ -157,7 +157,7 @@ pub(crate) fn run_task(env: &Arc<ExecutorEnv>, task_id: u64, bytes: &[u8]) -> Ve
                 (Ok(_), Some(f)) => Err(f),
                 (o, _) => o,
             };
-            if let Ok(TaskOutput::MapOutput { bytes }) = &outcome {
+            if let Ok(TaskOutput::MapOutput { bytes, .. }) = &outcome {
                 metrics.shuffle_write_bytes = *bytes;
             }
             let partials =
@@ -211,8 +211,9 @@ fn execute(task: &TaskDescription, tc: &Arc<TaskContext>) -> Result<TaskOutput, 
             let out = shuffle::write(records, writer, task.partition, tc)?;
             tc.check()?;
             let bytes = out.bytes();
+            let buckets = out.buckets.iter().map(|b| b.byte_len() as u64).collect();
             tc.env.shuffle.put(*shuffle, task.partition, out)?;
-            Ok(TaskOutput::MapOutput { bytes })
+            Ok(TaskOutput::MapOutput { bytes, buckets })
         }
         TaskKind::Result(sink) => Ok(TaskOutput::Value(
             plan.run_sink(task.root, split, sink, tc)?,

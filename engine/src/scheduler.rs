@@ -10,7 +10,7 @@ use crate::error::{EngineError, Result, TaskFailure};
 use crate::events::Event;
 use crate::executor::Launch;
 use crate::plan::{self, NodeKind, RddId, ResultSink, ShuffleId, WireNode};
-use crate::rdd::{RddNode, ShuffleDep};
+use crate::rdd::{RddNode, ReducePlacement, ShuffleDep};
 use crate::task::{TaskDescription, TaskKind, TaskOutput, TaskResult};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -165,13 +165,15 @@ impl Context {
                 &kind,
                 &todo,
                 &mut |p, executor, out| {
-                    if let TaskOutput::MapOutput { bytes } = out {
+                    if let TaskOutput::MapOutput { bytes, buckets } = out {
                         tracker.add_output(
                             dep.id,
                             p,
                             MapStatus {
                                 executor: executor.to_string(),
                                 bytes,
+                                buckets,
+                                finished: 0,
                             },
                         );
                     }
@@ -249,6 +251,7 @@ impl Context {
         });
         let started = std::time::Instant::now();
         let nodes = stage_nodes(rdd);
+        let leader_reads = leader_shuffles(rdd);
         let (tx, rx) = channel::<(u64, Vec<u8>)>();
         let mut running: HashMap<u64, (usize, usize, u32)> = HashMap::new();
         let cluster = inner.backend.cluster();
@@ -262,11 +265,19 @@ impl Context {
             let task_nodes = task_nodes(&nodes, &reach);
             let (shuffle_locations, executors) = self.shuffle_locations(&task_nodes);
             let preferred = match cluster {
-                Some(c) => reach
-                    .iter()
-                    .filter(|(id, _)| nodes.get(id).is_some_and(|n| n.storage.is_some()))
-                    .flat_map(|(id, parts)| parts.iter().flat_map(|p| c.block_holders(*id, *p)))
-                    .collect(),
+                Some(c) => {
+                    let mut at: Vec<String> = reach
+                        .iter()
+                        .filter(|(id, _)| nodes.get(id).is_some_and(|n| n.storage.is_some()))
+                        .flat_map(|(id, parts)| parts.iter().flat_map(|p| c.block_holders(*id, *p)))
+                        .collect();
+                    for (node, shuffle) in &leader_reads {
+                        for p in reach.get(node).into_iter().flatten() {
+                            at.extend(inner.tracker.leader(*shuffle, *p));
+                        }
+                    }
+                    at
+                }
                 None => Vec::new(),
             };
             let desc = TaskDescription {
@@ -479,6 +490,26 @@ impl Context {
 }
 
 /// The wire nodes of a stage: `rdd` and its narrow ancestors, down to shuffle boundaries.
+/// The shuffles this stage reads whose reduce tasks run at their partition's leader, as
+/// (reading node, shuffle).
+fn leader_shuffles(rdd: &Arc<RddNode>) -> Vec<(RddId, ShuffleId)> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut stack = vec![rdd.clone()];
+    while let Some(n) = stack.pop() {
+        if !seen.insert(n.id) {
+            continue;
+        }
+        for s in &n.shuffles {
+            if s.placement == ReducePlacement::Leader {
+                out.push((n.id, s.id));
+            }
+        }
+        stack.extend(n.parents.iter().cloned());
+    }
+    out
+}
+
 fn stage_nodes(rdd: &Arc<RddNode>) -> HashMap<RddId, WireNode> {
     let mut out = HashMap::new();
     let mut stack = vec![rdd.clone()];

@@ -36,6 +36,8 @@ pub(crate) enum TaskOutput {
     /// A map task stored its output on its executor; `bytes` is its size.
     MapOutput {
         bytes: u64,
+        /// Bytes per reduce partition (Spark's MapStatus sizes).
+        buckets: Vec<u64>,
     },
     Value(#[serde(with = "serde_bytes")] Vec<u8>),
 }

@@ -175,7 +175,9 @@ fn submit(s: Submit) -> anyhow::Result<()> {
         return submit_remote(&s.master, &creds, spec);
     }
     let ctx = context(&s.master, !s.no_progress)?;
-    spec.run(&ctx, &mut |line| println!("{line}"))
+    spec.run(&ctx, &mut |line| println!("{line}"), &mut |line| {
+        eprintln!("{line}")
+    })
 }
 
 /// Runs the job on a `driver serve` cluster, printing its output and progress here.

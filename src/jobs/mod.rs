@@ -4,6 +4,7 @@
 //! A [`JobSpec`] is what a client sends to a cluster driver (as JSON, paths made absolute):
 //! the same catalogue runs a job locally and on `driver serve`.
 
+pub mod cnn;
 pub mod wordcount;
 
 use anyhow::Context as _;
@@ -27,6 +28,9 @@ pub enum Job {
         #[arg(long)]
         output: PathBuf,
     },
+    /// Train the paper's CNN on CIFAR-10 with Dis-CNN; write DIR/model.safetensors,
+    /// DIR/metrics.jsonl (one object per epoch) and DIR/confusion.json.
+    CnnJob(Box<cnn::CnnJobArgs>),
 }
 
 /// A job and how its result is printed.
@@ -37,7 +41,7 @@ pub struct JobSpec {
     pub json: bool,
 }
 
-fn absolute(p: &Path, cwd: &Path) -> PathBuf {
+pub(crate) fn absolute(p: &Path, cwd: &Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
     } else {
@@ -54,6 +58,7 @@ impl JobSpec {
                 *input = absolute(input, cwd);
                 *output = absolute(output, cwd);
             }
+            Job::CnnJob(args) => args.absolutize(cwd),
         }
         self
     }
@@ -61,12 +66,19 @@ impl JobSpec {
     pub fn name(&self) -> &'static str {
         match self.job {
             Job::Wordcount { .. } => "wordcount",
+            Job::CnnJob(_) => "cnn-job",
         }
     }
 
-    /// Runs the job on `ctx`; each stdout line goes to `out`.
-    pub fn run(&self, ctx: &Context, out: &mut dyn FnMut(String)) -> anyhow::Result<()> {
+    /// Runs the job on `ctx`; each stdout line goes to `out`, progress lines to `log`.
+    pub fn run(
+        &self,
+        ctx: &Context,
+        out: &mut dyn FnMut(String),
+        log: &mut dyn FnMut(String),
+    ) -> anyhow::Result<()> {
         match &self.job {
+            Job::CnnJob(args) => args.run(ctx, self.json, out, log)?,
             Job::Wordcount { input, output } => {
                 let t = Instant::now();
                 let summary = wordcount::run(ctx, input, output)
@@ -108,7 +120,11 @@ impl JobRunner for Catalog {
     fn run(&self, ctx: &Context, job_json: &str, out: &JobOutput) -> JobOutcome {
         let result = serde_json::from_str::<JobSpec>(job_json)
             .map_err(|e| anyhow::Error::new(crate::cli::UsageError(format!("bad job: {e}"))))
-            .and_then(|spec| spec.run(ctx, &mut |line| out.println(line)));
+            .and_then(|spec| {
+                spec.run(ctx, &mut |line| out.println(line), &mut |line| {
+                    out.log(line)
+                })
+            });
         match result {
             Ok(()) => JobOutcome {
                 exit_code: 0,

@@ -37,6 +37,14 @@ pub fn softmax(logits: &[f32], out: &mut [f32], classes: usize) {
     }
 }
 
+/// A chunk's summed loss and its summed squared error Σₖ (tₖ − yₖ)² on the softmax outputs
+/// (whatever the loss: Dis-CNN groups partitions by that error).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ChunkLoss {
+    pub loss: f64,
+    pub squared_error: f64,
+}
+
 pub fn forward_backward(
     loss: Loss,
     logits: &[f32],
@@ -44,11 +52,20 @@ pub fn forward_backward(
     classes: usize,
     scale: f32,
     dlogits: &mut [f32],
-) -> f64 {
+) -> ChunkLoss {
     softmax(logits, dlogits, classes);
     let mut total = 0.0f64;
+    let mut squared_error = 0.0f64;
     for (p, &t) in dlogits.chunks_exact_mut(classes).zip(labels) {
         let t = usize::from(t);
+        squared_error += p
+            .iter()
+            .enumerate()
+            .map(|(k, &y)| {
+                let e = f64::from(y) - f64::from(u8::from(k == t));
+                e * e
+            })
+            .sum::<f64>();
         match loss {
             Loss::CrossEntropy => {
                 total -= f64::from(p[t].max(f32::MIN_POSITIVE)).ln();
@@ -71,5 +88,8 @@ pub fn forward_backward(
             }
         }
     }
-    total
+    ChunkLoss {
+        loss: total,
+        squared_error,
+    }
 }

@@ -63,6 +63,17 @@ pub(crate) struct ShuffleDep {
     pub parent: Arc<RddNode>,
     pub writer: ShuffleWriterSpec,
     pub cleaner: Arc<Cleaner>,
+    pub placement: ReducePlacement,
+}
+
+/// Where the scheduler prefers to run a shuffle's reduce tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReducePlacement {
+    /// Wherever a slot is free.
+    Spread,
+    /// On the executor of the first map task to finish with records for that reduce
+    /// partition — the partition's leader (Dis-CNN's grouped aggregation).
+    Leader,
 }
 
 impl Drop for ShuffleDep {
@@ -130,6 +141,15 @@ impl Context {
         parent: &Arc<RddNode>,
         writer: ShuffleWriterSpec,
     ) -> Arc<ShuffleDep> {
+        self.shuffle_dep_placed(parent, writer, ReducePlacement::Spread)
+    }
+
+    pub(crate) fn shuffle_dep_placed(
+        &self,
+        parent: &Arc<RddNode>,
+        writer: ShuffleWriterSpec,
+        placement: ReducePlacement,
+    ) -> Arc<ShuffleDep> {
         let id = self.inner.next_id();
         self.inner.tracker.register(id, parent.num_partitions);
         Arc::new(ShuffleDep {
@@ -137,6 +157,7 @@ impl Context {
             parent: parent.clone(),
             writer,
             cleaner: self.inner.cleaner.clone(),
+            placement,
         })
     }
 }

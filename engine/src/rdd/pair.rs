@@ -6,7 +6,7 @@ pub type Grouped<K, V, W> = (K, (Vec<V>, Vec<W>));
 pub type Outer<K, V, W> = (K, (Option<V>, Option<W>));
 
 use super::transform::{op_ref, Ops};
-use super::{callsite, NodeSpec, Rdd};
+use super::{callsite, NodeSpec, Rdd, ReducePlacement};
 use crate::codec::{self, Data};
 use crate::error::{EngineError, Result};
 use crate::key::{key_type_name, Key};
@@ -143,6 +143,29 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         &self,
         p: P,
     ) -> Result<Rdd<(K, V)>> {
+        self.partition_by_placed(p, ReducePlacement::Spread)
+    }
+
+    /// [`partition_by`](Self::partition_by), with each reduce partition computed on its
+    /// *leader*: the executor of the first map task to finish with records for it (the
+    /// paper's grouped aggregation; a reduce partition with no records runs anywhere). The
+    /// placement is a preference, like cached-input locality: it waits up to the cluster's
+    /// locality wait for a busy leader. Reduce tasks read map outputs in map order, so where
+    /// a partition is computed never changes what it computes.
+    #[track_caller]
+    pub fn partition_by_leader<P: IntoPartitioning<K> + Send + Sync + 'static>(
+        &self,
+        p: P,
+    ) -> Result<Rdd<(K, V)>> {
+        self.partition_by_placed(p, ReducePlacement::Leader)
+    }
+
+    #[track_caller]
+    fn partition_by_placed<P: IntoPartitioning<K> + Send + Sync + 'static>(
+        &self,
+        p: P,
+        placement: ReducePlacement,
+    ) -> Result<Rdd<(K, V)>> {
         let partitioning = p.clone_partitioning(self)?;
         let n = if let Partitioning::Custom(op) = &partitioning {
             crate::op::registry::decode_partitioner(op)
@@ -157,12 +180,13 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
             num_reduces: n as u32,
             combine: None,
         };
-        Ok(self.shuffled(
+        Ok(self.shuffled_placed(
             "ShuffledRdd",
             "partition_by",
             writer,
             ReduceSpec::Pairs,
             vec![Box::new(p)],
+            placement,
         ))
     }
 

@@ -1,7 +1,7 @@
 //! Narrow transformations: each output partition depends on a known set of parent partitions,
 //! so they pipeline inside one task.
 
-use super::{callsite, NodeSpec, Rdd};
+use super::{callsite, NodeSpec, Rdd, ReducePlacement};
 use crate::codec::Data;
 use crate::key::Key;
 use crate::op::{FilterFn, FlatMapFn, MapFn, Op, OpKind, OpRef, PartitionFn, ZipFn};
@@ -220,8 +220,20 @@ impl<T: Data> Rdd<T> {
         reduce: ReduceSpec,
         ops: Ops,
     ) -> Rdd<U> {
+        self.shuffled_placed(name, op, writer, reduce, ops, ReducePlacement::Spread)
+    }
+
+    pub(crate) fn shuffled_placed<U>(
+        &self,
+        name: &'static str,
+        op: &str,
+        writer: ShuffleWriterSpec,
+        reduce: ReduceSpec,
+        ops: Ops,
+        placement: ReducePlacement,
+    ) -> Rdd<U> {
         let n = writer.num_reduces as usize;
-        let dep = self.ctx.shuffle_dep(&self.node, writer);
+        let dep = self.ctx.shuffle_dep_placed(&self.node, writer, placement);
         self.ctx.make_rdd(NodeSpec {
             name,
             callsite: callsite(op),

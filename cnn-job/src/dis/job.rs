@@ -1,0 +1,330 @@
+//! The cnn-job driver: validates the input, caches the shards, runs the iterations of every
+//! epoch (broadcast, gradient map stage, aggregation, optimiser step on the driver), evaluates
+//! on the test set after each epoch and writes `metrics.jsonl`, `model.safetensors` and
+//! `confusion.json`.
+
+use super::aggregation::{combine, GradMsg, Gradient, GroupPartitioner, SumGroup};
+use super::shards::{
+    shard_specs, Evaluate, LoadShard, Moments, PixelMoments, Shard, SplitName, Weights,
+};
+use super::{Aggregation, DisConfig};
+use crate::cifar::{self, CifarError, Split, CLASSES};
+use crate::metrics::Confusion;
+use crate::model_io::{Model, ModelError};
+use crate::network::{Network, WeightInit};
+use crate::optim::Sgd;
+use crate::spec::NetSpec;
+use discnn_engine::{Context, EngineError, Event, Listener, Rdd};
+use serde::Serialize;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("invalid option: {0}")]
+    BadOption(String),
+    #[error("output already exists: {0} (pass --overwrite to replace it)")]
+    OutputExists(PathBuf),
+    #[error(transparent)]
+    Data(#[from] CifarError),
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl JobError {
+    /// Bad options, bad or missing input, an existing output: exit code 2.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            JobError::BadOption(_) | JobError::OutputExists(_) | JobError::Data(_) => true,
+            JobError::Engine(e) => e.is_bad_input(),
+            _ => false,
+        }
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JobError + '_ {
+    move |source| JobError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One line of `metrics.jsonl`: exactly these keys.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct EpochMetrics {
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub test_accuracy: f64,
+    pub per_class_recall: Vec<f64>,
+    pub mean_recall: f64,
+    pub wall_s: f64,
+    pub images_per_s: f64,
+    pub iterations: usize,
+    pub driver_messages: u64,
+    pub driver_bytes: u64,
+    /// Partitions that fell in the low- and high-error groups, summed over the epoch.
+    pub group_sizes: [u64; 2],
+    /// Feature maps removed per convolution layer so far.
+    pub maps_pruned: Vec<usize>,
+    pub rss_bytes: u64,
+}
+
+/// What a run produced.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub epochs: Vec<EpochMetrics>,
+    pub confusion: Confusion,
+    pub model: PathBuf,
+}
+
+/// Task results as they reach the driver, counted from the engine's events: in local mode
+/// this is what would cross the wire (every result is encoded even there).
+#[derive(Default)]
+struct ResultTraffic {
+    messages: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Listener for ResultTraffic {
+    fn on_event(&self, e: &Event) {
+        if let Event::TaskEnd { metrics, .. } = e {
+            self.messages.fetch_add(1, Ordering::Relaxed);
+            self.bytes
+                .fetch_add(metrics.result_bytes, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Inbound messages and bytes at the driver so far: the gRPC server's own count on a
+/// cluster, task results in local mode.
+fn driver_traffic(ctx: &Context, local: &ResultTraffic) -> (u64, u64) {
+    match ctx.cluster() {
+        Some(c) => {
+            let t = c.traffic();
+            (t.requests, t.bytes)
+        }
+        None => (
+            local.messages.load(Ordering::Relaxed),
+            local.bytes.load(Ordering::Relaxed),
+        ),
+    }
+}
+
+pub fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn check(cfg: &DisConfig) -> Result<(), JobError> {
+    let bad = |m: &str| Err(JobError::BadOption(m.to_string()));
+    if cfg.epochs == 0 {
+        return bad("--epochs must be at least 1");
+    }
+    if cfg.batch_size == 0 {
+        return bad("--batch-size must be at least 1");
+    }
+    if cfg.partitions == 0 {
+        return bad("--partitions must be at least 1");
+    }
+    if !(cfg.lr.is_finite() && cfg.lr > 0.0) {
+        return bad("--lr must be a positive number");
+    }
+    if !(cfg.momentum.is_finite() && (0.0..1.0).contains(&cfg.momentum)) {
+        return bad("--momentum must be in [0, 1)");
+    }
+    if !cfg.group_threshold.is_finite() || cfg.group_weights.iter().any(|w| !w.is_finite()) {
+        return bad("--group-threshold and --group-weights must be numbers");
+    }
+    NetSpec::parse([3, 32, 32], &cfg.spec).map_err(|e| JobError::BadOption(e.to_string()))?;
+    Ok(())
+}
+
+fn prepare_output(cfg: &DisConfig) -> Result<(), JobError> {
+    if cfg.output.exists() {
+        if !cfg.overwrite {
+            return Err(JobError::OutputExists(cfg.output.clone()));
+        }
+        std::fs::remove_dir_all(&cfg.output).map_err(io(&cfg.output))?;
+    }
+    std::fs::create_dir_all(&cfg.output).map_err(io(&cfg.output))
+}
+
+fn cached_shards(
+    ctx: &Context,
+    specs: Vec<super::shards::ShardSpec>,
+) -> Result<Rdd<Shard>, JobError> {
+    let n = specs.len();
+    let rdd = ctx.parallelize(specs, n)?.map(LoadShard);
+    rdd.cache();
+    Ok(rdd)
+}
+
+fn evaluate(ctx: &Context, shards: &Rdd<Shard>, weights: Weights) -> Result<Confusion, JobError> {
+    let bc = ctx.broadcast(weights)?;
+    let parts = shards.map(Evaluate(bc.clone())).collect()?;
+    bc.destroy();
+    let mut total = Confusion::new(CLASSES.len());
+    for c in &parts {
+        total.merge(c);
+    }
+    Ok(total)
+}
+
+/// Trains and evaluates as `cfg` says; `log` receives one progress line per epoch.
+pub fn run(
+    ctx: &Context,
+    cfg: &DisConfig,
+    log: &mut dyn FnMut(String),
+) -> Result<Summary, JobError> {
+    check(cfg)?;
+    // The driver reads the data once to refuse a bad file before any task runs; executors
+    // then read only their own shards.
+    let n_all = cifar::load(&cfg.data, Split::Train)?.len();
+    let n_test = cifar::load(&cfg.data, Split::Test)?.len();
+    let n_used = cfg.train_limit.map_or(n_all, |l| l.min(n_all));
+    if cfg.validation >= n_used {
+        return Err(JobError::BadOption(format!(
+            "--validation {} leaves no training images (of {n_used})",
+            cfg.validation
+        )));
+    }
+    let n_train = n_used - cfg.validation;
+    prepare_output(cfg)?;
+
+    let p = cfg.partitions;
+    let train = cached_shards(ctx, shard_specs(&cfg.data, SplitName::Train, 0, n_train, p))?;
+    let test = cached_shards(ctx, shard_specs(&cfg.data, SplitName::Test, 0, n_test, p))?;
+    let norm = train
+        .map(PixelMoments)
+        .collect()?
+        .iter()
+        .fold(Moments::default(), |a, m| a.merge(m))
+        .normalization();
+
+    let spec =
+        NetSpec::parse([3, 32, 32], &cfg.spec).map_err(|e| JobError::BadOption(e.to_string()))?;
+    let net = Network::new(spec).map_err(|e| JobError::BadOption(e.to_string()))?;
+    let mut params = net.init_params_with(WeightInit::He, cfg.seed);
+    let mut sgd = Sgd::new(params.len(), cfg.momentum, 0.0);
+    let iterations = n_train.div_ceil(p * cfg.batch_size);
+    let conv_layers = net.spec().to_string().matches("conv").count();
+
+    let traffic = Arc::new(ResultTraffic::default());
+    ctx.add_listener(traffic.clone());
+    let metrics_path = cfg.output.join("metrics.jsonl");
+    let mut metrics_file = std::fs::File::create(&metrics_path).map_err(io(&metrics_path))?;
+    let run_start = Instant::now();
+    let mut epochs = Vec::new();
+    let mut confusion = Confusion::new(CLASSES.len());
+    for epoch in 0..cfg.epochs {
+        let start = Instant::now();
+        let (m0, b0) = driver_traffic(ctx, &traffic);
+        let (mut images, mut loss_sum, mut groups) = (0u64, 0.0f64, [0u64; 2]);
+        for it in 0..iterations {
+            let weights = ctx.broadcast(Weights {
+                spec: cfg.spec.clone(),
+                params: params.clone(),
+                norm,
+            })?;
+            let grads = train.map(Gradient {
+                weights: weights.clone(),
+                epoch,
+                iteration: it,
+                batch: cfg.batch_size,
+                loss: cfg.loss,
+                seed: cfg.seed,
+                threshold: cfg.group_threshold,
+            });
+            let msgs: Vec<GradMsg> = match cfg.aggregation {
+                Aggregation::Mean => grads.values().collect()?,
+                Aggregation::Dis => grads
+                    .partition_by_leader(GroupPartitioner)?
+                    .map_partitions(SumGroup)
+                    .collect()?,
+            };
+            weights.destroy();
+            let update = combine(cfg.aggregation, cfg.group_weights, p, msgs)
+                .ok_or_else(|| EngineError::Codec("an iteration produced no gradient".into()))?;
+            sgd.step(&mut params, &update.grad, cfg.lr);
+            images += update.images;
+            loss_sum += update.loss_sum;
+            groups[0] += update.group_sizes[0];
+            groups[1] += update.group_sizes[1];
+        }
+        let wall_s = start.elapsed().as_secs_f64();
+        let (m1, b1) = driver_traffic(ctx, &traffic);
+        confusion = evaluate(
+            ctx,
+            &test,
+            Weights {
+                spec: cfg.spec.clone(),
+                params: params.clone(),
+                norm,
+            },
+        )?;
+        let recall = confusion.recall();
+        let m = EpochMetrics {
+            epoch: epoch + 1,
+            train_loss: loss_sum / images.max(1) as f64,
+            test_accuracy: confusion.accuracy(),
+            mean_recall: confusion.mean_recall(),
+            per_class_recall: recall,
+            wall_s,
+            images_per_s: images as f64 / wall_s.max(1e-9),
+            iterations,
+            driver_messages: m1 - m0,
+            driver_bytes: b1 - b0,
+            group_sizes: groups,
+            maps_pruned: vec![0; conv_layers],
+            rss_bytes: rss_bytes(),
+        };
+        let line = serde_json::to_string(&m).map_err(|e| EngineError::Codec(e.to_string()))?;
+        writeln!(metrics_file, "{line}").map_err(io(&metrics_path))?;
+        let done = epoch + 1;
+        let eta = run_start.elapsed().as_secs_f64() / done as f64 * (cfg.epochs - done) as f64;
+        log(format!(
+            "epoch {done}/{}: train loss {:.4}, test accuracy {:.2}%, {:.0} images/s, groups {}/{}, ETA {eta:.0} s",
+            cfg.epochs,
+            m.train_loss,
+            m.test_accuracy * 100.0,
+            m.images_per_s,
+            groups[0],
+            groups[1],
+        ));
+        epochs.push(m);
+    }
+    let model_path = cfg.output.join("model.safetensors");
+    Model::new(&net, params, norm).save(&model_path)?;
+    let confusion_path = cfg.output.join("confusion.json");
+    let c = serde_json::json!({
+        "classes": CLASSES,
+        "rows": "true class",
+        "columns": "predicted class",
+        "counts": confusion.counts,
+    });
+    std::fs::write(&confusion_path, c.to_string() + "\n").map_err(io(&confusion_path))?;
+    train.unpersist();
+    test.unpersist();
+    Ok(Summary {
+        epochs,
+        confusion,
+        model: model_path,
+    })
+}

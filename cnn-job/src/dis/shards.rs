@@ -1,0 +1,182 @@
+//! Training and test images cached on the executors as one shard per partition, each loaded by
+//! the executor from the shared data path (only its own records), and the ops that read them:
+//! evaluation of broadcast weights, and the per-network cache an executor keeps.
+
+use crate::cifar::{self, Images, Split};
+use crate::data::Normalization;
+use crate::metrics::Confusion;
+use crate::network::Network;
+use crate::spec::NetSpec;
+use discnn_engine::{register_op, Broadcast, MapFn};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SplitName {
+    Train,
+    Test,
+}
+
+impl SplitName {
+    fn split(self) -> Split {
+        match self {
+            SplitName::Train => Split::Train,
+            SplitName::Test => Split::Test,
+        }
+    }
+}
+
+/// Which records of which split a partition holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShardSpec {
+    pub data: PathBuf,
+    pub split: SplitName,
+    pub partition: usize,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// `n` images cut into `parts` contiguous shards of sizes differing by at most one.
+pub fn shard_specs(
+    data: &std::path::Path,
+    split: SplitName,
+    offset: usize,
+    n: usize,
+    parts: usize,
+) -> Vec<ShardSpec> {
+    let parts = parts.max(1);
+    (0..parts)
+        .map(|p| ShardSpec {
+            data: data.to_path_buf(),
+            split,
+            partition: p,
+            start: offset + p * n / parts,
+            end: offset + (p + 1) * n / parts,
+        })
+        .collect()
+}
+
+/// One partition's images, behind an `Arc` so a cached shard is shared, never copied, by the
+/// tasks that read it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Shard {
+    pub partition: usize,
+    pub images: Arc<Images>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+pub struct LoadShard;
+impl MapFn for LoadShard {
+    type In = ShardSpec;
+    type Out = Shard;
+    fn call(&self, s: ShardSpec) -> Shard {
+        // A bad file was already refused on the driver; one that changed since fails the task
+        // with the file and offset.
+        match cifar::load_range(&s.data, s.split.split(), s.start..s.end) {
+            Ok(images) => Shard {
+                partition: s.partition,
+                images: Arc::new(images),
+            },
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+register_op!(map LoadShard);
+
+/// What every task of one iteration reads: the network, its parameters and the input
+/// normalisation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Weights {
+    pub spec: String,
+    pub params: Vec<f32>,
+    pub norm: Normalization,
+}
+
+/// The executor's network for a spec, built once (it owns reusable workspaces).
+pub fn network(spec: &str) -> Arc<Network> {
+    static NETS: OnceLock<Mutex<HashMap<String, Arc<Network>>>> = OnceLock::new();
+    let mut nets = NETS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    if let Some(n) = nets.get(spec) {
+        return n.clone();
+    }
+    let net = NetSpec::parse([3, 32, 32], spec)
+        .and_then(Network::new)
+        .unwrap_or_else(|e| panic!("network spec `{spec}`: {e}"));
+    let net = Arc::new(net);
+    nets.insert(spec.to_string(), net.clone());
+    net
+}
+
+/// The confusion matrix of the broadcast weights on a shard.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct Evaluate(pub Broadcast<Weights>);
+impl MapFn for Evaluate {
+    type In = Shard;
+    type Out = Confusion;
+    fn call(&self, s: Shard) -> Confusion {
+        let w = self.0.value();
+        let net = network(&w.spec);
+        crate::train::evaluate(&net, &w.params, &w.norm, &s.images)
+    }
+}
+register_op!(map Evaluate);
+
+/// Per-channel pixel sums of a shard, to normalise with the training set's statistics.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct PixelMoments;
+impl MapFn for PixelMoments {
+    type In = Shard;
+    type Out = Moments;
+    fn call(&self, s: Shard) -> Moments {
+        let mut m = Moments::default();
+        let plane = 32 * 32;
+        for i in 0..s.images.len() {
+            for (c, px) in s.images.image(i).chunks_exact(plane).enumerate() {
+                for &v in px {
+                    let v = f64::from(v) / 255.0;
+                    m.sum[c] += v;
+                    m.sum_sq[c] += v * v;
+                }
+            }
+            m.count += plane as u64;
+        }
+        m
+    }
+}
+register_op!(map PixelMoments);
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct Moments {
+    pub sum: [f64; 3],
+    pub sum_sq: [f64; 3],
+    /// Pixels per channel.
+    pub count: u64,
+}
+
+impl Moments {
+    pub fn merge(mut self, o: &Moments) -> Moments {
+        for c in 0..3 {
+            self.sum[c] += o.sum[c];
+            self.sum_sq[c] += o.sum_sq[c];
+        }
+        self.count += o.count;
+        self
+    }
+
+    pub fn normalization(&self) -> Normalization {
+        let n = self.count.max(1) as f64;
+        let mut mean = [0f32; 3];
+        let mut std = [0f32; 3];
+        for c in 0..3 {
+            let m = self.sum[c] / n;
+            mean[c] = m as f32;
+            std[c] = ((self.sum_sq[c] / n - m * m).max(1e-12)).sqrt() as f32;
+        }
+        Normalization { mean, std }
+    }
+}

@@ -1,0 +1,187 @@
+//! `driver submit cnn-job`: the options of a Dis-CNN training run, as typed on the command line
+//! and as sent to a cluster, and what the run prints.
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use discnn_cnn::dis::job::{self, JobError};
+use discnn_cnn::dis::{Aggregation, DisConfig};
+use discnn_cnn::layers::Loss;
+use discnn_engine::Context;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LossArg {
+    CrossEntropy,
+    /// The paper's formula 3 on the softmax outputs.
+    Squared,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InitArg {
+    /// He initialisation.
+    Random,
+    /// Whole first-layer kernels from k-means over image patches.
+    Kmeans,
+    /// The paper's: random periphery, k-means 3×3 centre, in every conv layer.
+    Dis,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AggregationArg {
+    /// Grouped leader aggregation (the paper's).
+    Dis,
+    /// Synchronous mean of the partition gradients.
+    Mean,
+}
+
+#[derive(Args, Debug, Clone, Serialize, Deserialize)]
+pub struct CnnJobArgs {
+    /// A cifar-10-batches-bin/ folder or the official cifar-10-binary.tar.gz.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// A directory that must not exist yet (unless --overwrite).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Replace an existing output directory.
+    #[arg(long)]
+    pub overwrite: bool,
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+    /// Images per partition per iteration.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 0.01)]
+    pub lr: f32,
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, value_enum, default_value = "cross-entropy")]
+    pub loss: LossArg,
+    #[arg(long, value_enum, default_value = "random")]
+    pub init: InitArg,
+    /// A: maps whose outputs have H = 1 − |cos| < A with another map are removed (0: none).
+    #[arg(long, default_value_t = 0.0)]
+    pub prune_threshold: f64,
+    /// The epoch at whose end pruning is decided.
+    #[arg(long, default_value_t = 1)]
+    pub prune_at: usize,
+    #[arg(long, value_enum, default_value = "dis")]
+    pub aggregation: AggregationArg,
+    /// B: a partition whose mini-batch error E (0–2) is at most B is in the low-error group.
+    #[arg(long, default_value_t = 0.8)]
+    pub group_threshold: f64,
+    /// Weights of the low- and high-error groups.
+    #[arg(long, default_value = "0.55,0.45", value_delimiter = ',', num_args = 2)]
+    pub group_weights: Vec<f64>,
+    #[arg(long, default_value_t = 4)]
+    pub partitions: usize,
+    /// Hold out the last N training images for validation.
+    #[arg(long, default_value_t = 0)]
+    pub validation: usize,
+    /// Save a checkpoint every N epochs.
+    #[arg(long)]
+    pub checkpoint_every: Option<usize>,
+    /// Continue the run whose output directory is DIR.
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Train on the first N training images only.
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    /// The network, as a layer list (default: the paper's).
+    #[arg(long, default_value = discnn_cnn::spec::PAPER)]
+    pub spec: String,
+}
+
+impl CnnJobArgs {
+    pub fn absolutize(&mut self, cwd: &std::path::Path) {
+        self.data = super::absolute(&self.data, cwd);
+        self.output = super::absolute(&self.output, cwd);
+        if let Some(r) = &mut self.resume {
+            *r = super::absolute(r, cwd);
+        }
+    }
+
+    fn config(&self) -> Result<DisConfig, JobError> {
+        let later = |what: &str| {
+            Err(JobError::BadOption(format!(
+                "{what} is not available in this build yet"
+            )))
+        };
+        if self.init != InitArg::Random {
+            return later("--init kmeans/dis");
+        }
+        if self.prune_threshold != 0.0 {
+            return later("--prune-threshold");
+        }
+        if self.checkpoint_every.is_some() || self.resume.is_some() {
+            return later("--checkpoint-every/--resume");
+        }
+        let [low, high] = self.group_weights[..] else {
+            return Err(JobError::BadOption(
+                "--group-weights takes two numbers, e.g. 0.55,0.45".into(),
+            ));
+        };
+        Ok(DisConfig {
+            data: self.data.clone(),
+            output: self.output.clone(),
+            overwrite: self.overwrite,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            momentum: self.momentum,
+            seed: self.seed,
+            loss: match self.loss {
+                LossArg::CrossEntropy => Loss::CrossEntropy,
+                LossArg::Squared => Loss::Squared,
+            },
+            aggregation: match self.aggregation {
+                AggregationArg::Dis => Aggregation::Dis,
+                AggregationArg::Mean => Aggregation::Mean,
+            },
+            group_threshold: self.group_threshold,
+            group_weights: [low, high],
+            partitions: self.partitions,
+            validation: self.validation,
+            train_limit: self.train_limit,
+            spec: self.spec.clone(),
+        })
+    }
+
+    pub fn run(
+        &self,
+        ctx: &Context,
+        json: bool,
+        out: &mut dyn FnMut(String),
+        log: &mut dyn FnMut(String),
+    ) -> anyhow::Result<()> {
+        let result = self.config().and_then(|cfg| job::run(ctx, &cfg, log));
+        let summary = match result {
+            Ok(s) => s,
+            Err(e) if e.is_bad_input() => return Err(crate::cli::UsageError(e.to_string()).into()),
+            Err(e) => return Err(e).context("cnn-job"),
+        };
+        let last = summary.epochs.last();
+        if json {
+            out(serde_json::json!({
+                "job": "cnn-job",
+                "output": self.output,
+                "model": summary.model,
+                "epochs": summary.epochs.len(),
+                "test_accuracy": last.map(|m| m.test_accuracy),
+                "mean_recall": last.map(|m| m.mean_recall),
+            })
+            .to_string());
+        } else if let Some(m) = last {
+            out(format!(
+                "cnn-job: test accuracy {:.2}% (mean recall {:.2}%) after {} epoch(s); model in {}",
+                m.test_accuracy * 100.0,
+                m.mean_recall * 100.0,
+                summary.epochs.len(),
+                summary.model.display()
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,335 @@
+//! `driver submit cnn-job` as a user runs it (outputs, metrics keys, refusals), the same job on
+//! a 3-executor cluster, and the leader placement of the grouped aggregation seen in the task
+//! events.
+
+mod common;
+
+use discnn_cnn::cifar;
+use discnn_cnn::dis::aggregation::{GradMsg, Gradient, GroupPartitioner, SumGroup};
+use discnn_cnn::dis::shards::{shard_specs, LoadShard, SplitName, Weights};
+use discnn_cnn::layers::Loss;
+use discnn_cnn::network::WeightInit;
+use discnn_cnn::spec::PAPER;
+use discnn_engine::{Event, EventLog};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::Duration;
+
+const KEYS: [&str; 13] = [
+    "epoch",
+    "train_loss",
+    "test_accuracy",
+    "per_class_recall",
+    "mean_recall",
+    "wall_s",
+    "images_per_s",
+    "iterations",
+    "driver_messages",
+    "driver_bytes",
+    "group_sizes",
+    "maps_pruned",
+    "rss_bytes",
+];
+
+fn submit(args: &[&str], data: &Path, output: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_driver"))
+        .args(["submit", "--no-progress"])
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .arg("--output")
+        .arg(output)
+        .env("DISCNN_EXECUTOR_BIN", env!("CARGO_BIN_EXE_executor"))
+        .output()
+        .unwrap()
+}
+
+fn check_outputs(out: &Path, epochs: usize, test_images: u64) {
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), epochs);
+    for (i, m) in lines.iter().enumerate() {
+        let mut keys: Vec<&str> = m.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        keys.sort();
+        let mut want = KEYS.to_vec();
+        want.sort();
+        assert_eq!(keys, want);
+        assert_eq!(m["epoch"], i + 1);
+        assert_eq!(m["per_class_recall"].as_array().unwrap().len(), 10);
+        let acc = m["test_accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&acc));
+        assert!(m["driver_messages"].as_u64().unwrap() > 0);
+        assert!(m["rss_bytes"].as_u64().unwrap() > 0);
+    }
+    let model = discnn_cnn::model_io::Model::load(&out.join("model.safetensors")).unwrap();
+    assert_eq!(model.params.len(), 12_448);
+    let c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("confusion.json")).unwrap())
+            .unwrap();
+    let total: u64 = c["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_u64().unwrap()))
+        .sum();
+    assert_eq!(total, test_images);
+}
+
+#[test]
+fn cnn_job_writes_its_outputs_and_refuses_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cifar");
+    cifar::write_synthetic_folder(&data, 40, 30, 3).unwrap();
+    let out = dir.path().join("run");
+    let o = submit(
+        &[
+            "--master",
+            "local[2]",
+            "--json",
+            "cnn-job",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+        ],
+        &data,
+        &out,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["epochs"], 2);
+    check_outputs(&out, 2, 30);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("epoch 2/2"),
+        "one progress line per epoch: {err}"
+    );
+
+    // An existing output is refused, unless --overwrite.
+    let o = submit(&["cnn-job"], &data, &out);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--overwrite"));
+    let o = submit(
+        &["cnn-job", "--overwrite", "--batch-size", "16"],
+        &data,
+        &out,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // A truncated batch and a label above 9: exit 2 naming the file and offset.
+    let bad = dir.path().join("bad");
+    cifar::write_synthetic_folder(&bad, 4, 2, 4).unwrap();
+    let f = bad.join("data_batch_3.bin");
+    let mut bytes = std::fs::read(&f).unwrap();
+    bytes.truncate(bytes.len() - 10);
+    std::fs::write(&f, &bytes).unwrap();
+    let o = submit(&["cnn-job"], &bad, &dir.path().join("x"));
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("data_batch_3.bin") && err.contains("offset 9219"),
+        "{err}"
+    );
+    cifar::write_synthetic_folder(&bad, 4, 2, 4).unwrap();
+    let mut bytes = std::fs::read(bad.join("test_batch.bin")).unwrap();
+    bytes[cifar::RECORD_BYTES] = 12;
+    std::fs::write(bad.join("test_batch.bin"), &bytes).unwrap();
+    let o = submit(&["cnn-job"], &bad, &dir.path().join("y"));
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("test_batch.bin") && err.contains("3073"),
+        "{err}"
+    );
+    // A missing batch and a bad option.
+    std::fs::remove_file(bad.join("data_batch_5.bin")).unwrap();
+    let o = submit(&["cnn-job"], &bad, &dir.path().join("z"));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("data_batch_5"));
+    let o = submit(
+        &["cnn-job", "--partitions", "0"],
+        &data,
+        &dir.path().join("w"),
+    );
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn cnn_job_finishes_on_a_three_executor_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cifar");
+    cifar::write_synthetic_folder(&data, 24, 20, 5).unwrap();
+    let out = dir.path().join("run");
+    let o = submit(
+        &[
+            "--master",
+            "local-cluster[3,1]",
+            "cnn-job",
+            "--partitions",
+            "6",
+            "--batch-size",
+            "8",
+        ],
+        &data,
+        &out,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    check_outputs(&out, 1, 20);
+}
+
+#[test]
+fn each_group_is_summed_on_its_leaders_executor() {
+    let dir = tempfile::tempdir().unwrap();
+    cifar::write_synthetic_folder(dir.path(), 24, 4, 6).unwrap();
+    let ctx = common::cluster(3, Duration::from_secs(10), Duration::from_secs(30));
+    let log = Arc::new(EventLog::default());
+    ctx.add_listener(log.clone());
+    common::with_logs(&ctx, || {
+        let parts = 6;
+        let shards = ctx
+            .parallelize(
+                shard_specs(dir.path(), SplitName::Train, 0, 120, parts),
+                parts,
+            )
+            .unwrap()
+            .map(LoadShard);
+        shards.cache();
+        let net = discnn_cnn::dis::shards::network(PAPER);
+        let weights = ctx
+            .broadcast(Weights {
+                spec: PAPER.into(),
+                params: net.init_params_with(WeightInit::Uniform, 1),
+                norm: discnn_cnn::data::Normalization {
+                    mean: [0.5; 3],
+                    std: [0.25; 3],
+                },
+            })
+            .unwrap();
+        let gradient = |threshold| Gradient {
+            weights: weights.clone(),
+            epoch: 0,
+            iteration: 0,
+            batch: 8,
+            loss: Loss::CrossEntropy,
+            seed: 1,
+            threshold,
+        };
+        // A threshold at the median error splits the partitions into two groups.
+        let mut errors: Vec<f64> = shards
+            .map(gradient(0.0))
+            .values()
+            .collect()
+            .unwrap()
+            .iter()
+            .map(|m| m.errors[0])
+            .collect();
+        errors.sort_by(f64::total_cmp);
+        let threshold = errors[parts / 2 - 1];
+
+        let from = log.events().len();
+        let sums: Vec<GradMsg> = shards
+            .map(gradient(threshold))
+            .partition_by_leader(GroupPartitioner)
+            .unwrap()
+            .map_partitions(SumGroup)
+            .collect()
+            .unwrap();
+        assert_eq!(sums.len(), 2, "both groups are present");
+        let events = log.events()[from..].to_vec();
+        let stage_of = |map: bool| {
+            events
+                .iter()
+                .find_map(|e| match e {
+                    Event::StageSubmitted {
+                        stage, shuffle_map, ..
+                    } if *shuffle_map == map => Some(*stage),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        let (map_stage, reduce_stage) = (stage_of(true), stage_of(false));
+        let ends = |stage_id: u64| -> Vec<(usize, String)> {
+            events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::TaskEnd {
+                        stage,
+                        partition,
+                        executor,
+                        failure: None,
+                        ..
+                    } if *stage == stage_id => Some((*partition, executor.clone())),
+                    _ => None,
+                })
+                .collect()
+        };
+        let map_ends = ends(map_stage);
+        for s in &sums {
+            let leader = map_ends
+                .iter()
+                .find(|(p, _)| s.partitions.contains(&(*p as u32)))
+                .map(|(_, e)| e.clone())
+                .unwrap();
+            let ran_on = ends(reduce_stage)
+                .into_iter()
+                .find(|(p, _)| *p == usize::from(s.group))
+                .map(|(_, e)| e)
+                .unwrap();
+            assert_eq!(ran_on, leader, "group {} ({:?})", s.group, s.partitions);
+        }
+    });
+}
+
+#[test]
+fn dis_sends_the_driver_two_gradients_an_iteration_and_mean_one_per_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cifar");
+    cifar::write_synthetic_folder(&data, 32, 8, 7).unwrap();
+    let grad_bytes = 12_448 * 4;
+    for n in [4u64, 8] {
+        for aggregation in ["dis", "mean"] {
+            let out = dir.path().join(format!("{aggregation}-{n}"));
+            let o = submit(
+                &[
+                    "--master",
+                    "local[2]",
+                    "cnn-job",
+                    "--aggregation",
+                    aggregation,
+                    "--partitions",
+                    &n.to_string(),
+                    "--batch-size",
+                    "4",
+                ],
+                &data,
+                &out,
+            );
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let m: serde_json::Value = serde_json::from_str(
+                std::fs::read_to_string(out.join("metrics.jsonl"))
+                    .unwrap()
+                    .lines()
+                    .next()
+                    .unwrap(),
+            )
+            .unwrap();
+            let per_iteration =
+                m["driver_bytes"].as_u64().unwrap() / m["iterations"].as_u64().unwrap();
+            if aggregation == "dis" {
+                assert!(
+                    per_iteration <= 2 * grad_bytes + n * 1024,
+                    "dis at {n}: {per_iteration} bytes an iteration"
+                );
+            } else {
+                assert!(
+                    per_iteration >= n * grad_bytes,
+                    "mean at {n}: {per_iteration} bytes an iteration"
+                );
+            }
+        }
+    }
+}
