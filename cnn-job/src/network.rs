@@ -350,6 +350,32 @@ impl Network {
         out
     }
 
+    /// Every layer's output for the images in `x`, in order (chunk by chunk, no dropout): for
+    /// kernel initialisation and feature-map pruning, which look inside the network.
+    pub fn layer_outputs(&self, params: &[f32], x: &[f32]) -> Vec<Vec<f32>> {
+        let in_len = self.input_len();
+        let n = x.len() / in_len;
+        let mut out: Vec<Vec<f32>> = self
+            .shapes
+            .iter()
+            .map(|s| Vec::with_capacity(n * s.iter().product::<usize>()))
+            .collect();
+        for xc in x.chunks(CHUNK * in_len) {
+            let mut ws = self.take_workspace();
+            self.forward_chunk(params, xc, xc.len() / in_len, &mut ws, None);
+            for (o, a) in out.iter_mut().zip(&ws.acts) {
+                o.extend_from_slice(a);
+            }
+            self.give_workspace(ws);
+        }
+        out
+    }
+
+    /// The output shape (C, H, W) of every layer.
+    pub fn shapes(&self) -> &[[usize; 3]] {
+        &self.shapes
+    }
+
     /// The view of one named parameter tensor (`conv1.weight`, …) of a parameter or gradient
     /// buffer, shaped as PyTorch shapes it.
     pub fn view<'a>(&self, buffer: &'a [f32], name: &str) -> Option<ArrayViewD<'a, f32>> {

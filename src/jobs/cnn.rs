@@ -4,6 +4,7 @@
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use discnn_cnn::dis::job::{self, JobError};
+use discnn_cnn::dis::init::InitMethod;
 use discnn_cnn::dis::{Aggregation, DisConfig};
 use discnn_cnn::layers::Loss;
 use discnn_engine::Context;
@@ -109,9 +110,6 @@ impl CnnJobArgs {
                 "{what} is not available in this build yet"
             )))
         };
-        if self.init != InitArg::Random {
-            return later("--init kmeans/dis");
-        }
         if self.prune_threshold != 0.0 {
             return later("--prune-threshold");
         }
@@ -139,6 +137,11 @@ impl CnnJobArgs {
             aggregation: match self.aggregation {
                 AggregationArg::Dis => Aggregation::Dis,
                 AggregationArg::Mean => Aggregation::Mean,
+            },
+            init: match self.init {
+                InitArg::Random => InitMethod::Random,
+                InitArg::Kmeans => InitMethod::Kmeans,
+                InitArg::Dis => InitMethod::Dis,
             },
             group_threshold: self.group_threshold,
             group_weights: [low, high],

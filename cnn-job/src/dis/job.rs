@@ -11,7 +11,7 @@ use super::{Aggregation, DisConfig};
 use crate::cifar::{self, CifarError, Split, CLASSES};
 use crate::metrics::Confusion;
 use crate::model_io::{Model, ModelError};
-use crate::network::{Network, WeightInit};
+use crate::network::Network;
 use crate::optim::Sgd;
 use crate::spec::NetSpec;
 use discnn_engine::{Context, EngineError, Event, Listener, Rdd};
@@ -221,7 +221,16 @@ pub fn run(
     let spec =
         NetSpec::parse([3, 32, 32], &cfg.spec).map_err(|e| JobError::BadOption(e.to_string()))?;
     let net = Network::new(spec).map_err(|e| JobError::BadOption(e.to_string()))?;
-    let mut params = net.init_params_with(WeightInit::He, cfg.seed);
+    let base = Weights {
+        spec: cfg.spec.clone(),
+        params: Vec::new(),
+        norm,
+    };
+    let (mut params, report) =
+        super::init::initialize(ctx, &net, &train, base, cfg.init, cfg.seed)?;
+    for line in &report.layers {
+        log(format!("init {:?}: {line}", cfg.init));
+    }
     let mut sgd = Sgd::new(params.len(), cfg.momentum, 0.0);
     let iterations = n_train.div_ceil(p * cfg.batch_size);
     let conv_layers = net.spec().to_string().matches("conv").count();

@@ -4,6 +4,7 @@
 //! grouped leader aggregation (`dis`, a custom shuffle stage).
 
 pub mod aggregation;
+pub mod init;
 pub mod job;
 pub mod shards;
 
@@ -34,6 +35,7 @@ pub struct DisConfig {
     pub seed: u64,
     pub loss: Loss,
     pub aggregation: Aggregation,
+    pub init: init::InitMethod,
     /// B: a partition whose mini-batch error E is at most B joins the low-error group.
     pub group_threshold: f64,
     /// Weights of the low- and high-error groups.
@@ -59,6 +61,7 @@ impl Default for DisConfig {
             seed: 0,
             loss: Loss::CrossEntropy,
             aggregation: Aggregation::Dis,
+            init: init::InitMethod::Dis,
             group_threshold: 0.8,
             group_weights: [0.55, 0.45],
             partitions: 4,
