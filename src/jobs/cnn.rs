@@ -3,8 +3,8 @@
 
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
-use discnn_cnn::dis::job::{self, JobError};
 use discnn_cnn::dis::init::InitMethod;
+use discnn_cnn::dis::job::{self, JobError};
 use discnn_cnn::dis::{Aggregation, DisConfig};
 use discnn_cnn::layers::Loss;
 use discnn_engine::Context;
@@ -110,8 +110,16 @@ impl CnnJobArgs {
                 "{what} is not available in this build yet"
             )))
         };
-        if self.prune_threshold != 0.0 {
-            return later("--prune-threshold");
+        if !(self.prune_threshold.is_finite() && (0.0..=1.0).contains(&self.prune_threshold)) {
+            return Err(JobError::BadOption(
+                "--prune-threshold must be in [0, 1]".into(),
+            ));
+        }
+        if self.prune_threshold > 0.0 && (self.prune_at == 0 || self.prune_at > self.epochs) {
+            return Err(JobError::BadOption(format!(
+                "--prune-at must be an epoch of the run (1..={})",
+                self.epochs
+            )));
         }
         if self.checkpoint_every.is_some() || self.resume.is_some() {
             return later("--checkpoint-every/--resume");
@@ -143,6 +151,8 @@ impl CnnJobArgs {
                 InitArg::Kmeans => InitMethod::Kmeans,
                 InitArg::Dis => InitMethod::Dis,
             },
+            prune_threshold: self.prune_threshold,
+            prune_at: self.prune_at,
             group_threshold: self.group_threshold,
             group_weights: [low, high],
             partitions: self.partitions,

@@ -19,7 +19,9 @@ use crate::data;
 use crate::network::{Network, WeightInit};
 use crate::rng::{self, Purpose};
 use crate::spec::LayerSpec;
-use discnn_engine::{register_op, Broadcast, Context, EngineError, FilterFn, FlatMapFn, MapFn, Rdd};
+use discnn_engine::{
+    register_op, Broadcast, Context, EngineError, FilterFn, FlatMapFn, MapFn, Rdd,
+};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -73,7 +75,10 @@ impl FlatMapFn for SamplePatches {
             (x, net.spec().input)
         } else {
             let mut outs = net.layer_outputs(&w.params, &x);
-            (std::mem::take(&mut outs[self.layer - 1]), net.shapes()[self.layer - 1])
+            (
+                std::mem::take(&mut outs[self.layer - 1]),
+                net.shapes()[self.layer - 1],
+            )
         };
         let k = self.size;
         let mut out = Vec::with_capacity(idx.len() * self.per_image);
@@ -242,7 +247,10 @@ pub fn kmeans(
         for c in 0..k {
             // An empty cluster keeps its centre.
             if counts[c] > 0 {
-                centres[c] = sums[c].iter().map(|s| (s / counts[c] as f64) as f32).collect();
+                centres[c] = sums[c]
+                    .iter()
+                    .map(|s| (s / counts[c] as f64) as f32)
+                    .collect();
             }
         }
         let converged = (cost - total).abs() <= 1e-6 * cost.abs();

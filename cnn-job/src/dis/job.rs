@@ -187,6 +187,77 @@ fn evaluate(ctx: &Context, shards: &Rdd<Shard>, weights: Weights) -> Result<Conf
     Ok(total)
 }
 
+fn conv_maps(spec: &NetSpec) -> Vec<usize> {
+    spec.layers
+        .iter()
+        .filter_map(|l| match l {
+            crate::spec::LayerSpec::Conv { out, .. } => Some(*out),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Decides and applies the pruning: the map statistics are computed on the executors over a
+/// sample of each shard; the new shape reaches them with the next broadcast. Returns the new
+/// network, its spec and a log line, or `None` when nothing is redundant.
+#[allow(clippy::too_many_arguments)]
+fn prune(
+    ctx: &Context,
+    train: &Rdd<Shard>,
+    net: &Network,
+    spec_text: &str,
+    norm: crate::data::Normalization,
+    cfg: &DisConfig,
+    params: &mut Vec<f32>,
+    sgd: &mut Sgd,
+) -> Result<Option<(Network, String, String)>, JobError> {
+    use super::prune::{apply, decide, MapStats, SimilarityStats};
+    let weights = ctx.broadcast(Weights {
+        spec: spec_text.to_string(),
+        params: params.clone(),
+        norm,
+    })?;
+    let stats = train
+        .map(SimilarityStats {
+            weights: weights.clone(),
+            images: 64,
+            seed: cfg.seed,
+        })
+        .collect()?
+        .iter()
+        .fold(MapStats::default(), |a, s| a.merge(s));
+    weights.destroy();
+    let kept = decide(&stats, cfg.prune_threshold);
+    let before = conv_maps(net.spec());
+    if kept.iter().zip(&before).all(|(k, b)| k.len() == *b) {
+        return Ok(None);
+    }
+    let (spec, mut sliced) = apply(net, &kept, &[params, &sgd.velocity])
+        .map_err(|e| JobError::BadOption(e.to_string()))?;
+    sgd.velocity = sliced.pop().unwrap_or_default();
+    *params = sliced.pop().unwrap_or_default();
+    let removed: Vec<String> = kept
+        .iter()
+        .zip(&before)
+        .enumerate()
+        .map(|(l, (k, &b))| {
+            let gone: Vec<usize> = (0..b).filter(|m| !k.contains(m)).collect();
+            format!("conv{}: {} of {b} maps removed {gone:?}", l + 1, gone.len())
+        })
+        .collect();
+    let text = spec.to_string();
+    let new_net = Network::new(spec).map_err(|e| JobError::BadOption(e.to_string()))?;
+    Ok(Some((
+        new_net,
+        text.clone(),
+        format!(
+            "pruned at A = {}: {}; the net is now {text}",
+            cfg.prune_threshold,
+            removed.join(", ")
+        ),
+    )))
+}
+
 /// Trains and evaluates as `cfg` says; `log` receives one progress line per epoch.
 pub fn run(
     ctx: &Context,
@@ -220,7 +291,8 @@ pub fn run(
 
     let spec =
         NetSpec::parse([3, 32, 32], &cfg.spec).map_err(|e| JobError::BadOption(e.to_string()))?;
-    let net = Network::new(spec).map_err(|e| JobError::BadOption(e.to_string()))?;
+    let mut net = Network::new(spec).map_err(|e| JobError::BadOption(e.to_string()))?;
+    let mut spec_text = cfg.spec.clone();
     let base = Weights {
         spec: cfg.spec.clone(),
         params: Vec::new(),
@@ -233,7 +305,8 @@ pub fn run(
     }
     let mut sgd = Sgd::new(params.len(), cfg.momentum, 0.0);
     let iterations = n_train.div_ceil(p * cfg.batch_size);
-    let conv_layers = net.spec().to_string().matches("conv").count();
+    let original_maps = conv_maps(net.spec());
+    let mut maps_pruned = vec![0; original_maps.len()];
 
     let traffic = Arc::new(ResultTraffic::default());
     ctx.add_listener(traffic.clone());
@@ -248,7 +321,7 @@ pub fn run(
         let (mut images, mut loss_sum, mut groups) = (0u64, 0.0f64, [0u64; 2]);
         for it in 0..iterations {
             let weights = ctx.broadcast(Weights {
-                spec: cfg.spec.clone(),
+                spec: spec_text.clone(),
                 params: params.clone(),
                 norm,
             })?;
@@ -277,13 +350,35 @@ pub fn run(
             groups[0] += update.group_sizes[0];
             groups[1] += update.group_sizes[1];
         }
+        if cfg.prune_threshold > 0.0 && epoch + 1 == cfg.prune_at {
+            let pruned = prune(
+                ctx,
+                &train,
+                &net,
+                &spec_text,
+                norm,
+                cfg,
+                &mut params,
+                &mut sgd,
+            )?;
+            if let Some((new_net, text, report)) = pruned {
+                net = new_net;
+                spec_text = text;
+                log(report);
+            }
+            maps_pruned = original_maps
+                .iter()
+                .zip(conv_maps(net.spec()))
+                .map(|(a, b)| a - b)
+                .collect();
+        }
         let wall_s = start.elapsed().as_secs_f64();
         let (m1, b1) = driver_traffic(ctx, &traffic);
         confusion = evaluate(
             ctx,
             &test,
             Weights {
-                spec: cfg.spec.clone(),
+                spec: spec_text.clone(),
                 params: params.clone(),
                 norm,
             },
@@ -301,7 +396,7 @@ pub fn run(
             driver_messages: m1 - m0,
             driver_bytes: b1 - b0,
             group_sizes: groups,
-            maps_pruned: vec![0; conv_layers],
+            maps_pruned: maps_pruned.clone(),
             rss_bytes: rss_bytes(),
         };
         let line = serde_json::to_string(&m).map_err(|e| EngineError::Codec(e.to_string()))?;

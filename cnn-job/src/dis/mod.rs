@@ -6,6 +6,7 @@
 pub mod aggregation;
 pub mod init;
 pub mod job;
+pub mod prune;
 pub mod shards;
 
 use crate::layers::Loss;
@@ -36,6 +37,10 @@ pub struct DisConfig {
     pub loss: Loss,
     pub aggregation: Aggregation,
     pub init: init::InitMethod,
+    /// A: maps with H = 1 − |cos| < A against another map are removed (0: none).
+    pub prune_threshold: f64,
+    /// The epoch (1-based) at whose end pruning is decided.
+    pub prune_at: usize,
     /// B: a partition whose mini-batch error E is at most B joins the low-error group.
     pub group_threshold: f64,
     /// Weights of the low- and high-error groups.
@@ -62,6 +67,8 @@ impl Default for DisConfig {
             loss: Loss::CrossEntropy,
             aggregation: Aggregation::Dis,
             init: init::InitMethod::Dis,
+            prune_threshold: 0.0,
+            prune_at: 1,
             group_threshold: 0.8,
             group_weights: [0.55, 0.45],
             partitions: 4,
