@@ -200,7 +200,7 @@ pub fn apply(
     // The channels flowing into each layer (None: all), carried through layers without
     // parameters (activations and pooling keep channels).
     let mut flowing: Option<Vec<usize>> = None;
-    for i in 0..old.layers.len() {
+    for (i, keep) in keep_out.iter().enumerate() {
         let in_shape = if i == 0 {
             old.input
         } else {
@@ -215,7 +215,7 @@ pub fn apply(
             };
             let fan_in = in_units * per_channel;
             let outs = oldr.len() / (fan_in + 1);
-            let rows: Vec<usize> = keep_out[i].clone().unwrap_or_else(|| (0..outs).collect());
+            let rows: Vec<usize> = keep.clone().unwrap_or_else(|| (0..outs).collect());
             let cols: Vec<usize> = match &flowing {
                 Some(ch) => ch
                     .iter()
@@ -239,7 +239,7 @@ pub fn apply(
                     k += 1;
                 }
             }
-            flowing = keep_out[i].clone();
+            flowing = keep.clone();
         }
     }
     Ok((spec, out))
