@@ -333,3 +333,85 @@ fn dis_sends_the_driver_two_gradients_an_iteration_and_mean_one_per_partition() 
         }
     }
 }
+
+#[test]
+fn a_resumed_run_computes_only_the_remaining_epochs_and_ends_bit_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cifar");
+    cifar::write_synthetic_folder(&data, 16, 10, 11).unwrap();
+    // Pruning at epoch 2 checks that the checkpoint follows the new shape.
+    let common = [
+        "--master",
+        "local[2]",
+        "cnn-job",
+        "--batch-size",
+        "4",
+        "--prune-threshold",
+        "0.9",
+        "--prune-at",
+        "2",
+        "--checkpoint-every",
+        "1",
+    ];
+    let whole = dir.path().join("whole");
+    let o = submit(&[&common[..], &["--epochs", "3"]].concat(), &data, &whole);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let part = dir.path().join("part");
+    let o = submit(&[&common[..], &["--epochs", "2"]].concat(), &data, &part);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let resume = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_driver"))
+            .args(["submit", "--no-progress"])
+            .args(common)
+            .args(extra)
+            .arg("--data")
+            .arg(&data)
+            .arg("--resume")
+            .arg(&part)
+            .output()
+            .unwrap()
+    };
+    let o = resume(&["--epochs", "3"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("epoch 3/3") && !err.contains("epoch 2/3"),
+        "{err}"
+    );
+
+    let load = |d: &Path| discnn_cnn::model_io::Model::load(&d.join("model.safetensors")).unwrap();
+    let (a, b) = (load(&whole), load(&part));
+    assert_eq!(a.meta.spec, b.meta.spec);
+    assert_ne!(a.meta.spec, discnn_cnn::spec::NetSpec::paper(), "pruned at epoch 2");
+    assert!(a
+        .params
+        .iter()
+        .zip(&b.params)
+        .all(|(x, y)| x.to_bits() == y.to_bits()));
+    assert_eq!(a.params.len(), b.params.len());
+    let lines = |d: &Path| {
+        std::fs::read_to_string(d.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    assert_eq!((lines(&whole), lines(&part)), (3, 3));
+
+    // Other options, and a corrupt checkpoint, are refused (exit 2) naming the cause.
+    let o = resume(&["--epochs", "4", "--lr", "0.02"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("lr was"));
+    let m = part.join("checkpoint/momentum.safetensors");
+    let mut bytes = std::fs::read(&m).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&m, bytes).unwrap();
+    let o = resume(&["--epochs", "4"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("momentum.safetensors") && err.contains("SHA-256"),
+        "{err}"
+    );
+}

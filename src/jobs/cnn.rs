@@ -42,8 +42,8 @@ pub struct CnnJobArgs {
     #[arg(long)]
     pub data: PathBuf,
     /// A directory that must not exist yet (unless --overwrite).
-    #[arg(long)]
-    pub output: PathBuf,
+    #[arg(long, required_unless_present = "resume")]
+    pub output: Option<PathBuf>,
     /// Replace an existing output directory.
     #[arg(long)]
     pub overwrite: bool,
@@ -98,18 +98,15 @@ pub struct CnnJobArgs {
 impl CnnJobArgs {
     pub fn absolutize(&mut self, cwd: &std::path::Path) {
         self.data = super::absolute(&self.data, cwd);
-        self.output = super::absolute(&self.output, cwd);
+        if let Some(o) = &mut self.output {
+            *o = super::absolute(o, cwd);
+        }
         if let Some(r) = &mut self.resume {
             *r = super::absolute(r, cwd);
         }
     }
 
     fn config(&self) -> Result<DisConfig, JobError> {
-        let later = |what: &str| {
-            Err(JobError::BadOption(format!(
-                "{what} is not available in this build yet"
-            )))
-        };
         if !(self.prune_threshold.is_finite() && (0.0..=1.0).contains(&self.prune_threshold)) {
             return Err(JobError::BadOption(
                 "--prune-threshold must be in [0, 1]".into(),
@@ -121,8 +118,21 @@ impl CnnJobArgs {
                 self.epochs
             )));
         }
-        if self.checkpoint_every.is_some() || self.resume.is_some() {
-            return later("--checkpoint-every/--resume");
+        let output = match (&self.output, &self.resume) {
+            (Some(o), Some(r)) if o != r => {
+                return Err(JobError::BadOption(
+                    "--resume DIR continues into DIR: leave out --output or give the same one"
+                        .into(),
+                ))
+            }
+            (_, Some(r)) => r.clone(),
+            (Some(o), None) => o.clone(),
+            (None, None) => return Err(JobError::BadOption("--output is required".into())),
+        };
+        if self.checkpoint_every == Some(0) {
+            return Err(JobError::BadOption(
+                "--checkpoint-every must be at least 1".into(),
+            ));
         }
         let [low, high] = self.group_weights[..] else {
             return Err(JobError::BadOption(
@@ -131,7 +141,7 @@ impl CnnJobArgs {
         };
         Ok(DisConfig {
             data: self.data.clone(),
-            output: self.output.clone(),
+            output,
             overwrite: self.overwrite,
             epochs: self.epochs,
             batch_size: self.batch_size,
@@ -153,6 +163,8 @@ impl CnnJobArgs {
             },
             prune_threshold: self.prune_threshold,
             prune_at: self.prune_at,
+            checkpoint_every: self.checkpoint_every,
+            resume: self.resume.is_some(),
             group_threshold: self.group_threshold,
             group_weights: [low, high],
             partitions: self.partitions,
@@ -179,7 +191,7 @@ impl CnnJobArgs {
         if json {
             out(serde_json::json!({
                 "job": "cnn-job",
-                "output": self.output,
+                "output": summary.model.parent(),
                 "model": summary.model,
                 "epochs": summary.epochs.len(),
                 "test_accuracy": last.map(|m| m.test_accuracy),

@@ -38,6 +38,8 @@ pub enum JobError {
     #[error(transparent)]
     Model(#[from] ModelError),
     #[error(transparent)]
+    Checkpoint(#[from] super::checkpoint::CheckpointError),
+    #[error(transparent)]
     Engine(#[from] EngineError),
 }
 
@@ -45,7 +47,10 @@ impl JobError {
     /// Bad options, bad or missing input, an existing output: exit code 2.
     pub fn is_bad_input(&self) -> bool {
         match self {
-            JobError::BadOption(_) | JobError::OutputExists(_) | JobError::Data(_) => true,
+            JobError::BadOption(_)
+            | JobError::OutputExists(_)
+            | JobError::Data(_)
+            | JobError::Checkpoint(_) => true,
             JobError::Engine(e) => e.is_bad_input(),
             _ => false,
         }
@@ -187,6 +192,25 @@ fn evaluate(ctx: &Context, shards: &Rdd<Shard>, weights: Weights) -> Result<Conf
     Ok(total)
 }
 
+/// `metrics.jsonl`, new, or kept up to its first `epochs` lines when a run resumes.
+fn open_metrics(path: &Path, epochs: usize) -> Result<std::fs::File, JobError> {
+    let kept: String = if epochs == 0 {
+        String::new()
+    } else {
+        std::fs::read_to_string(path)
+            .map_err(io(path))?
+            .lines()
+            .take(epochs)
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    std::fs::write(path, kept).map_err(io(path))?;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(io(path))
+}
+
 fn conv_maps(spec: &NetSpec) -> Vec<usize> {
     spec.layers
         .iter()
@@ -277,7 +301,20 @@ pub fn run(
         )));
     }
     let n_train = n_used - cfg.validation;
-    prepare_output(cfg)?;
+    let resumed = if cfg.resume {
+        let r = super::checkpoint::load(&cfg.output, cfg)?;
+        if r.state.epoch >= cfg.epochs {
+            return Err(JobError::BadOption(format!(
+                "the checkpoint in {} is at epoch {}: ask for more --epochs",
+                cfg.output.display(),
+                r.state.epoch
+            )));
+        }
+        Some(r)
+    } else {
+        prepare_output(cfg)?;
+        None
+    };
 
     let p = cfg.partitions;
     let train = cached_shards(ctx, shard_specs(&cfg.data, SplitName::Train, 0, n_train, p))?;
@@ -291,31 +328,49 @@ pub fn run(
 
     let spec =
         NetSpec::parse([3, 32, 32], &cfg.spec).map_err(|e| JobError::BadOption(e.to_string()))?;
-    let mut net = Network::new(spec).map_err(|e| JobError::BadOption(e.to_string()))?;
-    let mut spec_text = cfg.spec.clone();
-    let base = Weights {
-        spec: cfg.spec.clone(),
-        params: Vec::new(),
-        norm,
-    };
-    let (mut params, report) =
-        super::init::initialize(ctx, &net, &train, base, cfg.init, cfg.seed)?;
-    for line in &report.layers {
-        log(format!("init {:?}: {line}", cfg.init));
-    }
-    let mut sgd = Sgd::new(params.len(), cfg.momentum, 0.0);
-    let iterations = n_train.div_ceil(p * cfg.batch_size);
-    let original_maps = conv_maps(net.spec());
+    let original_maps = conv_maps(&spec);
     let mut maps_pruned = vec![0; original_maps.len()];
+    let (mut net, mut params, mut sgd, first_epoch) = match resumed {
+        Some(r) => {
+            let net = Network::new(r.model.meta.spec.clone())
+                .map_err(|e| JobError::BadOption(e.to_string()))?;
+            let mut sgd = Sgd::new(r.model.params.len(), cfg.momentum, 0.0);
+            sgd.velocity = r.momentum;
+            maps_pruned = r.state.maps_pruned.clone();
+            log(format!(
+                "resuming {} after epoch {}",
+                cfg.output.display(),
+                r.state.epoch
+            ));
+            (net, r.model.params, sgd, r.state.epoch)
+        }
+        None => {
+            let net = Network::new(spec).map_err(|e| JobError::BadOption(e.to_string()))?;
+            let base = Weights {
+                spec: cfg.spec.clone(),
+                params: Vec::new(),
+                norm,
+            };
+            let (params, report) =
+                super::init::initialize(ctx, &net, &train, base, cfg.init, cfg.seed)?;
+            for line in &report.layers {
+                log(format!("init {:?}: {line}", cfg.init));
+            }
+            let sgd = Sgd::new(params.len(), cfg.momentum, 0.0);
+            (net, params, sgd, 0)
+        }
+    };
+    let mut spec_text = net.spec().to_string();
+    let iterations = n_train.div_ceil(p * cfg.batch_size);
 
     let traffic = Arc::new(ResultTraffic::default());
     ctx.add_listener(traffic.clone());
     let metrics_path = cfg.output.join("metrics.jsonl");
-    let mut metrics_file = std::fs::File::create(&metrics_path).map_err(io(&metrics_path))?;
+    let mut metrics_file = open_metrics(&metrics_path, first_epoch)?;
     let run_start = Instant::now();
     let mut epochs = Vec::new();
     let mut confusion = Confusion::new(CLASSES.len());
-    for epoch in 0..cfg.epochs {
+    for epoch in first_epoch..cfg.epochs {
         let start = Instant::now();
         let (m0, b0) = driver_traffic(ctx, &traffic);
         let (mut images, mut loss_sum, mut groups) = (0u64, 0.0f64, [0u64; 2]);
@@ -402,7 +457,20 @@ pub fn run(
         let line = serde_json::to_string(&m).map_err(|e| EngineError::Codec(e.to_string()))?;
         writeln!(metrics_file, "{line}").map_err(io(&metrics_path))?;
         let done = epoch + 1;
-        let eta = run_start.elapsed().as_secs_f64() / done as f64 * (cfg.epochs - done) as f64;
+        if cfg.checkpoint_every.is_some_and(|n| n > 0 && done % n == 0) {
+            super::checkpoint::save(
+                &cfg.output,
+                cfg,
+                &net,
+                &params,
+                &sgd.velocity,
+                norm,
+                done,
+                &maps_pruned,
+            )?;
+        }
+        let eta = run_start.elapsed().as_secs_f64() / (done - first_epoch) as f64
+            * (cfg.epochs - done) as f64;
         log(format!(
             "epoch {done}/{}: train loss {:.4}, test accuracy {:.2}%, {:.0} images/s, groups {}/{}, ETA {eta:.0} s",
             cfg.epochs,

@@ -4,6 +4,7 @@
 //! grouped leader aggregation (`dis`, a custom shuffle stage).
 
 pub mod aggregation;
+pub mod checkpoint;
 pub mod init;
 pub mod job;
 pub mod prune;
@@ -41,6 +42,10 @@ pub struct DisConfig {
     pub prune_threshold: f64,
     /// The epoch (1-based) at whose end pruning is decided.
     pub prune_at: usize,
+    /// Save a checkpoint after every N epochs.
+    pub checkpoint_every: Option<usize>,
+    /// Continue the run in `output` from its checkpoint.
+    pub resume: bool,
     /// B: a partition whose mini-batch error E is at most B joins the low-error group.
     pub group_threshold: f64,
     /// Weights of the low- and high-error groups.
@@ -69,6 +74,8 @@ impl Default for DisConfig {
             init: init::InitMethod::Dis,
             prune_threshold: 0.0,
             prune_at: 1,
+            checkpoint_every: None,
+            resume: false,
             group_threshold: 0.8,
             group_weights: [0.55, 0.45],
             partitions: 4,

@@ -1,0 +1,183 @@
+//! Checkpoints: `DIR/checkpoint/` holds the model (`model.safetensors`), the momentum buffers
+//! laid out like the parameters (`momentum.safetensors`) and `state.json` (the epoch, the
+//! training options, maps pruned, and a SHA-256 of each tensor file). No RNG state: every
+//! random stream is keyed by seed and position, so epoch e+1 needs nothing but the weights.
+//! A new checkpoint is written beside the old one and swapped in by renames; a resumed run
+//! refuses a checkpoint whose files do not match their digests or whose options differ.
+
+use super::DisConfig;
+use crate::data::Normalization;
+use crate::model_io::Model;
+use crate::network::Network;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("checkpoint {file}: {why}")]
+    Corrupt { file: PathBuf, why: String },
+    #[error("--resume: {0}")]
+    Mismatch(String),
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    /// Epochs completed.
+    pub epoch: usize,
+    /// The options that shape training (all but output, overwrite and epochs).
+    pub options: serde_json::Value,
+    pub maps_pruned: Vec<usize>,
+    pub model_sha256: String,
+    pub momentum_sha256: String,
+}
+
+/// What a resumed run starts from.
+pub struct Resumed {
+    pub state: State,
+    pub model: Model,
+    pub momentum: Vec<f32>,
+}
+
+/// The options that must be the same for a run to continue another.
+pub fn options(cfg: &DisConfig) -> serde_json::Value {
+    let mut v = serde_json::to_value(cfg).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        for k in [
+            "output",
+            "overwrite",
+            "epochs",
+            "checkpoint_every",
+            "resume",
+        ] {
+            o.remove(k);
+        }
+    }
+    v
+}
+
+fn hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
+    move |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn corrupt(file: &Path, why: impl Into<String>) -> CheckpointError {
+    CheckpointError::Corrupt {
+        file: file.to_path_buf(),
+        why: why.into(),
+    }
+}
+
+pub fn dir(output: &Path) -> PathBuf {
+    output.join("checkpoint")
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn save(
+    output: &Path,
+    cfg: &DisConfig,
+    net: &Network,
+    params: &[f32],
+    momentum: &[f32],
+    norm: Normalization,
+    epoch: usize,
+    maps_pruned: &[usize],
+) -> Result<(), CheckpointError> {
+    let fresh = output.join("checkpoint.new");
+    if fresh.exists() {
+        std::fs::remove_dir_all(&fresh).map_err(io(&fresh))?;
+    }
+    std::fs::create_dir_all(&fresh).map_err(io(&fresh))?;
+    let bytes = |p: &[f32], name: &str| {
+        Model::new(net, p.to_vec(), norm)
+            .to_bytes()
+            .map_err(|why| corrupt(&fresh.join(name), why))
+    };
+    let model = bytes(params, "model.safetensors")?;
+    let mom = bytes(momentum, "momentum.safetensors")?;
+    let state = State {
+        epoch,
+        options: options(cfg),
+        maps_pruned: maps_pruned.to_vec(),
+        model_sha256: hex(&model),
+        momentum_sha256: hex(&mom),
+    };
+    for (name, b) in [
+        ("model.safetensors", &model),
+        ("momentum.safetensors", &mom),
+    ] {
+        let p = fresh.join(name);
+        std::fs::write(&p, b).map_err(io(&p))?;
+    }
+    let p = fresh.join("state.json");
+    let json = serde_json::to_vec_pretty(&state).map_err(|e| corrupt(&p, e.to_string()))?;
+    std::fs::write(&p, json).map_err(io(&p))?;
+    let current = dir(output);
+    let old = output.join("checkpoint.old");
+    if current.exists() {
+        std::fs::rename(&current, &old).map_err(io(&current))?;
+    }
+    std::fs::rename(&fresh, &current).map_err(io(&fresh))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(io(&old))?;
+    }
+    Ok(())
+}
+
+/// Loads and verifies `output`'s checkpoint for a run configured as `cfg`.
+pub fn load(output: &Path, cfg: &DisConfig) -> Result<Resumed, CheckpointError> {
+    let d = dir(output);
+    let state_path = d.join("state.json");
+    let text = std::fs::read(&state_path).map_err(io(&state_path))?;
+    let state: State =
+        serde_json::from_slice(&text).map_err(|e| corrupt(&state_path, e.to_string()))?;
+    let read = |name: &str, digest: &str| -> Result<Model, CheckpointError> {
+        let p = d.join(name);
+        let b = std::fs::read(&p).map_err(io(&p))?;
+        if hex(&b) != digest {
+            return Err(corrupt(&p, "its SHA-256 does not match state.json"));
+        }
+        Model::from_bytes(&p.display().to_string(), &b).map_err(|e| corrupt(&p, e.to_string()))
+    };
+    let model = read("model.safetensors", &state.model_sha256)?;
+    let momentum = read("momentum.safetensors", &state.momentum_sha256)?.params;
+    let want = options(cfg);
+    if state.options != want {
+        let (a, b) = (state.options.as_object(), want.as_object());
+        let differ: Vec<String> = match (a, b) {
+            (Some(a), Some(b)) => a
+                .iter()
+                .filter(|(k, v)| b.get(*k) != Some(*v))
+                .map(|(k, v)| format!("{k} was {v}"))
+                .collect(),
+            _ => vec!["the options".into()],
+        };
+        return Err(CheckpointError::Mismatch(format!(
+            "the run in {} used other options: {}",
+            output.display(),
+            differ.join(", ")
+        )));
+    }
+    if state.epoch > 0 && momentum.len() != model.params.len() {
+        return Err(corrupt(&d, "momentum and model sizes differ"));
+    }
+    Ok(Resumed {
+        state,
+        model,
+        momentum,
+    })
+}
