@@ -108,6 +108,7 @@ fn cnn_job_writes_its_outputs_and_refuses_bad_input() {
         err.contains("epoch 2/2"),
         "one progress line per epoch: {err}"
     );
+    eval_and_predict_agree_with_the_run(&out, &data);
 
     // An existing output is refused, unless --overwrite.
     let o = submit(&["cnn-job"], &data, &out);
@@ -383,7 +384,11 @@ fn a_resumed_run_computes_only_the_remaining_epochs_and_ends_bit_identical() {
     let load = |d: &Path| discnn_cnn::model_io::Model::load(&d.join("model.safetensors")).unwrap();
     let (a, b) = (load(&whole), load(&part));
     assert_eq!(a.meta.spec, b.meta.spec);
-    assert_ne!(a.meta.spec, discnn_cnn::spec::NetSpec::paper(), "pruned at epoch 2");
+    assert_ne!(
+        a.meta.spec,
+        discnn_cnn::spec::NetSpec::paper(),
+        "pruned at epoch 2"
+    );
     assert!(a
         .params
         .iter()
@@ -414,4 +419,52 @@ fn a_resumed_run_computes_only_the_remaining_epochs_and_ends_bit_identical() {
         err.contains("momentum.safetensors") && err.contains("SHA-256"),
         "{err}"
     );
+}
+
+/// cnn-eval of the saved model gives the run's last test accuracy; cnn-predict's classes add
+/// up to the confusion matrix's columns; a file that is not a model is refused.
+fn eval_and_predict_agree_with_the_run(out: &Path, data: &Path) {
+    let model = out.join("model.safetensors");
+    let run = |args: &[&str], model: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_driver"))
+            .args(["submit", "--master", "local[2]"])
+            .args(args)
+            .arg("--model")
+            .arg(model)
+            .arg("--data")
+            .arg(data)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["--json", "cnn-eval"], &model);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let e: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
+    assert_eq!(e["accuracy"], last["test_accuracy"]);
+    assert_eq!(e["per_class_recall"], last["per_class_recall"]);
+    let o = run(&["cnn-predict"], &model);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let predicted: Vec<usize> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    let confusion = e["confusion"].as_array().unwrap();
+    let total: u64 = confusion
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(predicted.len() as u64, total);
+    for class in 0..10 {
+        let column: u64 = confusion.iter().map(|r| r[class].as_u64().unwrap()).sum();
+        assert_eq!(
+            predicted.iter().filter(|&&p| p == class).count() as u64,
+            column
+        );
+    }
+    let o = run(&["cnn-eval"], &out.join("metrics.jsonl"));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("metrics.jsonl"));
 }

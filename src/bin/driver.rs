@@ -154,6 +154,19 @@ fn context(master: &str, progress: bool) -> anyhow::Result<Context> {
     })?)
 }
 
+/// One line of the job's output on stdout. A reader that went away (`| head`) ends the
+/// program quietly, as it would end `cat`.
+fn print_line(line: &str) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{line}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
 fn secret(file: Option<&Path>) -> anyhow::Result<Option<Secret>> {
     Secret::from_file_or_env(file).map_err(|e| UsageError(e).into())
 }
@@ -175,7 +188,7 @@ fn submit(s: Submit) -> anyhow::Result<()> {
         return submit_remote(&s.master, &creds, spec);
     }
     let ctx = context(&s.master, !s.no_progress)?;
-    spec.run(&ctx, &mut |line| println!("{line}"), &mut |line| {
+    spec.run(&ctx, &mut |line| print_line(&line), &mut |line| {
         eprintln!("{line}")
     })
 }
@@ -186,7 +199,7 @@ fn submit_remote(master: &str, creds: &Credentials, spec: JobSpec) -> anyhow::Re
     let json = serde_json::to_string(&spec.absolutize(&cwd))?;
     let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let end = cluster::client::submit(master, creds, &json, |e| match e {
-        pb::job_event::Event::Stdout(line) => println!("{line}"),
+        pb::job_event::Event::Stdout(line) => print_line(&line),
         pb::job_event::Event::Log(line) => eprintln!("{line}"),
         pb::job_event::Event::Progress(line) if tty => {
             eprint!("\r{line:<80}\r");

@@ -1,7 +1,6 @@
 //! `driver submit cnn-job`: the options of a Dis-CNN training run, as typed on the command line
 //! and as sent to a cluster, and what the run prints.
 
-use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use discnn_cnn::dis::init::InitMethod;
 use discnn_cnn::dis::job::{self, JobError};
@@ -182,11 +181,7 @@ impl CnnJobArgs {
         log: &mut dyn FnMut(String),
     ) -> anyhow::Result<()> {
         let result = self.config().and_then(|cfg| job::run(ctx, &cfg, log));
-        let summary = match result {
-            Ok(s) => s,
-            Err(e) if e.is_bad_input() => return Err(crate::cli::UsageError(e.to_string()).into()),
-            Err(e) => return Err(e).context("cnn-job"),
-        };
+        let summary = result.map_err(job_error)?;
         let last = summary.epochs.last();
         if json {
             out(serde_json::json!({
@@ -209,4 +204,66 @@ impl CnnJobArgs {
         }
         Ok(())
     }
+}
+
+fn job_error(e: JobError) -> anyhow::Error {
+    if e.is_bad_input() {
+        crate::cli::UsageError(e.to_string()).into()
+    } else {
+        anyhow::Error::new(e)
+    }
+}
+
+/// `cnn-eval`: accuracy, per-class recall and the confusion matrix of a saved model.
+pub fn eval(
+    ctx: &Context,
+    model: &std::path::Path,
+    data: &std::path::Path,
+    partitions: usize,
+    json: bool,
+    out: &mut dyn FnMut(String),
+) -> anyhow::Result<()> {
+    let c = discnn_cnn::dis::predict::evaluate(ctx, model, data, partitions).map_err(job_error)?;
+    let recall = c.recall();
+    if json {
+        out(serde_json::json!({
+            "accuracy": c.accuracy(),
+            "per_class_recall": recall,
+            "mean_recall": c.mean_recall(),
+            "confusion": c.counts,
+        })
+        .to_string());
+        return Ok(());
+    }
+    let correct: u64 = (0..c.counts.len()).map(|i| c.counts[i][i]).sum();
+    out(format!(
+        "accuracy {:.2}% ({correct}/{}), mean recall {:.2}%",
+        c.accuracy() * 100.0,
+        c.total(),
+        c.mean_recall() * 100.0
+    ));
+    for (name, r) in discnn_cnn::cifar::CLASSES.iter().zip(&recall) {
+        out(format!("  {name:<10} recall {:.2}%", r * 100.0));
+    }
+    out("confusion (rows: true class, columns: predicted class):".into());
+    for row in &c.counts {
+        out(row.iter().map(|v| format!("{v:>6}")).collect::<String>());
+    }
+    Ok(())
+}
+
+/// `cnn-predict`: one predicted class a line.
+pub fn predict(
+    ctx: &Context,
+    model: &std::path::Path,
+    data: &std::path::Path,
+    partitions: usize,
+    out: &mut dyn FnMut(String),
+) -> anyhow::Result<()> {
+    let classes =
+        discnn_cnn::dis::predict::predict(ctx, model, data, partitions).map_err(job_error)?;
+    for c in classes {
+        out(c.to_string());
+    }
+    Ok(())
 }

@@ -31,6 +31,26 @@ pub enum Job {
     /// Train the paper's CNN on CIFAR-10 with Dis-CNN; write DIR/model.safetensors,
     /// DIR/metrics.jsonl (one object per epoch) and DIR/confusion.json.
     CnnJob(Box<cnn::CnnJobArgs>),
+    /// Evaluate a saved model on a record file, or on a folder's (or archive's) test batch:
+    /// accuracy, per-class recall and the confusion matrix.
+    CnnEval {
+        /// A model.safetensors written by cnn-job.
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value_t = 4)]
+        partitions: usize,
+    },
+    /// Print the predicted class (0-9) of every record, one a line, in record order.
+    CnnPredict {
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value_t = 4)]
+        partitions: usize,
+    },
 }
 
 /// A job and how its result is printed.
@@ -59,6 +79,10 @@ impl JobSpec {
                 *output = absolute(output, cwd);
             }
             Job::CnnJob(args) => args.absolutize(cwd),
+            Job::CnnEval { model, data, .. } | Job::CnnPredict { model, data, .. } => {
+                *model = absolute(model, cwd);
+                *data = absolute(data, cwd);
+            }
         }
         self
     }
@@ -67,6 +91,8 @@ impl JobSpec {
         match self.job {
             Job::Wordcount { .. } => "wordcount",
             Job::CnnJob(_) => "cnn-job",
+            Job::CnnEval { .. } => "cnn-eval",
+            Job::CnnPredict { .. } => "cnn-predict",
         }
     }
 
@@ -79,6 +105,16 @@ impl JobSpec {
     ) -> anyhow::Result<()> {
         match &self.job {
             Job::CnnJob(args) => args.run(ctx, self.json, out, log)?,
+            Job::CnnEval {
+                model,
+                data,
+                partitions,
+            } => cnn::eval(ctx, model, data, *partitions, self.json, out)?,
+            Job::CnnPredict {
+                model,
+                data,
+                partitions,
+            } => cnn::predict(ctx, model, data, *partitions, out)?,
             Job::Wordcount { input, output } => {
                 let t = Instant::now();
                 let summary = wordcount::run(ctx, input, output)

@@ -50,7 +50,8 @@ impl JobError {
             JobError::BadOption(_)
             | JobError::OutputExists(_)
             | JobError::Data(_)
-            | JobError::Checkpoint(_) => true,
+            | JobError::Checkpoint(_)
+            | JobError::Model(_) => true,
             JobError::Engine(e) => e.is_bad_input(),
             _ => false,
         }
