@@ -468,3 +468,81 @@ fn eval_and_predict_agree_with_the_run(out: &Path, data: &Path) {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("metrics.jsonl"));
 }
+
+/// Kills the executor that ran the `after`-th successful task, once.
+struct KillAfter {
+    after: usize,
+    seen: std::sync::atomic::AtomicUsize,
+    executors: Vec<(String, u32)>,
+    killed: std::sync::Mutex<Option<String>>,
+}
+
+impl discnn_engine::Listener for KillAfter {
+    fn on_event(&self, e: &Event) {
+        if let Event::TaskEnd {
+            executor,
+            failure: None,
+            ..
+        } = e
+        {
+            let n = self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            let mut killed = self.killed.lock().unwrap();
+            if n >= self.after && killed.is_none() {
+                if let Some((id, pid)) = self.executors.iter().find(|(id, _)| id == executor) {
+                    common::kill9(*pid);
+                    *killed = Some(id.clone());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_job_survives_an_executor_lost_mid_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cifar");
+    cifar::write_synthetic_folder(&data, 24, 12, 12).unwrap();
+    let ctx = common::cluster(3, Duration::from_secs(2), Duration::from_secs(30));
+    let executors = ctx
+        .executors()
+        .iter()
+        .map(|e| (e.id.clone(), e.pid))
+        .collect();
+    let log = Arc::new(EventLog::default());
+    ctx.add_listener(log.clone());
+    common::with_logs(&ctx, || {
+        let cfg = discnn_cnn::dis::DisConfig {
+            data: data.clone(),
+            output: dir.path().join("run"),
+            epochs: 2,
+            batch_size: 4,
+            partitions: 6,
+            init: discnn_cnn::dis::init::InitMethod::Random,
+            ..Default::default()
+        };
+        // Past loading, normalisation and the first iterations of epoch 1.
+        let killer = Arc::new(KillAfter {
+            after: 40,
+            seen: Default::default(),
+            executors,
+            killed: Default::default(),
+        });
+        ctx.add_listener(killer.clone());
+        let summary = discnn_cnn::dis::job::run(&ctx, &cfg, &mut |_| {}).unwrap();
+        let killed = killer
+            .killed
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("an executor was killed");
+        assert_eq!(summary.epochs.len(), 2);
+        let lost = log
+            .task_ends()
+            .iter()
+            .any(|(_, _, f)| matches!(f, Some(discnn_engine::TaskFailure::ExecutorLost { .. })));
+        assert!(lost, "the loss of {killed} reached the scheduler");
+        let model = discnn_cnn::model_io::Model::load(&summary.model).unwrap();
+        assert!(model.params.iter().all(|p| p.is_finite()));
+        assert_eq!(summary.confusion.total(), 12);
+    });
+}
