@@ -3,6 +3,7 @@
 pub mod cifar;
 pub mod data;
 pub mod dis;
+pub mod experiment;
 pub mod layers;
 pub mod metrics;
 pub mod model_io;

@@ -147,19 +147,12 @@ impl CnnJobArgs {
             lr: self.lr,
             momentum: self.momentum,
             seed: self.seed,
-            loss: match self.loss {
-                LossArg::CrossEntropy => Loss::CrossEntropy,
-                LossArg::Squared => Loss::Squared,
-            },
+            loss: loss(self.loss),
             aggregation: match self.aggregation {
                 AggregationArg::Dis => Aggregation::Dis,
                 AggregationArg::Mean => Aggregation::Mean,
             },
-            init: match self.init {
-                InitArg::Random => InitMethod::Random,
-                InitArg::Kmeans => InitMethod::Kmeans,
-                InitArg::Dis => InitMethod::Dis,
-            },
+            init: init(self.init),
             prune_threshold: self.prune_threshold,
             prune_at: self.prune_at,
             checkpoint_every: self.checkpoint_every,
@@ -266,4 +259,106 @@ pub fn predict(
         out(c.to_string());
     }
     Ok(())
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WhichArg {
+    /// Accuracy and best epoch for random, kmeans and dis initialisation.
+    Table1,
+    /// Mean recall for pruning thresholds A and group thresholds B, and the plain CNN.
+    Table2,
+    /// Speedup t1/tn on local-cluster[n,1] at 5,000 and 45,000 training images.
+    Speedup,
+}
+
+#[derive(Args, Debug, Clone, Serialize, Deserialize)]
+pub struct ExperimentArgs {
+    #[arg(value_enum)]
+    pub which: WhichArg,
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Where report.md, the SVG charts and every run's outputs (runs/) go.
+    #[arg(long)]
+    pub output: PathBuf,
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 3)]
+    pub seeds: u64,
+    #[arg(long, value_enum, default_value = "squared")]
+    pub loss: LossArg,
+    /// Train on the first N training images only.
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    #[arg(long, default_value_t = 4)]
+    pub partitions: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 0.01)]
+    pub lr: f32,
+    /// Initialisation of the table2 and speedup runs (table1 runs all three).
+    #[arg(long, value_enum, default_value = "random")]
+    pub init: InitArg,
+    /// Table 1's validation slice: the last N of the training images used.
+    #[arg(long, default_value_t = 5000)]
+    pub validation: usize,
+    /// Speedup: run 1..=N executors (default: the cores of this machine, at most 4).
+    #[arg(long)]
+    pub max_executors: Option<usize>,
+}
+
+impl ExperimentArgs {
+    pub fn absolutize(&mut self, cwd: &std::path::Path) {
+        self.data = super::absolute(&self.data, cwd);
+        self.output = super::absolute(&self.output, cwd);
+    }
+
+    pub fn run(
+        &self,
+        ctx: &Context,
+        out: &mut dyn FnMut(String),
+        log: &mut dyn FnMut(String),
+    ) -> anyhow::Result<()> {
+        use discnn_cnn::experiment::{self, ExperimentConfig, Which};
+        let cfg = ExperimentConfig {
+            which: match self.which {
+                WhichArg::Table1 => Which::Table1,
+                WhichArg::Table2 => Which::Table2,
+                WhichArg::Speedup => Which::Speedup,
+            },
+            data: self.data.clone(),
+            output: self.output.clone(),
+            epochs: self.epochs,
+            seeds: self.seeds,
+            loss: loss(self.loss),
+            train_limit: self.train_limit,
+            partitions: self.partitions,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            init: init(self.init),
+            validation: self.validation,
+            max_executors: self.max_executors.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map_or(1, usize::from)
+                    .min(4)
+            }),
+        };
+        let report = experiment::run(ctx, &cfg, log).map_err(job_error)?;
+        out(format!("report: {}", report.display()));
+        Ok(())
+    }
+}
+
+fn loss(l: LossArg) -> Loss {
+    match l {
+        LossArg::CrossEntropy => Loss::CrossEntropy,
+        LossArg::Squared => Loss::Squared,
+    }
+}
+
+fn init(i: InitArg) -> InitMethod {
+    match i {
+        InitArg::Random => InitMethod::Random,
+        InitArg::Kmeans => InitMethod::Kmeans,
+        InitArg::Dis => InitMethod::Dis,
+    }
 }

@@ -31,6 +31,9 @@ pub enum Job {
     /// Train the paper's CNN on CIFAR-10 with Dis-CNN; write DIR/model.safetensors,
     /// DIR/metrics.jsonl (one object per epoch) and DIR/confusion.json.
     CnnJob(Box<cnn::CnnJobArgs>),
+    /// Run one of the paper's experiments (table1, table2, speedup): DIR/report.md and SVG
+    /// charts, the paper's figures beside the measured ones.
+    CnnExperiment(Box<cnn::ExperimentArgs>),
     /// Evaluate a saved model on a record file, or on a folder's (or archive's) test batch:
     /// accuracy, per-class recall and the confusion matrix.
     CnnEval {
@@ -79,6 +82,7 @@ impl JobSpec {
                 *output = absolute(output, cwd);
             }
             Job::CnnJob(args) => args.absolutize(cwd),
+            Job::CnnExperiment(args) => args.absolutize(cwd),
             Job::CnnEval { model, data, .. } | Job::CnnPredict { model, data, .. } => {
                 *model = absolute(model, cwd);
                 *data = absolute(data, cwd);
@@ -91,6 +95,7 @@ impl JobSpec {
         match self.job {
             Job::Wordcount { .. } => "wordcount",
             Job::CnnJob(_) => "cnn-job",
+            Job::CnnExperiment(_) => "cnn-experiment",
             Job::CnnEval { .. } => "cnn-eval",
             Job::CnnPredict { .. } => "cnn-predict",
         }
@@ -105,6 +110,7 @@ impl JobSpec {
     ) -> anyhow::Result<()> {
         match &self.job {
             Job::CnnJob(args) => args.run(ctx, self.json, out, log)?,
+            Job::CnnExperiment(args) => args.run(ctx, out, log)?,
             Job::CnnEval {
                 model,
                 data,

@@ -89,6 +89,9 @@ pub struct EpochMetrics {
 #[derive(Debug, Clone)]
 pub struct Summary {
     pub epochs: Vec<EpochMetrics>,
+    /// Accuracy on the held-out validation images after each epoch (empty without
+    /// `--validation`).
+    pub validation_accuracy: Vec<f64>,
     pub confusion: Confusion,
     pub model: PathBuf,
 }
@@ -320,6 +323,13 @@ pub fn run(
     let p = cfg.partitions;
     let train = cached_shards(ctx, shard_specs(&cfg.data, SplitName::Train, 0, n_train, p))?;
     let test = cached_shards(ctx, shard_specs(&cfg.data, SplitName::Test, 0, n_test, p))?;
+    let validation = if cfg.validation > 0 {
+        let specs = shard_specs(&cfg.data, SplitName::Train, n_train, cfg.validation, p);
+        Some(cached_shards(ctx, specs)?)
+    } else {
+        None
+    };
+    let mut validation_accuracy = Vec::new();
     let norm = train
         .map(PixelMoments)
         .collect()?
@@ -439,6 +449,14 @@ pub fn run(
                 norm,
             },
         )?;
+        if let Some(v) = &validation {
+            let w = Weights {
+                spec: spec_text.clone(),
+                params: params.clone(),
+                norm,
+            };
+            validation_accuracy.push(evaluate(ctx, v, w)?.accuracy());
+        }
         let recall = confusion.recall();
         let m = EpochMetrics {
             epoch: epoch + 1,
@@ -495,8 +513,12 @@ pub fn run(
     std::fs::write(&confusion_path, c.to_string() + "\n").map_err(io(&confusion_path))?;
     train.unpersist();
     test.unpersist();
+    if let Some(v) = validation {
+        v.unpersist();
+    }
     Ok(Summary {
         epochs,
+        validation_accuracy,
         confusion,
         model: model_path,
     })
