@@ -102,6 +102,8 @@ pub struct Summary {
 struct ResultTraffic {
     messages: AtomicU64,
     bytes: AtomicU64,
+    /// Time tasks spent running (all slots together), for the epoch's compute/overhead split.
+    task_micros: AtomicU64,
 }
 
 impl Listener for ResultTraffic {
@@ -110,6 +112,8 @@ impl Listener for ResultTraffic {
             self.messages.fetch_add(1, Ordering::Relaxed);
             self.bytes
                 .fetch_add(metrics.result_bytes, Ordering::Relaxed);
+            self.task_micros
+                .fetch_add(metrics.run_micros, Ordering::Relaxed);
         }
     }
 }
@@ -384,6 +388,7 @@ pub fn run(
     for epoch in first_epoch..cfg.epochs {
         let start = Instant::now();
         let (m0, b0) = driver_traffic(ctx, &traffic);
+        let busy0 = traffic.task_micros.load(Ordering::Relaxed);
         let (mut images, mut loss_sum, mut groups) = (0u64, 0.0f64, [0u64; 2]);
         for it in 0..iterations {
             let weights = ctx.broadcast(Weights {
@@ -440,6 +445,7 @@ pub fn run(
         }
         let wall_s = start.elapsed().as_secs_f64();
         let (m1, b1) = driver_traffic(ctx, &traffic);
+        let busy_s = (traffic.task_micros.load(Ordering::Relaxed) - busy0) as f64 / 1e6;
         confusion = evaluate(
             ctx,
             &test,
@@ -491,13 +497,15 @@ pub fn run(
         let eta = run_start.elapsed().as_secs_f64() / (done - first_epoch) as f64
             * (cfg.epochs - done) as f64;
         log(format!(
-            "epoch {done}/{}: train loss {:.4}, test accuracy {:.2}%, {:.0} images/s, groups {}/{}, ETA {eta:.0} s",
+            "epoch {done}/{}: train loss {:.4}, test accuracy {:.2}%, {:.0} images/s, groups {}/{}, {:.2} s (tasks ran {busy_s:.2} s over {} slots), ETA {eta:.0} s",
             cfg.epochs,
             m.train_loss,
             m.test_accuracy * 100.0,
             m.images_per_s,
             groups[0],
             groups[1],
+            m.wall_s,
+            ctx.default_parallelism(),
         ));
         epochs.push(m);
     }
