@@ -232,23 +232,14 @@ fn conv_maps(spec: &NetSpec) -> Vec<usize> {
 /// Decides and applies the pruning: the map statistics are computed on the executors over a
 /// sample of each shard; the new shape reaches them with the next broadcast. Returns the new
 /// network, its spec and a log line, or `None` when nothing is redundant.
-#[allow(clippy::too_many_arguments)]
 fn prune(
     ctx: &Context,
     train: &Rdd<Shard>,
-    net: &Network,
-    spec_text: &str,
-    norm: crate::data::Normalization,
+    m: &mut DriverModel,
     cfg: &DisConfig,
-    params: &mut Vec<f32>,
-    sgd: &mut Sgd,
-) -> Result<Option<(Network, String, String)>, JobError> {
+) -> Result<Option<String>, JobError> {
     use super::prune::{apply, decide, MapStats, SimilarityStats};
-    let weights = ctx.broadcast(Weights {
-        spec: spec_text.to_string(),
-        params: params.clone(),
-        norm,
-    })?;
+    let weights = ctx.broadcast(m.weights())?;
     let stats = train
         .map(SimilarityStats {
             weights: weights.clone(),
@@ -260,34 +251,84 @@ fn prune(
         .fold(MapStats::default(), |a, s| a.merge(s));
     weights.destroy();
     let kept = decide(&stats, cfg.prune_threshold);
-    let before = conv_maps(net.spec());
+    let before = conv_maps(m.net.spec());
     if kept.iter().zip(&before).all(|(k, b)| k.len() == *b) {
         return Ok(None);
     }
-    let (spec, mut sliced) = apply(net, &kept, &[params, &sgd.velocity])
+    let (spec, mut sliced) = apply(&m.net, &kept, &[&m.params, &m.sgd.velocity])
         .map_err(|e| JobError::BadOption(e.to_string()))?;
-    sgd.velocity = sliced.pop().unwrap_or_default();
-    *params = sliced.pop().unwrap_or_default();
+    m.sgd.velocity = sliced.pop().unwrap_or_default();
+    m.params = sliced.pop().unwrap_or_default();
     let removed: Vec<String> = kept
         .iter()
         .zip(&before)
         .enumerate()
         .map(|(l, (k, &b))| {
-            let gone: Vec<usize> = (0..b).filter(|m| !k.contains(m)).collect();
+            let gone: Vec<usize> = (0..b).filter(|x| !k.contains(x)).collect();
             format!("conv{}: {} of {b} maps removed {gone:?}", l + 1, gone.len())
         })
         .collect();
-    let text = spec.to_string();
-    let new_net = Network::new(spec).map_err(|e| JobError::BadOption(e.to_string()))?;
-    Ok(Some((
-        new_net,
-        text.clone(),
-        format!(
-            "pruned at A = {}: {}; the net is now {text}",
-            cfg.prune_threshold,
-            removed.join(", ")
-        ),
+    m.spec_text = spec.to_string();
+    m.net = Network::new(spec).map_err(|e| JobError::BadOption(e.to_string()))?;
+    Ok(Some(format!(
+        "pruned at A = {}: {}; the net is now {}",
+        cfg.prune_threshold,
+        removed.join(", "),
+        m.spec_text
     )))
+}
+
+/// What the driver holds between iterations: the network, its weights and the optimiser.
+struct DriverModel {
+    net: Network,
+    spec_text: String,
+    params: Vec<f32>,
+    sgd: Sgd,
+    norm: crate::data::Normalization,
+}
+
+impl DriverModel {
+    /// The weights as the next broadcast carries them.
+    fn weights(&self) -> Weights {
+        Weights {
+            spec: self.spec_text.clone(),
+            params: self.params.clone(),
+            norm: self.norm,
+        }
+    }
+
+    /// One iteration: broadcast, gradients, aggregation, one optimiser step.
+    fn iteration(
+        &mut self,
+        ctx: &Context,
+        train: &Rdd<Shard>,
+        cfg: &DisConfig,
+        epoch: usize,
+        iteration: usize,
+    ) -> Result<super::aggregation::Update, JobError> {
+        let weights = ctx.broadcast(self.weights())?;
+        let grads = train.map(Gradient {
+            weights: weights.clone(),
+            epoch,
+            iteration,
+            batch: cfg.batch_size,
+            loss: cfg.loss,
+            seed: cfg.seed,
+            threshold: cfg.group_threshold,
+        });
+        let msgs: Vec<GradMsg> = match cfg.aggregation {
+            Aggregation::Mean => grads.values().collect()?,
+            Aggregation::Dis => grads
+                .partition_by_leader(GroupPartitioner)?
+                .map_partitions(SumGroup)
+                .collect()?,
+        };
+        weights.destroy();
+        let update = combine(cfg.aggregation, cfg.group_weights, cfg.partitions, msgs)
+            .ok_or_else(|| EngineError::Codec("an iteration produced no gradient".into()))?;
+        self.sgd.step(&mut self.params, &update.grad, cfg.lr);
+        Ok(update)
+    }
 }
 
 /// Trains and evaluates as `cfg` says; `log` receives one progress line per epoch.
@@ -345,7 +386,7 @@ pub fn run(
         NetSpec::parse([3, 32, 32], &cfg.spec).map_err(|e| JobError::BadOption(e.to_string()))?;
     let original_maps = conv_maps(&spec);
     let mut maps_pruned = vec![0; original_maps.len()];
-    let (mut net, mut params, mut sgd, first_epoch) = match resumed {
+    let (mut m, first_epoch) = match resumed {
         Some(r) => {
             let net = Network::new(r.model.meta.spec.clone())
                 .map_err(|e| JobError::BadOption(e.to_string()))?;
@@ -357,7 +398,15 @@ pub fn run(
                 cfg.output.display(),
                 r.state.epoch
             ));
-            (net, r.model.params, sgd, r.state.epoch)
+            let spec_text = net.spec().to_string();
+            let m = DriverModel {
+                net,
+                spec_text,
+                params: r.model.params,
+                sgd,
+                norm,
+            };
+            (m, r.state.epoch)
         }
         None => {
             let net = Network::new(spec).map_err(|e| JobError::BadOption(e.to_string()))?;
@@ -371,11 +420,16 @@ pub fn run(
             for line in &report.layers {
                 log(format!("init {:?}: {line}", cfg.init));
             }
-            let sgd = Sgd::new(params.len(), cfg.momentum, 0.0);
-            (net, params, sgd, 0)
+            let m = DriverModel {
+                spec_text: net.spec().to_string(),
+                net,
+                sgd: Sgd::new(params.len(), cfg.momentum, 0.0),
+                params,
+                norm,
+            };
+            (m, 0)
         }
     };
-    let mut spec_text = net.spec().to_string();
     let iterations = n_train.div_ceil(p * cfg.batch_size);
 
     let traffic = Arc::new(ResultTraffic::default());
@@ -391,80 +445,31 @@ pub fn run(
         let busy0 = traffic.task_micros.load(Ordering::Relaxed);
         let (mut images, mut loss_sum, mut groups) = (0u64, 0.0f64, [0u64; 2]);
         for it in 0..iterations {
-            let weights = ctx.broadcast(Weights {
-                spec: spec_text.clone(),
-                params: params.clone(),
-                norm,
-            })?;
-            let grads = train.map(Gradient {
-                weights: weights.clone(),
-                epoch,
-                iteration: it,
-                batch: cfg.batch_size,
-                loss: cfg.loss,
-                seed: cfg.seed,
-                threshold: cfg.group_threshold,
-            });
-            let msgs: Vec<GradMsg> = match cfg.aggregation {
-                Aggregation::Mean => grads.values().collect()?,
-                Aggregation::Dis => grads
-                    .partition_by_leader(GroupPartitioner)?
-                    .map_partitions(SumGroup)
-                    .collect()?,
-            };
-            weights.destroy();
-            let update = combine(cfg.aggregation, cfg.group_weights, p, msgs)
-                .ok_or_else(|| EngineError::Codec("an iteration produced no gradient".into()))?;
-            sgd.step(&mut params, &update.grad, cfg.lr);
+            let update = m.iteration(ctx, &train, cfg, epoch, it)?;
             images += update.images;
             loss_sum += update.loss_sum;
             groups[0] += update.group_sizes[0];
             groups[1] += update.group_sizes[1];
         }
         if cfg.prune_threshold > 0.0 && epoch + 1 == cfg.prune_at {
-            let pruned = prune(
-                ctx,
-                &train,
-                &net,
-                &spec_text,
-                norm,
-                cfg,
-                &mut params,
-                &mut sgd,
-            )?;
-            if let Some((new_net, text, report)) = pruned {
-                net = new_net;
-                spec_text = text;
+            if let Some(report) = prune(ctx, &train, &mut m, cfg)? {
                 log(report);
             }
             maps_pruned = original_maps
                 .iter()
-                .zip(conv_maps(net.spec()))
+                .zip(conv_maps(m.net.spec()))
                 .map(|(a, b)| a - b)
                 .collect();
         }
         let wall_s = start.elapsed().as_secs_f64();
         let (m1, b1) = driver_traffic(ctx, &traffic);
         let busy_s = (traffic.task_micros.load(Ordering::Relaxed) - busy0) as f64 / 1e6;
-        confusion = evaluate(
-            ctx,
-            &test,
-            Weights {
-                spec: spec_text.clone(),
-                params: params.clone(),
-                norm,
-            },
-        )?;
+        confusion = evaluate(ctx, &test, m.weights())?;
         if let Some(v) = &validation {
-            let w = Weights {
-                spec: spec_text.clone(),
-                params: params.clone(),
-                norm,
-            };
-            validation_accuracy.push(evaluate(ctx, v, w)?.accuracy());
+            validation_accuracy.push(evaluate(ctx, v, m.weights())?.accuracy());
         }
         let recall = confusion.recall();
-        let m = EpochMetrics {
+        let em = EpochMetrics {
             epoch: epoch + 1,
             train_loss: loss_sum / images.max(1) as f64,
             test_accuracy: confusion.accuracy(),
@@ -479,16 +484,16 @@ pub fn run(
             maps_pruned: maps_pruned.clone(),
             rss_bytes: rss_bytes(),
         };
-        let line = serde_json::to_string(&m).map_err(|e| EngineError::Codec(e.to_string()))?;
+        let line = serde_json::to_string(&em).map_err(|e| EngineError::Codec(e.to_string()))?;
         writeln!(metrics_file, "{line}").map_err(io(&metrics_path))?;
         let done = epoch + 1;
         if cfg.checkpoint_every.is_some_and(|n| n > 0 && done % n == 0) {
             super::checkpoint::save(
                 &cfg.output,
                 cfg,
-                &net,
-                &params,
-                &sgd.velocity,
+                &m.net,
+                &m.params,
+                &m.sgd.velocity,
                 norm,
                 done,
                 &maps_pruned,
@@ -499,18 +504,18 @@ pub fn run(
         log(format!(
             "epoch {done}/{}: train loss {:.4}, test accuracy {:.2}%, {:.0} images/s, groups {}/{}, {:.2} s (tasks ran {busy_s:.2} s over {} slots), ETA {eta:.0} s",
             cfg.epochs,
-            m.train_loss,
-            m.test_accuracy * 100.0,
-            m.images_per_s,
+            em.train_loss,
+            em.test_accuracy * 100.0,
+            em.images_per_s,
             groups[0],
             groups[1],
-            m.wall_s,
+            em.wall_s,
             ctx.default_parallelism(),
         ));
-        epochs.push(m);
+        epochs.push(em);
     }
     let model_path = cfg.output.join("model.safetensors");
-    Model::new(&net, params, norm).save(&model_path)?;
+    Model::new(&m.net, m.params, norm).save(&model_path)?;
     let confusion_path = cfg.output.join("confusion.json");
     let c = serde_json::json!({
         "classes": CLASSES,
