@@ -158,7 +158,7 @@ pub fn run(opts: ExecutorOptions) -> Result<(), ClusterError> {
         let mut server = server;
         let served = server
             .add_service(service)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(incoming))
+            .serve_with_incoming(tls::accepted(incoming))
             .await;
         if let Err(e) = served {
             tracing::error!("the executor service stopped: {e}");

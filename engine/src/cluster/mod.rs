@@ -156,7 +156,7 @@ impl ClusterDriver {
                 .layer(traffic::CountLayer(traffic))
                 .add_service(service)
                 .serve_with_incoming_shutdown(
-                    tokio_stream::wrappers::TcpListenerStream::new(incoming),
+                    tls::accepted(incoming),
                     async {
                         let _ = rx.await;
                     },

@@ -103,6 +103,20 @@ pub(crate) fn server(tls: Option<&Tls>) -> Result<tonic::transport::Server, Clus
     }
 }
 
+/// The connections a server accepts, with Nagle's algorithm off. The server builder's
+/// `tcp_nodelay` applies only to listeners it binds itself; without this, a small reply
+/// waits for the peer's delayed ACK (~40 ms on Linux) — per task, per fetch.
+pub(crate) fn accepted(
+    listener: tokio::net::TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
+        let s = s?;
+        s.set_nodelay(true)?;
+        Ok(s)
+    })
+}
+
 /// An endpoint for `address` (HOST:PORT), over TLS when `tls` is set.
 pub(crate) fn endpoint(address: &str, tls: Option<&Tls>) -> Result<Endpoint, String> {
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -120,5 +134,25 @@ pub(crate) fn endpoint(address: &str, tls: Option<&Tls>) -> Result<Endpoint, Str
             .tls_config(t.client_config())
             .map_err(|e| format!("TLS set-up for {address}: {e}")),
         None => Ok(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn accepted_connections_have_nagle_off() {
+        use tokio_stream::StreamExt;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = listener.local_addr().unwrap();
+            let mut incoming = Box::pin(super::accepted(listener));
+            let _client = tokio::net::TcpStream::connect(address).await.unwrap();
+            let stream = incoming.next().await.unwrap().unwrap();
+            assert!(stream.nodelay().unwrap());
+        });
     }
 }
