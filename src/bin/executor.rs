@@ -65,6 +65,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(n) => n,
         None => std::thread::available_parallelism().map_or(1, usize::from),
     };
+    // An executor of N cores computes on N threads: the data-parallel work inside a task
+    // (rayon) shares the cores its slots were given, as Spark bounds an executor by its cores.
+    if let Err(e) = rayon::ThreadPoolBuilder::new()
+        .num_threads(cores)
+        .build_global()
+    {
+        tracing::warn!("could not size the compute pool to {cores} threads: {e}");
+    }
     let opts = ExecutorOptions {
         driver: cli.driver.clone(),
         cores,

@@ -92,7 +92,11 @@ impl ExperimentConfig {
             self.lr,
             self.batch_size,
             self.partitions,
-            self.train_limit.map_or("all (50,000 less validation)".into(), |n| n.to_string()),
+            match (self.which, self.train_limit) {
+                (Which::Speedup, _) => "as in the table".to_string(),
+                (_, Some(n)) => n.to_string(),
+                (_, None) => "all (50,000 less the validation slice)".into(),
+            },
         )
     }
 }
