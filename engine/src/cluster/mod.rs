@@ -155,12 +155,9 @@ impl ClusterDriver {
             let served = server
                 .layer(traffic::CountLayer(traffic))
                 .add_service(service)
-                .serve_with_incoming_shutdown(
-                    tls::accepted(incoming),
-                    async {
-                        let _ = rx.await;
-                    },
-                )
+                .serve_with_incoming_shutdown(tls::accepted(incoming), async {
+                    let _ = rx.await;
+                })
                 .await;
             if let Err(e) = served {
                 tracing::error!("the driver service stopped: {e}");
