@@ -70,9 +70,9 @@ proptest! {
         for s in &sums {
             let members: Vec<u32> = (0..n as u32).filter(|&p| groups[p as usize] == s.group).collect();
             prop_assert_eq!(&s.partitions, &members, "in partition order");
-            for p in 0..n {
-                let want = if groups[p] == s.group { 1.0 } else { 0.0 };
-                prop_assert_eq!(s.grad[p], want);
+            for (g, got) in groups.iter().zip(&s.grad) {
+                let want = if *g == s.group { 1.0 } else { 0.0 };
+                prop_assert_eq!(*got, want);
             }
             prop_assert_eq!(s.images, members.len() as u64);
         }
