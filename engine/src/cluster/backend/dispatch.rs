@@ -1,0 +1,226 @@
+//! The dispatcher: one loop on the RPC runtime that watches heartbeats, places pending tasks
+//! on free slots (delay scheduling toward preferred executors), ships them, and turns a
+//! failed launch into a requeue or an `ExecutorLost` result.
+
+use super::*;
+
+impl ClusterBackend {
+    /// The dispatcher: places pending tasks, watches heartbeats, and fails tasks that have
+    /// waited out the grace period with no executor alive.
+    pub(crate) async fn run_dispatcher(self: Arc<Self>) {
+        loop {
+            let _ = tokio::time::timeout(Duration::from_millis(100), self.wake.notified()).await;
+            self.check_heartbeats();
+            for (executor, rpc, task_id, bytes) in self.place_tasks() {
+                let me = self.clone();
+                tokio::spawn(async move { me.send_task(executor, rpc, task_id, bytes).await });
+            }
+        }
+    }
+
+    fn check_heartbeats(&self) {
+        let timeout = self.config.heartbeat_timeout;
+        let silent: Vec<(String, Duration)> = self
+            .lock()
+            .executors
+            .iter()
+            .filter(|(_, e)| matches!(e.state, ExecutorState::Alive | ExecutorState::Draining))
+            .map(|(id, e)| (id.clone(), e.last_heartbeat.elapsed()))
+            .filter(|(_, d)| *d > timeout)
+            .collect();
+        for (id, d) in silent {
+            self.declare_lost(&id, &format!("no heartbeat for {:.1} s", d.as_secs_f64()));
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn place_tasks(&self) -> Vec<(String, ExecutorRpc, u64, Arc<Vec<u8>>)> {
+        let mut st = self.lock();
+        let st = &mut *st;
+        let mut out = Vec::new();
+        let alive = st
+            .executors
+            .values()
+            .any(|e| e.state == ExecutorState::Alive);
+        if !alive {
+            if st.pending.is_empty() {
+                st.idle_since = None;
+                return out;
+            }
+            let since = *st.idle_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= self.config.no_executor_grace {
+                let waited = since.elapsed().as_secs();
+                for p in st.pending.drain(..) {
+                    let failure = TaskFailure::NoExecutors { waited_s: waited };
+                    let _ = p
+                        .launch
+                        .reply
+                        .send((p.launch.task_id, failed_result(p.launch.task_id, failure)));
+                }
+                st.idle_since = None;
+            }
+            return out;
+        }
+        st.idle_since = None;
+        let mut keep = VecDeque::new();
+        while let Some(p) = st.pending.pop_front() {
+            match pick(&st.executors, &p, self.config.locality_wait) {
+                Some(id) => {
+                    let Some(e) = st.executors.get_mut(&id) else {
+                        keep.push_back(p);
+                        continue;
+                    };
+                    e.free -= 1;
+                    let task_id = p.launch.task_id;
+                    out.push((id.clone(), e.rpc.clone(), task_id, Arc::new(p.launch.bytes)));
+                    st.running.insert(
+                        task_id,
+                        Running {
+                            executor: id,
+                            reply: p.launch.reply,
+                        },
+                    );
+                }
+                None => keep.push_back(p),
+            }
+        }
+        st.pending = keep;
+        out
+    }
+
+    async fn send_task(
+        self: Arc<Self>,
+        executor: String,
+        mut rpc: ExecutorRpc,
+        task_id: u64,
+        bytes: Arc<Vec<u8>>,
+    ) {
+        let parts: Vec<pb::LaunchTaskPart> = chunks::split(&bytes)
+            .into_iter()
+            .map(|data| pb::LaunchTaskPart { task_id, data })
+            .collect();
+        let sent = tokio::time::timeout(
+            Duration::from_secs(30),
+            rpc.launch_task(tokio_stream::iter(parts)),
+        )
+        .await;
+        match sent {
+            Ok(Ok(_)) => {}
+            Ok(Err(status)) if status.code() == tonic::Code::FailedPrecondition => {
+                // Draining, or between registrations: hand the task to another executor.
+                tracing::info!(
+                    "executor {executor} refused task {task_id}: {}",
+                    status.message()
+                );
+                let draining = status.message().contains("draining");
+                self.requeue(&executor, task_id, bytes, draining);
+            }
+            Ok(Err(status)) => self.declare_lost(
+                &executor,
+                &format!("launching task {task_id} failed: {}", status.message()),
+            ),
+            Err(_) => self.declare_lost(&executor, "launching a task timed out after 30 s"),
+        }
+    }
+
+    fn requeue(&self, executor: &str, task_id: u64, bytes: Arc<Vec<u8>>, draining: bool) {
+        let mut st = self.lock();
+        let Some(r) = st.running.remove(&task_id) else {
+            return;
+        };
+        if let Some(e) = st.executors.get_mut(executor) {
+            if draining && e.state == ExecutorState::Alive {
+                e.state = ExecutorState::Draining;
+            } else if e.state == ExecutorState::Alive {
+                e.free = (e.free + 1).min(e.cores);
+            }
+        }
+        st.pending.push_front(Pending {
+            launch: Launch {
+                task_id,
+                bytes: Arc::try_unwrap(bytes).unwrap_or_else(|b| (*b).clone()),
+                reply: r.reply,
+                preferred: Vec::new(),
+                avoid: vec![executor.to_string()],
+            },
+            queued: Instant::now(),
+        });
+        drop(st);
+        self.wake.notify_one();
+    }
+}
+
+/// Where a pending task goes now, if anywhere: an executor holding its cached input when one is
+/// free (waiting up to `locality_wait` for one to free up), else the live executor with the
+/// most free slots that the task should not avoid.
+fn pick(
+    executors: &BTreeMap<String, Executor>,
+    p: &Pending,
+    locality_wait: Duration,
+) -> Option<String> {
+    let alive = |id: &String| {
+        executors
+            .get(id)
+            .is_some_and(|e| e.state == ExecutorState::Alive)
+    };
+    let preferred: Vec<&String> = p.launch.preferred.iter().filter(|id| alive(id)).collect();
+    if !preferred.is_empty() {
+        if let Some(id) = preferred
+            .iter()
+            .find(|id| executors.get(id.as_str()).is_some_and(|e| e.free > 0))
+        {
+            return Some((*id).clone());
+        }
+        if p.queued.elapsed() < locality_wait {
+            return None;
+        }
+    }
+    let usable = |avoid: bool| {
+        executors
+            .iter()
+            .filter(|(_, e)| e.state == ExecutorState::Alive && e.free > 0)
+            .filter(move |(id, _)| !avoid || !p.launch.avoid.contains(id))
+            .max_by_key(|(id, e)| {
+                (
+                    e.free,
+                    std::cmp::Reverse(e.finished),
+                    std::cmp::Reverse(*id),
+                )
+            })
+            .map(|(id, _)| id.clone())
+    };
+    let others_exist = executors
+        .iter()
+        .any(|(id, e)| e.state == ExecutorState::Alive && !p.launch.avoid.contains(id));
+    if others_exist {
+        usable(true)
+    } else {
+        usable(false)
+    }
+}
+
+fn failed_result(task_id: u64, failure: TaskFailure) -> Vec<u8> {
+    let r = TaskResult {
+        task_id,
+        executor: String::new(),
+        outcome: Err(failure),
+        accumulators: Vec::new(),
+        metrics: TaskMetrics::default(),
+        cached: Vec::new(),
+    };
+    codec::encode(&r).unwrap_or_default()
+}
+
+pub(super) fn lost_result(task_id: u64, executor: &str) -> Vec<u8> {
+    let r = TaskResult {
+        task_id,
+        executor: executor.to_string(),
+        outcome: Err(TaskFailure::ExecutorLost {
+            executor: executor.to_string(),
+        }),
+        accumulators: Vec::new(),
+        metrics: TaskMetrics::default(),
+        cached: Vec::new(),
+    };
+    codec::encode(&r).unwrap_or_default()
+}
