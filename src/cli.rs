@@ -54,13 +54,13 @@ pub fn exit_code_number(err: &anyhow::Error) -> i32 {
 pub struct TlsArgs {
     /// PEM certificate this process serves with (signed by --tls-ca; its names must include
     /// the host or IP others reach it at).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, help_heading = "TLS", value_name = "FILE")]
     pub tls_cert: Option<std::path::PathBuf>,
     /// PEM private key of --tls-cert.
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, help_heading = "TLS", value_name = "FILE")]
     pub tls_key: Option<std::path::PathBuf>,
     /// PEM certificate of the CA that signed the cluster's certificates; turns TLS on.
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, global = true, help_heading = "TLS", value_name = "FILE")]
     pub tls_ca: Option<std::path::PathBuf>,
 }
 

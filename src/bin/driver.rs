@@ -22,7 +22,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(about = "Submit discnn jobs and run benchmarks")]
 struct Cli {
     /// More logging on stderr (-v info, -vv debug); RUST_LOG overrides.
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    #[arg(short, long, action = clap::ArgAction::Count, global = true, help_heading = "Logging")]
     verbose: u8,
     #[command(subcommand)]
     command: Command,
@@ -45,16 +45,21 @@ enum Command {
 struct Submit {
     /// Where to run: local, local[N], local[*], local-cluster[N,C] (N executor processes of C
     /// cores on this host) or HOST:PORT of a running `driver serve`.
-    #[arg(long, global = true, default_value = "local[*]")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Submission",
+        default_value = "local[*]"
+    )]
     master: String,
     /// The cluster's shared secret (else $DISCNN_SECRET).
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Submission")]
     secret_file: Option<PathBuf>,
     /// No console progress bar.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Submission")]
     no_progress: bool,
     /// Print exactly one JSON object on stdout.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Submission")]
     json: bool,
     #[command(flatten)]
     tls: TlsArgs,
