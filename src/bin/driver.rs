@@ -289,13 +289,15 @@ fn status(s: Status) -> anyhow::Result<()> {
         return Ok(());
     }
     println!("driver {} ({})", s.master, r.fingerprint);
+    // Ids carry the driver's incarnation (`exec-3-1a2b3c4d`): size the column to them.
+    let w = r.executors.iter().map(|e| e.id.len()).max().unwrap_or(0).max(8);
     println!(
-        "{:<10} {:<22} {:>5} {:<9} {:>10} {:>8} {:>9}",
+        "{:<w$} {:<22} {:>5} {:<9} {:>10} {:>8} {:>9}",
         "EXECUTOR", "ADDRESS", "CORES", "STATE", "HEARTBEAT", "RUNNING", "FINISHED"
     );
     for e in &r.executors {
         println!(
-            "{:<10} {:<22} {:>5} {:<9} {:>8.1} s {:>8} {:>9}",
+            "{:<w$} {:<22} {:>5} {:<9} {:>8.1} s {:>8} {:>9}",
             e.id,
             e.address,
             e.cores,
