@@ -403,7 +403,19 @@ fn a_resumed_run_computes_only_the_remaining_epochs_and_ends_bit_identical() {
     };
     assert_eq!((lines(&whole), lines(&part)), (3, 3));
 
-    // Other options, and a corrupt checkpoint, are refused (exit 2) naming the cause.
+    // No checkpoint, other options, and a corrupt checkpoint are refused (exit 2) naming the
+    // cause.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_driver"))
+        .args(["submit", "cnn-job", "--epochs", "2", "--resume"])
+        .arg(&empty)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no checkpoint in"));
     let o = resume(&["--epochs", "4", "--lr", "0.02"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("lr was"));

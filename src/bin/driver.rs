@@ -290,7 +290,13 @@ fn status(s: Status) -> anyhow::Result<()> {
     }
     println!("driver {} ({})", s.master, r.fingerprint);
     // Ids carry the driver's incarnation (`exec-3-1a2b3c4d`): size the column to them.
-    let w = r.executors.iter().map(|e| e.id.len()).max().unwrap_or(0).max(8);
+    let w = r
+        .executors
+        .iter()
+        .map(|e| e.id.len())
+        .max()
+        .unwrap_or(0)
+        .max(8);
     println!(
         "{:<w$} {:<22} {:>5} {:<9} {:>10} {:>8} {:>9}",
         "EXECUTOR", "ADDRESS", "CORES", "STATE", "HEARTBEAT", "RUNNING", "FINISHED"

@@ -142,6 +142,12 @@ pub fn save(
 pub fn load(output: &Path, cfg: &DisConfig) -> Result<Resumed, CheckpointError> {
     let d = dir(output);
     let state_path = d.join("state.json");
+    if !state_path.exists() {
+        return Err(CheckpointError::Mismatch(format!(
+            "no checkpoint in {} (a run saves one with --checkpoint-every N)",
+            output.display()
+        )));
+    }
     let text = std::fs::read(&state_path).map_err(io(&state_path))?;
     let state: State =
         serde_json::from_slice(&text).map_err(|e| corrupt(&state_path, e.to_string()))?;
