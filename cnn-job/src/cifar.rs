@@ -286,28 +286,58 @@ pub fn write_synthetic_folder(
     write("test_batch.bin", test)
 }
 
-/// Per-channel mean and standard deviation of pixel values scaled to [0, 1].
-pub fn channel_stats(images: &Images) -> ([f32; 3], [f32; 3]) {
-    let mut sum = [0f64; 3];
-    let mut sq = [0f64; 3];
-    for i in 0..images.len() {
-        for (c, plane) in images.image(i).chunks_exact(1024).enumerate() {
-            for &p in plane {
-                let v = f64::from(p) / 255.0;
-                sum[c] += v;
-                sq[c] += v * v;
+/// Per-channel sums of pixel values scaled to [0, 1] and of their squares: what mean and
+/// standard deviation are made of, and what shards of a data set add up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ChannelSums {
+    pub sum: [f64; 3],
+    pub sum_sq: [f64; 3],
+    /// Pixels per channel.
+    pub count: u64,
+}
+
+impl ChannelSums {
+    pub fn of(images: &Images) -> ChannelSums {
+        let mut s = ChannelSums::default();
+        for i in 0..images.len() {
+            for (c, plane) in images.image(i).chunks_exact(1024).enumerate() {
+                for &p in plane {
+                    let v = f64::from(p) / 255.0;
+                    s.sum[c] += v;
+                    s.sum_sq[c] += v * v;
+                }
             }
         }
+        s.count = images.len() as u64 * 1024;
+        s
     }
-    let n = (images.len() * 1024).max(1) as f64;
-    let mut mean = [0f32; 3];
-    let mut std = [0f32; 3];
-    for c in 0..3 {
-        let m = sum[c] / n;
-        mean[c] = m as f32;
-        std[c] = ((sq[c] / n - m * m).max(1e-12)).sqrt() as f32;
+
+    pub fn merge(mut self, o: &ChannelSums) -> ChannelSums {
+        for c in 0..3 {
+            self.sum[c] += o.sum[c];
+            self.sum_sq[c] += o.sum_sq[c];
+        }
+        self.count += o.count;
+        self
     }
-    (mean, std)
+
+    /// Per-channel mean and standard deviation.
+    pub fn mean_std(&self) -> ([f32; 3], [f32; 3]) {
+        let n = self.count.max(1) as f64;
+        let mut mean = [0f32; 3];
+        let mut std = [0f32; 3];
+        for c in 0..3 {
+            let m = self.sum[c] / n;
+            mean[c] = m as f32;
+            std[c] = ((self.sum_sq[c] / n - m * m).max(1e-12)).sqrt() as f32;
+        }
+        (mean, std)
+    }
+}
+
+/// Per-channel mean and standard deviation of pixel values scaled to [0, 1].
+pub fn channel_stats(images: &Images) -> ([f32; 3], [f32; 3]) {
+    ChannelSums::of(images).mean_std()
 }
 
 /// Image `i` as normalized f32 CHW values: `(p / 255 - mean[c]) / std[c]`.

@@ -4,9 +4,7 @@
 //! `confusion.json`.
 
 use super::aggregation::{combine, GradMsg, Gradient, GroupPartitioner, SumGroup};
-use super::shards::{
-    shard_specs, Evaluate, LoadShard, Moments, PixelMoments, Shard, SplitName, Weights,
-};
+use super::shards::{shard_specs, Evaluate, LoadShard, PixelMoments, Shard, SplitName, Weights};
 use super::{Aggregation, DisConfig};
 use crate::cifar::{self, CifarError, Split, CLASSES};
 use crate::metrics::Confusion;
@@ -375,12 +373,13 @@ pub fn run(
         None
     };
     let mut validation_accuracy = Vec::new();
-    let norm = train
+    let (mean, std) = train
         .map(PixelMoments)
         .collect()?
         .iter()
-        .fold(Moments::default(), |a, m| a.merge(m))
-        .normalization();
+        .fold(cifar::ChannelSums::default(), |a, m| a.merge(m))
+        .mean_std();
+    let norm = crate::data::Normalization { mean, std };
 
     let spec =
         NetSpec::parse([3, 32, 32], &cfg.spec).map_err(|e| JobError::BadOption(e.to_string()))?;

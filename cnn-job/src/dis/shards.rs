@@ -2,7 +2,7 @@
 //! the executor from the shared data path (only its own records), and the ops that read them:
 //! evaluation of broadcast weights, and the per-network cache an executor keeps.
 
-use crate::cifar::{self, Images, Split};
+use crate::cifar::{self, ChannelSums, Images, Split};
 use crate::data::Normalization;
 use crate::metrics::Confusion;
 use crate::network::Network;
@@ -131,52 +131,9 @@ register_op!(map Evaluate);
 pub struct PixelMoments;
 impl MapFn for PixelMoments {
     type In = Shard;
-    type Out = Moments;
-    fn call(&self, s: Shard) -> Moments {
-        let mut m = Moments::default();
-        let plane = 32 * 32;
-        for i in 0..s.images.len() {
-            for (c, px) in s.images.image(i).chunks_exact(plane).enumerate() {
-                for &v in px {
-                    let v = f64::from(v) / 255.0;
-                    m.sum[c] += v;
-                    m.sum_sq[c] += v * v;
-                }
-            }
-            m.count += plane as u64;
-        }
-        m
+    type Out = ChannelSums;
+    fn call(&self, s: Shard) -> ChannelSums {
+        ChannelSums::of(&s.images)
     }
 }
 register_op!(map PixelMoments);
-
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
-pub struct Moments {
-    pub sum: [f64; 3],
-    pub sum_sq: [f64; 3],
-    /// Pixels per channel.
-    pub count: u64,
-}
-
-impl Moments {
-    pub fn merge(mut self, o: &Moments) -> Moments {
-        for c in 0..3 {
-            self.sum[c] += o.sum[c];
-            self.sum_sq[c] += o.sum_sq[c];
-        }
-        self.count += o.count;
-        self
-    }
-
-    pub fn normalization(&self) -> Normalization {
-        let n = self.count.max(1) as f64;
-        let mut mean = [0f32; 3];
-        let mut std = [0f32; 3];
-        for c in 0..3 {
-            let m = self.sum[c] / n;
-            mean[c] = m as f32;
-            std[c] = ((self.sum_sq[c] / n - m * m).max(1e-12)).sqrt() as f32;
-        }
-        Normalization { mean, std }
-    }
-}
