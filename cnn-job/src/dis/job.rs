@@ -143,7 +143,8 @@ pub fn rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-fn check(cfg: &DisConfig) -> Result<(), JobError> {
+/// Refuses bad options; returns the network spec they name.
+fn check(cfg: &DisConfig) -> Result<NetSpec, JobError> {
     let bad = |m: &str| Err(JobError::BadOption(m.to_string()));
     if cfg.epochs == 0 {
         return bad("--epochs must be at least 1");
@@ -163,8 +164,7 @@ fn check(cfg: &DisConfig) -> Result<(), JobError> {
     if !cfg.group_threshold.is_finite() || cfg.group_weights.iter().any(|w| !w.is_finite()) {
         return bad("--group-threshold and --group-weights must be numbers");
     }
-    NetSpec::parse([3, 32, 32], &cfg.spec).map_err(|e| JobError::BadOption(e.to_string()))?;
-    Ok(())
+    NetSpec::parse([3, 32, 32], &cfg.spec).map_err(|e| JobError::BadOption(e.to_string()))
 }
 
 fn prepare_output(cfg: &DisConfig) -> Result<(), JobError> {
@@ -187,7 +187,12 @@ fn cached_shards(
     Ok(rdd)
 }
 
-fn evaluate(ctx: &Context, shards: &Rdd<Shard>, weights: Weights) -> Result<Confusion, JobError> {
+/// The confusion matrix of `weights` over cached or executor-loaded shards.
+pub(super) fn evaluate(
+    ctx: &Context,
+    shards: &Rdd<Shard>,
+    weights: Weights,
+) -> Result<Confusion, JobError> {
     let bc = ctx.broadcast(weights)?;
     let parts = shards.map(Evaluate(bc.clone())).collect()?;
     bc.destroy();
@@ -335,7 +340,7 @@ pub fn run(
     cfg: &DisConfig,
     log: &mut dyn FnMut(String),
 ) -> Result<Summary, JobError> {
-    check(cfg)?;
+    let spec = check(cfg)?;
     // The driver reads the data once to refuse a bad file before any task runs; executors
     // then read only their own shards.
     let n_all = cifar::load(&cfg.data, Split::Train)?.len();
@@ -381,8 +386,6 @@ pub fn run(
         .mean_std();
     let norm = crate::data::Normalization { mean, std };
 
-    let spec =
-        NetSpec::parse([3, 32, 32], &cfg.spec).map_err(|e| JobError::BadOption(e.to_string()))?;
     let original_maps = conv_maps(&spec);
     let mut maps_pruned = vec![0; original_maps.len()];
     let (mut m, first_epoch) = match resumed {

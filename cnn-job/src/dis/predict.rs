@@ -3,7 +3,7 @@
 
 use super::job::JobError;
 use super::shards::{network, shard_specs, LoadShard, Shard, SplitName, Weights};
-use crate::cifar::{self, Split, CLASSES};
+use crate::cifar::{self, Split};
 use crate::metrics::Confusion;
 use crate::model_io::Model;
 use discnn_engine::{register_op, Broadcast, Context, MapFn, Rdd};
@@ -29,20 +29,20 @@ impl MapFn for Predict {
 }
 register_op!(map Predict);
 
-/// The model's weights broadcast, and the records' shards (checked on the driver first).
+/// The model's weights, and the records' shards (checked on the driver first).
 fn prepare(
     ctx: &Context,
     model: &Path,
     data: &Path,
     partitions: usize,
-) -> Result<(Broadcast<Weights>, Rdd<Shard>), JobError> {
+) -> Result<(Weights, Rdd<Shard>), JobError> {
     let m = Model::load(model)?;
     let n = cifar::load(data, Split::Test)?.len();
-    let weights = ctx.broadcast(Weights {
+    let weights = Weights {
         spec: m.meta.spec.to_string(),
         params: m.params,
         norm: m.meta.normalization,
-    })?;
+    };
     let specs = shard_specs(data, SplitName::Test, 0, n, partitions.max(1).min(n.max(1)));
     let k = specs.len();
     Ok((weights, ctx.parallelize(specs, k)?.map(LoadShard)))
@@ -55,15 +55,7 @@ pub fn evaluate(
     partitions: usize,
 ) -> Result<Confusion, JobError> {
     let (weights, shards) = prepare(ctx, model, data, partitions)?;
-    let parts = shards
-        .map(super::shards::Evaluate(weights.clone()))
-        .collect()?;
-    weights.destroy();
-    let mut c = Confusion::new(CLASSES.len());
-    for p in &parts {
-        c.merge(p);
-    }
-    Ok(c)
+    super::job::evaluate(ctx, &shards, weights)
 }
 
 /// The predicted class of every record, in record order.
@@ -74,7 +66,8 @@ pub fn predict(
     partitions: usize,
 ) -> Result<Vec<u8>, JobError> {
     let (weights, shards) = prepare(ctx, model, data, partitions)?;
-    let parts = shards.map(Predict(weights.clone())).collect()?;
-    weights.destroy();
+    let bc = ctx.broadcast(weights)?;
+    let parts = shards.map(Predict(bc.clone())).collect()?;
+    bc.destroy();
     Ok(parts.concat())
 }
