@@ -146,14 +146,7 @@ pub fn load(path: &Path, split: Split) -> Result<Images, CifarError> {
     let meta = std::fs::metadata(path).map_err(io(path))?;
     if meta.is_dir() {
         let mut all = Images::default();
-        for name in split.batch_names() {
-            let file = path.join(&name);
-            if !file.is_file() {
-                return Err(CifarError::MissingBatch {
-                    path: path.display().to_string(),
-                    name,
-                });
-            }
+        for file in batch_files(path, split)? {
             all.extend(read_record_file(&file)?);
         }
         return Ok(all);
@@ -166,6 +159,39 @@ pub fn load(path: &Path, split: Split) -> Result<Images, CifarError> {
         return load_archive(path, split);
     }
     read_record_file(path)
+}
+
+/// A folder's batch files of `split`, in order; a missing one is an error.
+fn batch_files(path: &Path, split: Split) -> Result<Vec<PathBuf>, CifarError> {
+    split
+        .batch_names()
+        .into_iter()
+        .map(|name| {
+            let file = path.join(&name);
+            if file.is_file() {
+                Ok(file)
+            } else {
+                Err(CifarError::MissingBatch {
+                    path: path.display().to_string(),
+                    name,
+                })
+            }
+        })
+        .collect()
+}
+
+/// The number of images of a split, every record checked as `load` checks it; a folder is
+/// read one batch file at a time, so a driver validating the input does not hold the whole
+/// split at once.
+pub fn count(path: &Path, split: Split) -> Result<usize, CifarError> {
+    if std::fs::metadata(path).map_err(io(path))?.is_dir() {
+        let mut n = 0;
+        for file in batch_files(path, split)? {
+            n += read_record_file(&file)?.len();
+        }
+        return Ok(n);
+    }
+    Ok(load(path, split)?.len())
 }
 
 /// Images `range` of a split, in the split's order. From a folder only the records needed are
@@ -189,17 +215,11 @@ pub fn load_range(
     }
     let mut out = Images::default();
     let mut first = 0usize;
-    for name in split.batch_names() {
+    for file in batch_files(path, split)? {
         if first >= range.end {
             break;
         }
-        let file = path.join(&name);
-        let size = std::fs::metadata(&file)
-            .map_err(|_| CifarError::MissingBatch {
-                path: path.display().to_string(),
-                name: name.clone(),
-            })?
-            .len();
+        let size = std::fs::metadata(&file).map_err(io(&file))?.len();
         let count = (size / RECORD_BYTES as u64) as usize;
         let (a, b) = (range.start.max(first), range.end.min(first + count));
         if a < b {

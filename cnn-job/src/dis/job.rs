@@ -343,8 +343,8 @@ pub fn run(
     let spec = check(cfg)?;
     // The driver reads the data once to refuse a bad file before any task runs; executors
     // then read only their own shards.
-    let n_all = cifar::load(&cfg.data, Split::Train)?.len();
-    let n_test = cifar::load(&cfg.data, Split::Test)?.len();
+    let n_all = cifar::count(&cfg.data, Split::Train)?;
+    let n_test = cifar::count(&cfg.data, Split::Test)?;
     let n_used = cfg.train_limit.map_or(n_all, |l| l.min(n_all));
     if cfg.validation >= n_used {
         return Err(JobError::BadOption(format!(

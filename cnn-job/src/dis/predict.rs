@@ -37,7 +37,7 @@ fn prepare(
     partitions: usize,
 ) -> Result<(Weights, Rdd<Shard>), JobError> {
     let m = Model::load(model)?;
-    let n = cifar::load(data, Split::Test)?.len();
+    let n = cifar::count(data, Split::Test)?;
     let weights = Weights {
         spec: m.meta.spec.to_string(),
         params: m.params,
