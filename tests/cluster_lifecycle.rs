@@ -142,13 +142,7 @@ fn executors_register_with_a_restarted_driver_and_run_its_jobs() {
     }
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("in.txt"), "p q p\n").unwrap();
-    let o = s
-        .submit(
-            dir.path(),
-            &["wordcount", "--input", "in.txt", "--output", "out"],
-        )
-        .output()
-        .unwrap();
+    let o = s.wordcount(dir.path(), "out").output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
@@ -163,10 +157,7 @@ fn ctrl_c_on_the_client_cancels_the_job_on_the_cluster() {
         common::signal(p, "STOP");
     }
     let client = s
-        .submit(
-            dir.path(),
-            &["wordcount", "--input", "in.txt", "--output", "out"],
-        )
+        .wordcount(dir.path(), "out")
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -185,13 +176,7 @@ fn ctrl_c_on_the_client_cancels_the_job_on_the_cluster() {
     }
     // The cluster takes the next job; the cancelled job's tasks never wrote its output.
     s.wait_for_executors(2);
-    let o = s
-        .submit(
-            dir.path(),
-            &["wordcount", "--input", "in.txt", "--output", "out2"],
-        )
-        .output()
-        .unwrap();
+    let o = s.wordcount(dir.path(), "out2").output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(s.status()["jobs"][1]["state"], "succeeded");
 }

@@ -14,12 +14,18 @@ fn serve_submit_and_status_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("in.txt"), "b a b\nc b a\n").unwrap();
     // Relative paths are resolved by the client, then read and written by the executors.
-    let o = Command::new(env!("CARGO_BIN_EXE_driver"))
-        .current_dir(dir.path())
-        .args(["submit", "--master", &s.address, "--json", "wordcount"])
-        .args(["--input", "in.txt", "--output", "out"])
-        .arg("--secret-file")
-        .arg(&s.secret_file)
+    let o = s
+        .submit(
+            dir.path(),
+            &[
+                "--json",
+                "wordcount",
+                "--input",
+                "in.txt",
+                "--output",
+                "out",
+            ],
+        )
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -43,14 +49,7 @@ fn serve_submit_and_status_from_the_command_line() {
     assert_eq!(text, "b\t3\na\t2\nc\t1\n");
 
     // A failing job: exit 2 (its output exists), with the job's error.
-    let o = Command::new(env!("CARGO_BIN_EXE_driver"))
-        .current_dir(dir.path())
-        .args(["submit", "--master", &s.address, "wordcount"])
-        .args(["--input", "in.txt", "--output", "out"])
-        .arg("--secret-file")
-        .arg(&s.secret_file)
-        .output()
-        .unwrap();
+    let o = s.wordcount(dir.path(), "out").output().unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("already exists"));
 
@@ -190,21 +189,7 @@ fn bad_messages_get_error_replies_and_the_cluster_keeps_serving() {
     }
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("in.txt"), "x y x\n").unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_driver"))
-        .current_dir(dir.path())
-        .args([
-            "submit",
-            "--master",
-            &s.address,
-            "wordcount",
-            "--input",
-            "in.txt",
-        ])
-        .args(["--output", "out"])
-        .arg("--secret-file")
-        .arg(&s.secret_file)
-        .output()
-        .unwrap();
+    let o = s.wordcount(dir.path(), "out").output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(s.status()["executors"][0]["state"], "alive");
 }

@@ -139,6 +139,11 @@ impl Served {
         c
     }
 
+    /// `driver submit … wordcount --input in.txt --output OUTPUT` in `cwd`, not started yet.
+    pub fn wordcount(&self, cwd: &Path, output: &str) -> Command {
+        self.submit(cwd, &["wordcount", "--input", "in.txt", "--output", output])
+    }
+
     fn driver_command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_driver"));
         c.args(args)
