@@ -19,6 +19,7 @@ mod io;
 pub mod key;
 pub mod op;
 pub mod plan;
+pub mod process;
 pub mod progress;
 pub mod rdd;
 mod scheduler;

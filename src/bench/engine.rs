@@ -113,23 +113,6 @@ impl MapFn for MakePair {
 }
 register_op!(map MakePair);
 
-fn peak_rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .map(str::to_owned)
-        })
-        .and_then(|l| {
-            l.split_whitespace()
-                .nth(1)
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0)
-}
-
 #[derive(Debug, Serialize)]
 pub struct BenchReport {
     pub workload: String,
@@ -155,7 +138,7 @@ pub fn run(ctx: &Context, workload: &str, size: u64, work_dir: &Path) -> Result<
         wall_s: wall,
         setup_s: setup,
         per_unit_ms: wall * 1000.0 / units,
-        peak_rss_bytes: peak_rss_bytes(),
+        peak_rss_bytes: discnn_engine::process::status_bytes("VmHWM"),
         detail,
     };
     match workload {

@@ -131,18 +131,6 @@ fn driver_traffic(ctx: &Context, local: &ResultTraffic) -> (u64, u64) {
     }
 }
 
-pub fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
 /// Refuses bad options; returns the network spec they name.
 fn check(cfg: &DisConfig) -> Result<NetSpec, JobError> {
     let bad = |m: &str| Err(JobError::BadOption(m.to_string()));
@@ -484,7 +472,7 @@ pub fn run(
             driver_bytes: b1 - b0,
             group_sizes: groups,
             maps_pruned: maps_pruned.clone(),
-            rss_bytes: rss_bytes(),
+            rss_bytes: discnn_engine::process::status_bytes("VmRSS"),
         };
         let line = serde_json::to_string(&em).map_err(|e| EngineError::Codec(e.to_string()))?;
         writeln!(metrics_file, "{line}").map_err(io(&metrics_path))?;
