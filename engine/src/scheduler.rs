@@ -250,8 +250,7 @@ impl Context {
             shuffle_map,
         });
         let started = std::time::Instant::now();
-        let nodes = stage_nodes(rdd);
-        let leader_reads = leader_shuffles(rdd);
+        let (nodes, leader_reads) = stage_nodes(rdd);
         let (tx, rx) = channel::<(u64, Vec<u8>)>();
         let mut running: HashMap<u64, (usize, usize, u32)> = HashMap::new();
         let cluster = inner.backend.cluster();
@@ -490,37 +489,25 @@ impl Context {
 }
 
 /// The wire nodes of a stage: `rdd` and its narrow ancestors, down to shuffle boundaries.
-/// The shuffles this stage reads whose reduce tasks run at their partition's leader, as
-/// (reading node, shuffle).
-fn leader_shuffles(rdd: &Arc<RddNode>) -> Vec<(RddId, ShuffleId)> {
-    let mut out = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    let mut stack = vec![rdd.clone()];
-    while let Some(n) = stack.pop() {
-        if !seen.insert(n.id) {
-            continue;
-        }
-        for s in &n.shuffles {
-            if s.placement == ReducePlacement::Leader {
-                out.push((n.id, s.id));
-            }
-        }
-        stack.extend(n.parents.iter().cloned());
-    }
-    out
-}
-
-fn stage_nodes(rdd: &Arc<RddNode>) -> HashMap<RddId, WireNode> {
+/// The nodes of the stage ending at `rdd` (narrow lineage), and the shuffles among their
+/// inputs whose reduce tasks run at their partition's leader, as (reading node, shuffle).
+fn stage_nodes(rdd: &Arc<RddNode>) -> (HashMap<RddId, WireNode>, Vec<(RddId, ShuffleId)>) {
     let mut out = HashMap::new();
+    let mut leaders = Vec::new();
     let mut stack = vec![rdd.clone()];
     while let Some(n) = stack.pop() {
         if out.contains_key(&n.id) {
             continue;
         }
         out.insert(n.id, n.wire());
+        for s in &n.shuffles {
+            if s.placement == ReducePlacement::Leader {
+                leaders.push((n.id, s.id));
+            }
+        }
         stack.extend(n.parents.iter().cloned());
     }
-    out
+    (out, leaders)
 }
 
 /// The nodes one task needs (`reach`: what it reads of each), with parallelized data trimmed
