@@ -290,6 +290,18 @@ pub struct InitReport {
     pub layers: Vec<String>,
 }
 
+/// Sets the last layer's weights to zero, whatever the method: the first softmax is uniform
+/// (cross-entropy ln 10, E = 0.9 exactly) and the first steps move the classifier before the
+/// features. He's gain of 2 assumes a ReLU after the layer and none follows the classifier;
+/// with it, the max-pools' gain makes the paper's net start with logits of std ≈ 2–3 (loss
+/// ≈ 4.4), and at lr 0.01 with momentum 0.9 the first steps' gradients leave conv3's 14 maps
+/// dead for about a third of seeds (BENCHMARKS.md, "One epoch on 5,000 images").
+pub fn zero_classifier(net: &Network, params: &mut [f32]) {
+    if let Some(t) = net.tensors().iter().rev().find(|t| t.name.ends_with(".weight")) {
+        params[t.range.clone()].iter_mut().for_each(|p| *p = 0.0);
+    }
+}
+
 /// Parameters for `net` by `method`, sampling patches from the cached training shards.
 pub fn initialize(
     ctx: &Context,
@@ -300,6 +312,7 @@ pub fn initialize(
     seed: u64,
 ) -> Result<(Vec<f32>, InitReport), EngineError> {
     let mut params = net.init_params_with(WeightInit::He, seed);
+    zero_classifier(net, &mut params);
     let mut report = InitReport { layers: Vec::new() };
     let convs: Vec<(usize, usize, usize)> = net
         .spec()
