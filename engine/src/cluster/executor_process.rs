@@ -168,7 +168,15 @@ pub fn run(opts: ExecutorOptions) -> Result<(), ClusterError> {
         Some(host) => format!("{host}:{}", bound.port()),
         None => bound.to_string(),
     };
-    tracing::info!("executor serving on {bound}, advertising {address}");
+    if bound.ip().is_unspecified() && opts.advertise.is_none() {
+        tracing::info!(
+            "executor serving on {bound}, reached at the address the driver sees it connect \
+             from, port {}",
+            bound.port()
+        );
+    } else {
+        tracing::info!("executor serving on {bound}, advertising {address}");
+    }
     let result = runtime.block_on(control(shared.clone(), &opts, &work, address));
     shared.set_env(None);
     runtime.shutdown_timeout(Duration::from_secs(1));
