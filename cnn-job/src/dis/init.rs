@@ -297,7 +297,12 @@ pub struct InitReport {
 /// ≈ 4.4), and at lr 0.01 with momentum 0.9 the first steps' gradients leave conv3's 14 maps
 /// dead for about a third of seeds (BENCHMARKS.md, "One epoch on 5,000 images").
 pub fn zero_classifier(net: &Network, params: &mut [f32]) {
-    if let Some(t) = net.tensors().iter().rev().find(|t| t.name.ends_with(".weight")) {
+    if let Some(t) = net
+        .tensors()
+        .iter()
+        .rev()
+        .find(|t| t.name.ends_with(".weight"))
+    {
         params[t.range.clone()].iter_mut().for_each(|p| *p = 0.0);
     }
 }
