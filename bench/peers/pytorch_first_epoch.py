@@ -18,6 +18,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from pytorch_cnn import paper_net  # the same net as the speed peer (this script's folder)
+
 RECORD = 1 + 3 * 32 * 32
 
 
@@ -28,15 +30,6 @@ def load(folder, names, limit=None):
         rec = rec[:limit]
     x = rec[:, 1:].astype(np.float32).reshape(-1, 3, 32, 32) / 255.0
     return torch.from_numpy(x), torch.from_numpy(rec[:, 0].astype(np.int64))
-
-
-def paper_net():
-    return nn.Sequential(
-        nn.Conv2d(3, 8, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(8, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 14, 5), nn.ReLU(), nn.Flatten(),
-        nn.Linear(14, 120), nn.ReLU(), nn.Linear(120, 10),
-    )
 
 
 def he_init(net, zero_classifier):
