@@ -110,7 +110,7 @@ status_eval() {
 container_ip() {
     docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$1"
 }
-# The executor id the driver gives the container's address, and its state.
+# A field (id, state, tasks_finished …) of the executor the driver lists at the container's address.
 executor_field() { # container field
     local ip
     ip="$(container_ip "$1")"
