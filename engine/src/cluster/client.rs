@@ -19,9 +19,8 @@ fn unreachable(master: &str, creds: &Credentials, s: &tonic::Status) -> ClusterE
         }
         _ => {
             let mut message = s.message().to_string();
-            // What a plain-text client sees when it speaks to a TLS server.
-            if creds.tls.is_none() && message.contains("h2 protocol error") {
-                message.push_str(" (if the driver serves TLS, pass --tls-ca)");
+            if creds.tls.is_none() && speaks_tls(master) {
+                message.push_str(" (the driver serves TLS: pass --tls-ca)");
             }
             ClusterError::Unreachable {
                 address: master.to_string(),
@@ -29,6 +28,28 @@ fn unreachable(master: &str, creds: &Credentials, s: &tonic::Status) -> ClusterE
             }
         }
     }
+}
+
+/// Whether the server at `master` answers like a TLS server. A plain-text client's failure
+/// against one shows as "h2 protocol error" or, when the server's close overtakes its alert,
+/// a bare "transport error": so ask the server directly. Five bytes that are not a TLS record
+/// header make a TLS server send an alert record (content type 21) and close; an HTTP/2
+/// server waits for the rest of its preface and the read times out.
+fn speaks_tls(master: &str) -> bool {
+    use std::io::{Read, Write};
+    use std::net::{TcpStream, ToSocketAddrs};
+    let wait = std::time::Duration::from_millis(500);
+    let Some(addr) = master.to_socket_addrs().ok().and_then(|mut a| a.next()) else {
+        return false;
+    };
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, wait) else {
+        return false;
+    };
+    let mut first = [0u8; 1];
+    stream.set_read_timeout(Some(wait)).is_ok()
+        && stream.write_all(b"PRI *").is_ok()
+        && stream.read_exact(&mut first).is_ok()
+        && first[0] == 21
 }
 
 fn connect(master: &str, creds: &Credentials) -> Result<remote::DriverRpc, ClusterError> {
