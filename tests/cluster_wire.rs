@@ -14,22 +14,7 @@ fn serve_submit_and_status_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("in.txt"), "b a b\nc b a\n").unwrap();
     // Relative paths are resolved by the client, then read and written by the executors.
-    let o = s
-        .submit(
-            dir.path(),
-            &[
-                "--json",
-                "wordcount",
-                "--input",
-                "in.txt",
-                "--output",
-                "out",
-            ],
-        )
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = s.wordcount_json(dir.path(), "out");
     assert_eq!(v["distinct_words"], 3);
     let mut text = String::new();
     let mut parts: Vec<_> = std::fs::read_dir(dir.path().join("out"))
@@ -232,22 +217,7 @@ fn a_cluster_on_tls_runs_jobs_and_refuses_clients_that_do_not_trust_it() {
         .map(|i| format!("w{} w{}\n", i % 97, i % 13))
         .collect();
     std::fs::write(dir.path().join("in.txt"), text).unwrap();
-    let o = s
-        .submit(
-            dir.path(),
-            &[
-                "--json",
-                "wordcount",
-                "--input",
-                "in.txt",
-                "--output",
-                "out",
-            ],
-        )
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = s.wordcount_json(dir.path(), "out");
     assert_eq!(v["distinct_words"], 97);
 
     let status = |extra: &[std::ffi::OsString]| {

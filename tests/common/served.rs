@@ -144,6 +144,13 @@ impl Served {
         self.submit(cwd, &["wordcount", "--input", "in.txt", "--output", output])
     }
 
+    /// [`Served::wordcount`] with `--json`, run to success: the job's summary object.
+    pub fn wordcount_json(&self, cwd: &Path, output: &str) -> serde_json::Value {
+        let o = self.wordcount(cwd, output).arg("--json").output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    }
+
     fn driver_command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_driver"));
         c.args(args)
