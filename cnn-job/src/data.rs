@@ -28,6 +28,17 @@ pub struct Augment {
     pub flip: bool,
 }
 
+impl Augment {
+    pub const NONE: Augment = Augment {
+        pad: 0,
+        flip: false,
+    };
+
+    pub fn is_none(&self) -> bool {
+        *self == Augment::NONE
+    }
+}
+
 /// Normalized images `indices` of `images`, with augmentation when `augment` is given;
 /// `key` names the augmentation streams (for example `[epoch, partition, iteration]`).
 pub fn batch(

@@ -34,6 +34,22 @@ impl Schedule {
     }
 }
 
+/// The rate of optimiser step `step` (0-based) of a run of `total` steps: a linear warm-up over
+/// the first `warmup` steps (from base/warmup up to base), then constant or, with `cosine`,
+/// cosine annealing from base to zero over the steps that remain. Per step rather than per
+/// epoch, so a short run still warms up and anneals smoothly.
+pub fn step_rate(base: f32, cosine: bool, step: usize, warmup: usize, total: usize) -> f32 {
+    if step < warmup {
+        return (f64::from(base) * (step + 1) as f64 / warmup as f64) as f32;
+    }
+    if !cosine {
+        return base;
+    }
+    let span = total.saturating_sub(warmup).max(1) as f64;
+    let t = ((step - warmup) as f64 / span).min(1.0);
+    (0.5 * f64::from(base) * (1.0 + (std::f64::consts::PI * t).cos())) as f32
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sgd {
     pub momentum: f32,
@@ -78,6 +94,19 @@ mod tests {
         assert_eq!(cos.lr(0.1, 0), 0.1);
         assert!((cos.lr(0.1, 5) - 0.05).abs() < 1e-7);
         assert!(cos.lr(0.1, 10).abs() < 1e-7);
+    }
+
+    #[test]
+    fn warm_up_then_cosine_per_step() {
+        // 2 warm-up steps, then 4 of cosine.
+        assert!((step_rate(0.1, true, 0, 2, 6) - 0.05).abs() < 1e-7);
+        assert!((step_rate(0.1, true, 1, 2, 6) - 0.1).abs() < 1e-7);
+        assert!((step_rate(0.1, true, 2, 2, 6) - 0.1).abs() < 1e-7);
+        assert!((step_rate(0.1, true, 4, 2, 6) - 0.05).abs() < 1e-7);
+        assert!(step_rate(0.1, true, 5, 2, 6) < 0.05 && step_rate(0.1, true, 5, 2, 6) > 0.0);
+        assert_eq!(step_rate(0.1, false, 5, 2, 6), 0.1);
+        assert_eq!(step_rate(0.1, false, 0, 0, 6), 0.1);
+        assert_eq!(step_rate(0.1, true, 0, 0, 6), 0.1);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use discnn_cnn::dis::aggregation::{
     batch_indices, combine, GradMsg, Gradient, GroupPartitioner, SumGroup,
 };
 use discnn_cnn::dis::shards::{network, shard_specs, LoadShard, Shard, SplitName, Weights};
-use discnn_cnn::dis::Aggregation;
+use discnn_cnn::dis::{Aggregation, DisDivisor};
 use discnn_cnn::layers::Loss;
 use discnn_cnn::network::WeightInit;
 use discnn_cnn::spec::PAPER;
@@ -129,9 +129,17 @@ fn mean_over_n_partitions_is_one_step_on_the_union_of_their_batches() {
         loss: Loss::CrossEntropy,
         seed: 9,
         threshold: 0.8,
+        augment: data::Augment::NONE,
     };
     let msgs: Vec<GradMsg> = shards.iter().map(|s| op.call(s.clone()).1).collect();
-    let update = combine(Aggregation::Mean, [0.55, 0.45], n, msgs.clone()).unwrap();
+    let update = combine(
+        Aggregation::Mean,
+        [0.55, 0.45],
+        DisDivisor::N,
+        n,
+        msgs.clone(),
+    )
+    .unwrap();
 
     // The same images as one batch of N·b, in partition order.
     let (mut x, mut labels) = (Vec::new(), Vec::new());
@@ -151,7 +159,14 @@ fn mean_over_n_partitions_is_one_step_on_the_union_of_their_batches() {
     assert!((update.loss_sum / update.images as f64 - st.loss).abs() < 1e-5);
 
     // `dis`: each group's sum weighted by its group weight, over N.
-    let dis = combine(Aggregation::Dis, [0.55, 0.45], n, msgs.clone()).unwrap();
+    let dis = combine(
+        Aggregation::Dis,
+        [0.55, 0.45],
+        DisDivisor::N,
+        n,
+        msgs.clone(),
+    )
+    .unwrap();
     let mut want = vec![0f64; net.param_len()];
     for m in &msgs {
         let w = if m.group == 0 { 0.55 } else { 0.45 } / n as f64;
@@ -164,12 +179,56 @@ fn mean_over_n_partitions_is_one_step_on_the_union_of_their_batches() {
     }
     let low = msgs.iter().filter(|m| m.group == 0).count() as u64;
     assert_eq!(dis.group_sizes, [low, n as u64 - low]);
+
+    // `--dis-divisor weights`: over 0.55·n_low + 0.45·n_high instead.
+    let weighted = combine(
+        Aggregation::Dis,
+        [0.55, 0.45],
+        DisDivisor::Weights,
+        n,
+        msgs.clone(),
+    )
+    .unwrap();
+    let d = 0.55 * low as f64 + 0.45 * (n as u64 - low) as f64;
+    for (w, x) in weighted.grad.iter().zip(&want) {
+        let expect = x * n as f64 / d;
+        assert!((f64::from(*w) - expect).abs() <= 1e-6 * f64::from(scale).max(1.0));
+    }
+}
+
+#[test]
+fn the_weighted_divisor_is_the_plain_mean_when_every_partition_is_in_one_group() {
+    let n = 5;
+    for group in [0u8, 1] {
+        let msgs: Vec<GradMsg> = (0..n)
+            .map(|p| {
+                let mut m = one_hot(p, n, group).1;
+                m.grad.iter_mut().for_each(|g| *g *= (p + 1) as f32);
+                m
+            })
+            .collect();
+        let mean = combine(
+            Aggregation::Mean,
+            [0.55, 0.45],
+            DisDivisor::N,
+            n,
+            msgs.clone(),
+        );
+        let dis = combine(Aggregation::Dis, [0.55, 0.45], DisDivisor::Weights, n, msgs);
+        let (mean, dis) = (mean.unwrap(), dis.unwrap());
+        for (a, b) in mean.grad.iter().zip(&dis.grad) {
+            assert!((a - b).abs() < 1e-6, "group {group}: {a} vs {b}");
+        }
+        // And not the ÷ N step, which is 0.55 or 0.45 of it.
+        assert!((dis.grad[4] - 1.0).abs() < 1e-6, "{:?}", dis.grad);
+    }
 }
 
 mod init_and_prune {
     use super::*;
-    use discnn_cnn::dis::init::{initialize, kmeans, InitMethod, Patch};
-    use discnn_cnn::dis::prune::{apply, decide, SimilarityStats};
+    use discnn_cnn::dis::init::{initialize, kmeans, InitBias, InitMethod, InitOptions, Patch};
+    use discnn_cnn::dis::prune::{apply, decide, LayerStats, MapStats, SimilarityStats};
+    use discnn_cnn::dis::response::Sampler;
     use discnn_cnn::network::Network;
     use discnn_cnn::spec::NetSpec;
 
@@ -205,51 +264,122 @@ mod init_and_prune {
     }
     use rand::Rng;
 
+    /// The conv layers' pre-activation (mean, RMS) of `params` on `shards`, on the sample named
+    /// `key`.
+    fn conv_moments(
+        ctx: &Context,
+        shards: &discnn_engine::Rdd<Shard>,
+        base: &Weights,
+        params: &[f32],
+        key: u64,
+    ) -> Vec<(f64, f64)> {
+        let sampler = Sampler {
+            ctx,
+            shards,
+            base: base.clone(),
+            per_shard: 200,
+            seed: 1,
+            key,
+        };
+        let m = sampler.moments(params).unwrap();
+        [0usize, 3, 6]
+            .iter()
+            .map(|&l| m.of_layer(l).unwrap().layer())
+            .collect()
+    }
+
+    /// The test: under `dis` and `kmeans` every conv layer responds like He's on images
+    /// the rescale never saw, for 5 seeds; the kernels keep their structure (random periphery,
+    /// k-means centre) and only their scale moves.
     #[test]
-    fn dis_init_keeps_the_random_periphery_and_puts_centres_of_the_same_scale_inside() {
+    fn dis_and_kmeans_respond_like_he_on_held_out_images_and_keep_their_structure() {
         let dir = tempfile::tempdir().unwrap();
-        cifar::write_synthetic_folder(dir.path(), 20, 4, 8).unwrap();
+        cifar::write_patterned_folder(dir.path(), 200, 10, 8).unwrap();
         let ctx = Context::local(2).unwrap();
-        let shards = ctx
-            .parallelize(shard_specs(dir.path(), SplitName::Train, 0, 100, 2), 2)
-            .unwrap()
-            .map(LoadShard);
-        shards.cache();
+        let load = |offset, n| {
+            let rdd = ctx
+                .parallelize(shard_specs(dir.path(), SplitName::Train, offset, n, 2), 2)
+                .unwrap()
+                .map(LoadShard);
+            rdd.cache();
+            rdd
+        };
+        // The rescale samples 512 of the first 600; the check reads the other 400.
+        let (train, held_out) = (load(0, 600), load(600, 400));
         let net = Network::new(NetSpec::paper()).unwrap();
+        let all = cifar::load(dir.path(), Split::Train).unwrap();
         let base = Weights {
             spec: PAPER.into(),
             params: Vec::new(),
-            norm: Normalization {
-                mean: [0.5; 3],
-                std: [0.29; 3],
-            },
+            norm: Normalization::of(&all),
         };
-        let he = net.init_params_with(WeightInit::He, 4);
-        let (dis, report) = initialize(&ctx, &net, &shards, base, InitMethod::Dis, 4).unwrap();
-        assert_eq!(report.layers.len(), 3, "every conv layer");
-        for (layer, c_in, out) in [(0usize, 3usize, 8usize), (3, 8, 16), (6, 16, 14)] {
-            let r = net.layer_range(layer);
-            let (mut inner, mut outer) = (Vec::new(), Vec::new());
-            for i in 0..out * c_in * 25 {
-                let (ky, kx) = ((i / 5) % 5, i % 5);
-                let (a, b) = (dis[r.start + i], he[r.start + i]);
-                if (1..4).contains(&ky) && (1..4).contains(&kx) {
-                    inner.push(f64::from(a));
-                } else {
-                    assert_eq!(a, b, "the periphery stays random");
-                    outer.push(f64::from(a));
+        for seed in 0..5 {
+            let he = initialize(
+                &ctx,
+                &net,
+                &train,
+                base.clone(),
+                opts(InitMethod::Random, seed),
+            )
+            .unwrap()
+            .0;
+            let want = conv_moments(&ctx, &held_out, &base, &he, 5);
+            for method in [InitMethod::Dis, InitMethod::Kmeans] {
+                let (p, report) =
+                    initialize(&ctx, &net, &train, base.clone(), opts(method, seed)).unwrap();
+                let got = conv_moments(&ctx, &held_out, &base, &p, 5);
+                for (l, ((_, g), (_, w))) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g / w - 1.0).abs() <= 0.15,
+                        "seed {seed} {method:?} conv{}: RMS {g} against He's {w}\n{report:?}",
+                        l + 1
+                    );
+                }
+                // Every kernel of a layer is its structured self times one positive factor.
+                for (layer, c_in, out) in [(0usize, 3usize, 8usize), (3, 8, 16), (6, 16, 14)] {
+                    let r = net.layer_range(layer);
+                    let fan_in = c_in * 25;
+                    for k in 0..out {
+                        let row = r.start + k * fan_in;
+                        let (pk, hk) = (&p[row..row + fan_in], &he[row..row + fan_in]);
+                        let periphery: Vec<usize> = (0..fan_in)
+                            .filter(|i| {
+                                let (y, x) = ((i / 5) % 5, i % 5);
+                                !((1..4).contains(&y) && (1..4).contains(&x))
+                            })
+                            .collect();
+                        // kmeans: conv1 is all centre; the other layers all He, scaled.
+                        let kmeans_centre = method == InitMethod::Kmeans && layer == 0;
+                        if kmeans_centre {
+                            continue;
+                        }
+                        let factor = pk[periphery[0]] / hk[periphery[0]];
+                        assert!(factor > 0.0, "a positive scale");
+                        let same = |i: usize| {
+                            (pk[i] - factor * hk[i]).abs() <= 1e-4 * hk[i].abs().max(1e-3)
+                        };
+                        assert!(
+                            periphery.iter().all(|&i| same(i)),
+                            "{method:?} layer {layer} kernel {k}: the periphery is He's, scaled"
+                        );
+                        if method == InitMethod::Kmeans {
+                            assert!((0..fan_in).all(same), "layer {layer}: He, scaled");
+                        }
+                    }
+                    if method == InitMethod::Dis {
+                        assert_ne!(&p[r.clone()], &he[r], "layer {layer}: centres inside");
+                    }
                 }
             }
-            let sd = |v: &[f64]| {
-                let m = v.iter().sum::<f64>() / v.len() as f64;
-                (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / v.len() as f64).sqrt()
-            };
-            let (si, so) = (sd(&inner), sd(&outer));
-            assert!(
-                (si / so - 1.0).abs() < 0.15,
-                "layer {layer}: inner {si} outer {so}"
-            );
-            assert_ne!(&dis[r.clone()], &he[r], "layer {layer}: centres inside");
+        }
+    }
+
+    fn opts(method: InitMethod, seed: u64) -> InitOptions {
+        InitOptions {
+            method,
+            bias: InitBias::Zero,
+            seed,
+            sample_images: InitOptions::SAMPLE_IMAGES,
         }
     }
 
@@ -304,6 +434,32 @@ mod init_and_prune {
         assert_eq!(kept[1], [0, 1, 2], "distinct maps stay");
         // A = 0 prunes nothing.
         assert_eq!(decide(&stats, 0.0)[0], [0, 1, 2, 3]);
+    }
+
+    /// 1×1 maps (the paper's conv3) after a ReLU: two independent ones co-activate on many
+    /// images, which a per-image cosine took for |cos| = 1; a correlation across the sample
+    /// keeps them, and still prunes an identical copy.
+    #[test]
+    fn identical_maps_are_pruned_and_independent_one_by_one_maps_are_not() {
+        let mut rng = rng_for(11);
+        let mut st = LayerStats::new(3);
+        for _ in 0..500 {
+            let u = rng.gen_range(-0.3f32..1.0).max(0.0);
+            let v = rng.gen_range(-0.3f32..1.0).max(0.0);
+            st.add_image(&[u, u, v]);
+        }
+        let stats = MapStats { layers: vec![st] };
+        let kept = decide(&stats, 0.25);
+        assert_eq!(kept[0].len(), 2, "{kept:?}");
+        assert!(kept[0].contains(&2), "the independent map stays: {kept:?}");
+        // Even at A = 0.9 (|cos| > 0.1) independent maps are not alike.
+        assert!(decide(&stats, 0.9)[0].contains(&2));
+        // A map that never varies is like nothing.
+        let mut st = LayerStats::new(2);
+        for _ in 0..50 {
+            st.add_image(&[0.0, rng.gen_range(0.0..1.0)]);
+        }
+        assert_eq!(decide(&MapStats { layers: vec![st] }, 0.5)[0], [0, 1]);
     }
 
     #[test]

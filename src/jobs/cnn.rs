@@ -2,9 +2,10 @@
 //! and as sent to a cluster, and what the run prints.
 
 use clap::{Args, ValueEnum};
-use discnn_cnn::dis::init::InitMethod;
+use discnn_cnn::data::Augment;
+use discnn_cnn::dis::init::{InitBias, InitMethod};
 use discnn_cnn::dis::job::{self, JobError};
-use discnn_cnn::dis::{Aggregation, DisConfig};
+use discnn_cnn::dis::{Aggregation, DisConfig, DisDivisor, LrSchedule, Recipe};
 use discnn_cnn::layers::Loss;
 use discnn_engine::Context;
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,88 @@ pub enum InitArg {
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InitBiasArg {
+    /// Biases stay zero; weights scaled so each channel's E[z²] is He's.
+    Zero,
+    /// Biases remove each channel's mean response first, then the RMS is matched.
+    Center,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DivisorArg {
+    /// ÷ N, the number of partitions (about half the `mean` step at 0.55/0.45).
+    N,
+    /// ÷ (0.55·n_low + 0.45·n_high): a weighted mean, the `mean` step size.
+    Weights,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScheduleArg {
+    Constant,
+    /// Cosine annealing to zero over --epochs (after the warm-up).
+    Cosine,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AugmentArg {
+    None,
+    /// Horizontal flip with probability 1/2.
+    Flip,
+    /// A random 32×32 crop of the image padded by 4.
+    Crop,
+    #[value(name = "crop+flip")]
+    CropFlip,
+}
+
+/// The training recipe, shared by cnn-job and cnn-experiment.
+#[derive(Args, Debug, Clone, Serialize, Deserialize)]
+pub struct RecipeArgs {
+    /// Peak learning rate (after the warm-up).
+    #[arg(long, default_value_t = 0.05, help_heading = "Recipe")]
+    pub lr: f32,
+    #[arg(long, default_value_t = 0.9, help_heading = "Recipe")]
+    pub momentum: f32,
+    /// L2 penalty on every parameter.
+    #[arg(long, default_value_t = 5e-4, help_heading = "Recipe")]
+    pub weight_decay: f32,
+    #[arg(long, value_enum, default_value = "cosine", help_heading = "Recipe")]
+    pub schedule: ScheduleArg,
+    /// Epochs of linear warm-up (per iteration) to --lr.
+    #[arg(long, default_value_t = 1, help_heading = "Recipe")]
+    pub warmup: usize,
+    #[arg(long, value_enum, default_value = "crop+flip", help_heading = "Recipe")]
+    pub augment: AugmentArg,
+    /// Images per partition per iteration.
+    #[arg(long, default_value_t = 64, help_heading = "Recipe")]
+    pub batch_size: usize,
+}
+
+impl RecipeArgs {
+    pub fn recipe(&self) -> Recipe {
+        Recipe {
+            lr: self.lr,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            schedule: match self.schedule {
+                ScheduleArg::Constant => LrSchedule::Constant,
+                ScheduleArg::Cosine => LrSchedule::Cosine,
+            },
+            warmup: self.warmup,
+            augment: match self.augment {
+                AugmentArg::None => Augment::NONE,
+                AugmentArg::Flip => Augment { pad: 0, flip: true },
+                AugmentArg::Crop => Augment {
+                    pad: 4,
+                    flip: false,
+                },
+                AugmentArg::CropFlip => Augment { pad: 4, flip: true },
+            },
+            batch_size: self.batch_size,
+        }
+    }
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AggregationArg {
     /// Grouped leader aggregation (the paper's).
     Dis,
@@ -48,20 +131,19 @@ pub struct CnnJobArgs {
     pub overwrite: bool,
     #[arg(long, default_value_t = 1)]
     pub epochs: usize,
-    /// Images per partition per iteration.
-    #[arg(long, default_value_t = 64)]
-    pub batch_size: usize,
-    #[arg(long, default_value_t = 0.01)]
-    pub lr: f32,
-    #[arg(long, default_value_t = 0.9)]
-    pub momentum: f32,
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     #[arg(long, value_enum, default_value = "cross-entropy")]
     pub loss: LossArg,
     #[arg(long, value_enum, default_value = "random")]
     pub init: InitArg,
-    /// A: maps whose outputs have H = 1 − |cos| < A with another map are removed (0: none).
+    /// What the response rescale of --init dis/kmeans does with the biases.
+    #[arg(long, value_enum, default_value = "zero")]
+    pub init_bias: InitBiasArg,
+    /// A: a map whose outputs correlate with another map's as |cos| > 1 − A (over a sample of
+    /// images and positions, means removed) is removed, the weaker of the two (0: none).
     #[arg(long, default_value_t = 0.0)]
     pub prune_threshold: f64,
     /// The epoch at whose end pruning is decided.
@@ -75,6 +157,9 @@ pub struct CnnJobArgs {
     /// Weights of the low- and high-error groups.
     #[arg(long, default_value = "0.55,0.45", value_delimiter = ',', num_args = 2)]
     pub group_weights: Vec<f64>,
+    /// What the weighted group sums of --aggregation dis are divided by.
+    #[arg(long, value_enum, default_value = "weights")]
+    pub dis_divisor: DivisorArg,
     #[arg(long, default_value_t = 4)]
     pub partitions: usize,
     /// Hold out the last N training images for validation.
@@ -138,14 +223,11 @@ impl CnnJobArgs {
                 "--group-weights takes two numbers, e.g. 0.55,0.45".into(),
             ));
         };
-        Ok(DisConfig {
+        let cfg = DisConfig {
             data: self.data.clone(),
             output,
             overwrite: self.overwrite,
             epochs: self.epochs,
-            batch_size: self.batch_size,
-            lr: self.lr,
-            momentum: self.momentum,
             seed: self.seed,
             loss: loss(self.loss),
             aggregation: match self.aggregation {
@@ -153,17 +235,24 @@ impl CnnJobArgs {
                 AggregationArg::Mean => Aggregation::Mean,
             },
             init: init(self.init),
+            init_bias: match self.init_bias {
+                InitBiasArg::Zero => InitBias::Zero,
+                InitBiasArg::Center => InitBias::Center,
+            },
             prune_threshold: self.prune_threshold,
             prune_at: self.prune_at,
             checkpoint_every: self.checkpoint_every,
             resume: self.resume.is_some(),
             group_threshold: self.group_threshold,
             group_weights: [low, high],
+            dis_divisor: divisor(self.dis_divisor),
             partitions: self.partitions,
             validation: self.validation,
             train_limit: self.train_limit,
             spec: self.spec.clone(),
-        })
+            ..DisConfig::default()
+        };
+        Ok(self.recipe.recipe().apply(cfg))
     }
 
     pub fn run(
@@ -291,10 +380,8 @@ pub struct ExperimentArgs {
     pub train_limit: Option<usize>,
     #[arg(long, default_value_t = 4)]
     pub partitions: usize,
-    #[arg(long, default_value_t = 64)]
-    pub batch_size: usize,
-    #[arg(long, default_value_t = 0.01)]
-    pub lr: f32,
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
     /// Initialisation of the table2 and speedup runs (table1 runs all three).
     #[arg(long, value_enum, default_value = "random")]
     pub init: InitArg,
@@ -332,8 +419,7 @@ impl ExperimentArgs {
             loss: loss(self.loss),
             train_limit: self.train_limit,
             partitions: self.partitions,
-            batch_size: self.batch_size,
-            lr: self.lr,
+            recipe: self.recipe.recipe(),
             init: init(self.init),
             validation: self.validation,
             max_executors: self.max_executors.unwrap_or_else(|| {
@@ -352,6 +438,13 @@ fn loss(l: LossArg) -> Loss {
     match l {
         LossArg::CrossEntropy => Loss::CrossEntropy,
         LossArg::Squared => Loss::Squared,
+    }
+}
+
+fn divisor(d: DivisorArg) -> DisDivisor {
+    match d {
+        DivisorArg::N => DisDivisor::N,
+        DivisorArg::Weights => DisDivisor::Weights,
     }
 }
 

@@ -5,8 +5,8 @@
 //! partition order, and the driver receives at most two sums.
 
 use super::shards::{network, Shard, Weights};
-use super::Aggregation;
-use crate::data;
+use super::{Aggregation, DisDivisor};
+use crate::data::{self, Augment};
 use crate::layers::{simd, Loss};
 use crate::rng::{self, Purpose};
 use discnn_engine::{register_op, Broadcast, MapFn, PartitionFn, Partitioner};
@@ -79,6 +79,8 @@ pub struct Gradient {
     pub seed: u64,
     /// B: E ≤ B joins the low-error group.
     pub threshold: f64,
+    /// Crop and flip drawn per image from streams keyed by (epoch, partition, iteration).
+    pub augment: Augment,
 }
 
 impl MapFn for Gradient {
@@ -96,8 +98,9 @@ impl MapFn for Gradient {
             s.images.len(),
         );
         let mut grad = vec![0f32; net.param_len()];
-        let (x, labels) = data::batch(&s.images, &idx, &w.norm, None);
         let key = [self.epoch as u64, s.partition as u64, self.iteration as u64];
+        let augment = (!self.augment.is_none()).then_some((self.augment, self.seed, &key[..]));
+        let (x, labels) = data::batch(&s.images, &idx, &w.norm, augment);
         let st = net.gradient(
             &w.params, &x, &labels, self.loss, self.seed, &key, &mut grad,
         );
@@ -176,10 +179,12 @@ pub struct Update {
 }
 
 /// Combines what reached the driver: per-partition gradients (`mean`) or group sums (`dis`).
-/// `n` is the number of partitions.
+/// `n` is the number of partitions. The `dis` divisor needs only the group sizes, which each
+/// sum carries as its list of partitions: no message or byte is added for it.
 pub fn combine(
     aggregation: Aggregation,
     weights: [f64; 2],
+    divisor: DisDivisor,
     n: usize,
     mut msgs: Vec<GradMsg>,
 ) -> Option<Update> {
@@ -193,17 +198,25 @@ pub fn combine(
         correct: 0,
         group_sizes: [0; 2],
     };
-    let inv_n = 1.0 / n.max(1) as f64;
+    let group = |m: &GradMsg| usize::from(m.group).min(1);
+    let d = match (aggregation, divisor) {
+        (Aggregation::Mean, _) | (Aggregation::Dis, DisDivisor::N) => n as f64,
+        (Aggregation::Dis, DisDivisor::Weights) => msgs
+            .iter()
+            .map(|m| weights[group(m)] * m.partitions.len() as f64)
+            .sum(),
+    };
+    let inv_d = if d > 0.0 { 1.0 / d } else { 0.0 };
     for m in &msgs {
         let w = match aggregation {
-            Aggregation::Mean => inv_n,
-            Aggregation::Dis => weights[usize::from(m.group).min(1)] * inv_n,
+            Aggregation::Mean => inv_d,
+            Aggregation::Dis => weights[group(m)] * inv_d,
         } as f32;
         grad.iter_mut().zip(&m.grad).for_each(|(g, &x)| *g += w * x);
         u.images += m.images;
         u.loss_sum += m.loss_sum;
         u.correct += m.correct;
-        u.group_sizes[usize::from(m.group).min(1)] += m.partitions.len() as u64;
+        u.group_sizes[group(m)] += m.partitions.len() as u64;
     }
     u.grad = grad;
     Some(u)

@@ -44,18 +44,16 @@ pub struct Resumed {
     pub momentum: Vec<f32>,
 }
 
-/// The options that must be the same for a run to continue another.
+/// The options that must be the same for a run to continue another. The epoch count may grow
+/// on resume, except under a cosine schedule, whose every rate depends on it.
 pub fn options(cfg: &DisConfig) -> serde_json::Value {
     let mut v = serde_json::to_value(cfg).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
-        for k in [
-            "output",
-            "overwrite",
-            "epochs",
-            "checkpoint_every",
-            "resume",
-        ] {
+        for k in ["output", "overwrite", "checkpoint_every", "resume"] {
             o.remove(k);
+        }
+        if cfg.schedule != super::LrSchedule::Cosine {
+            o.remove("epochs");
         }
     }
     v
@@ -186,4 +184,28 @@ pub fn load(output: &Path, cfg: &DisConfig) -> Result<Resumed, CheckpointError> 
         model,
         momentum,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cosine_run_cannot_be_extended_but_a_constant_one_can() {
+        let constant = DisConfig::default();
+        let longer = DisConfig {
+            epochs: constant.epochs + 5,
+            ..constant.clone()
+        };
+        assert_eq!(options(&constant), options(&longer));
+        let cosine = DisConfig {
+            schedule: super::super::LrSchedule::Cosine,
+            ..constant
+        };
+        let longer = DisConfig {
+            epochs: cosine.epochs + 5,
+            ..cosine.clone()
+        };
+        assert_ne!(options(&cosine), options(&longer));
+    }
 }

@@ -11,9 +11,13 @@
 //! initial centres (k = the layer's kernel count) taken along an arithmetic sequence of ranks
 //! over the sorted means; then Lloyd iterations, each one broadcast of the centres and one
 //! map over the patches. The centres are then standardised (zero mean) and scaled to the
-//! standard deviation of the layer's random entries, so `dis` and `random` differ in
-//! structure, not in scale.
+//! standard deviation of the layer's random entries, which balances centre against periphery
+//! inside a kernel. That does not make the layer respond like a random one (a centre aligned
+//! with the input's mean profile responds several times more strongly), so for `dis` and
+//! `kmeans` every layer is then rescaled by its response ([`super::response`]).
 
+pub use super::response::InitBias;
+use super::response::{match_layer, weighted_layers, ChannelMoments, Sampler};
 use super::shards::{network, Shard, Weights};
 use crate::data;
 use crate::network::{Network, WeightInit};
@@ -262,9 +266,9 @@ pub fn kmeans(
     Ok((centres, cost))
 }
 
-/// Each centre's own mean removed (a kernel that responds to structure, not brightness: a
-/// patch centre's mean would otherwise add up over all its entries and swamp the layer's
-/// scale), then all of them scaled together to standard deviation `std`.
+/// Each centre's own mean removed (a kernel that responds to structure, not brightness), then
+/// all of them scaled together to standard deviation `std`: the balance between a kernel's
+/// centre and its random periphery. The layer's overall scale is set later, by response.
 pub fn rescale(centres: &mut [Vec<f32>], std: f64) {
     for c in centres.iter_mut() {
         let m = c.iter().map(|&v| f64::from(v)).sum::<f64>() / c.len().max(1) as f64;
@@ -307,94 +311,176 @@ pub fn zero_classifier(net: &Network, params: &mut [f32]) {
     }
 }
 
-/// Parameters for `net` by `method`, sampling patches from the cached training shards.
+/// How to initialise: the method, the bias rule of the response rescale, the seed, and how many
+/// training images (over all shards) the rescale measures on.
+#[derive(Debug, Clone, Copy)]
+pub struct InitOptions {
+    pub method: InitMethod,
+    pub bias: InitBias,
+    pub seed: u64,
+    pub sample_images: usize,
+}
+
+impl InitOptions {
+    /// The images the rescale measures on: at least this many over all shards.
+    pub const SAMPLE_IMAGES: usize = 512;
+
+    pub fn of(cfg: &super::DisConfig) -> InitOptions {
+        InitOptions {
+            method: cfg.init,
+            bias: cfg.init_bias,
+            seed: cfg.seed,
+            sample_images: Self::SAMPLE_IMAGES,
+        }
+    }
+}
+
+/// The sample key of the rescale's images (any other key draws other images).
+pub const RESCALE_SAMPLE: u64 = 77;
+
+/// Parameters for `net` by `opts.method`, sampling patches and responses from the cached
+/// training shards: the kernels' structure first (He, k-means centres), then, for `kmeans` and
+/// `dis`, every weighted layer but the classifier rescaled in forward order to He's response.
 pub fn initialize(
     ctx: &Context,
     net: &Network,
     shards: &Rdd<Shard>,
     base: Weights,
-    method: InitMethod,
-    seed: u64,
+    opts: InitOptions,
 ) -> Result<(Vec<f32>, InitReport), EngineError> {
+    let (method, seed) = (opts.method, opts.seed);
     let mut params = net.init_params_with(WeightInit::He, seed);
     zero_classifier(net, &mut params);
     let mut report = InitReport { layers: Vec::new() };
-    let convs: Vec<(usize, usize, usize)> = net
-        .spec()
-        .layers
-        .iter()
-        .enumerate()
-        .filter_map(|(i, l)| match l {
-            LayerSpec::Conv { kernel, out, .. } => Some((i, *kernel, *out)),
-            _ => None,
-        })
-        .collect();
-    let todo: Vec<(usize, usize, usize)> = match method {
-        InitMethod::Random => return Ok((params, report)),
-        InitMethod::Kmeans => convs.into_iter().take(1).collect(),
-        InitMethod::Dis => convs,
+    if method == InitMethod::Random {
+        return Ok((params, report));
+    }
+    let he = params.clone();
+    let sampler = Sampler {
+        ctx,
+        shards,
+        base: base.clone(),
+        per_shard: opts.sample_images.div_ceil(shards.num_partitions().max(1)),
+        seed,
+        key: RESCALE_SAMPLE,
     };
-    for (ordinal, (layer, kernel, out)) in todo.into_iter().enumerate() {
-        let size = if method == InitMethod::Dis { 3 } else { kernel };
-        if method == InitMethod::Dis && kernel < 3 {
-            continue;
-        }
-        let weights = ctx.broadcast(Weights {
-            params: params.clone(),
-            ..base.clone()
-        })?;
-        let patches = shards.flat_map(SamplePatches {
-            weights: weights.clone(),
-            layer,
-            size,
-            images: 64,
-            per_image: 16,
-            seed,
-            center: method == InitMethod::Kmeans,
-        });
-        patches.cache();
-        let (mut centres, cost) = kmeans(ctx, &patches, out, 20)?;
-        patches.unpersist();
-        weights.destroy();
-        let range = net.layer_range(layer);
-        let c_in = if layer == 0 {
-            net.spec().input[0]
-        } else {
-            net.shapes()[layer - 1][0]
-        };
-        let w_len = out * c_in * kernel * kernel;
-        let w = &mut params[range.start..range.start + w_len];
-        let inner = |ky: usize, kx: usize| {
-            let o = (kernel - size) / 2;
-            (o..o + size).contains(&ky) && (o..o + size).contains(&kx)
-        };
-        // The standard deviation of this layer's random entries: the ones that stay.
-        let random: Vec<f64> = w
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !inner((i / kernel) % kernel, i % kernel) || size == kernel)
-            .map(|(_, &v)| f64::from(v))
-            .collect();
-        let m = random.iter().sum::<f64>() / random.len().max(1) as f64;
-        let sd = (random.iter().map(|v| (v - m) * (v - m)).sum::<f64>()
-            / random.len().max(1) as f64)
-            .sqrt();
-        rescale(&mut centres, sd);
-        let o = (kernel - size) / 2;
-        for (k, centre) in centres.iter().enumerate() {
-            for ci in 0..c_in {
-                for y in 0..size {
-                    for x in 0..size {
-                        let dst = ((k * c_in + ci) * kernel + y + o) * kernel + x + o;
-                        w[dst] = centre[(ci * size + y) * size + x];
-                    }
-                }
+    let he_moments = sampler.moments(&he)?;
+    let weighted = weighted_layers(net);
+    // The classifier starts at zero: there is no response to match.
+    let rescaled = &weighted[..weighted.len().saturating_sub(1)];
+    let mut conv_ordinal = 0;
+    for &layer in rescaled {
+        if let LayerSpec::Conv { kernel, out, .. } = net.spec().layers[layer] {
+            conv_ordinal += 1;
+            let structured = match method {
+                InitMethod::Dis => kernel >= 3,
+                InitMethod::Kmeans => conv_ordinal == 1,
+                InitMethod::Random => false,
+            };
+            if structured {
+                let size = if method == InitMethod::Dis { 3 } else { kernel };
+                let line = kmeans_kernels(ctx, net, shards, &base, &mut params, layer, size, opts)?;
+                report
+                    .layers
+                    .push(format!("conv{conv_ordinal}: {out} centres of {line}"));
             }
         }
+        let before = sampler.moments(&params)?;
+        let (Some(now), Some(target)) = (before.of_layer(layer), he_moments.of_layer(layer)) else {
+            continue;
+        };
+        let (m0, r0) = now.layer();
+        let (hm, hr) = target.layer();
+        match_layer(net, &mut params, layer, now, hr, opts.bias);
+        let after = sampler.moments(&params)?;
+        let (m1, r1) = after
+            .of_layer(layer)
+            .map_or((0.0, 0.0), ChannelMoments::layer);
         report.layers.push(format!(
-            "conv{}: {out} centres of {c_in}×{size}×{size} patches, k-means cost {cost:.1}",
-            ordinal + 1
+            "{}: pre-activation RMS {r0:.3} (mean {m0:.3}) rescaled to {r1:.3} (mean {m1:.3}); He: RMS {hr:.3} (mean {hm:.3})",
+            layer_name(net, layer)
         ));
     }
     Ok((params, report))
+}
+
+/// `conv1`, `fc1`, … as the parameter tensors name the layer.
+fn layer_name(net: &Network, layer: usize) -> String {
+    net.tensors()
+        .iter()
+        .find(|t| t.layer == layer)
+        .and_then(|t| t.name.split('.').next())
+        .unwrap_or("layer")
+        .to_string()
+}
+
+/// Puts k-means centres of `size`×`size` patches of the layer's input (under `params` so far)
+/// into the inner `size`×`size` of every kernel of conv layer `layer`, scaled to the standard
+/// deviation of the layer's random entries (the response rescale sets the layer's scale after).
+/// Returns what was done, for the log.
+#[allow(clippy::too_many_arguments)]
+fn kmeans_kernels(
+    ctx: &Context,
+    net: &Network,
+    shards: &Rdd<Shard>,
+    base: &Weights,
+    params: &mut [f32],
+    layer: usize,
+    size: usize,
+    opts: InitOptions,
+) -> Result<String, EngineError> {
+    let LayerSpec::Conv { kernel, out, .. } = net.spec().layers[layer] else {
+        return Ok(String::new());
+    };
+    let weights = ctx.broadcast(Weights {
+        params: params.to_vec(),
+        ..base.clone()
+    })?;
+    let patches = shards.flat_map(SamplePatches {
+        weights: weights.clone(),
+        layer,
+        size,
+        images: 64,
+        per_image: 16,
+        seed: opts.seed,
+        center: opts.method == InitMethod::Kmeans,
+    });
+    patches.cache();
+    let (mut centres, cost) = kmeans(ctx, &patches, out, 20)?;
+    patches.unpersist();
+    weights.destroy();
+    let range = net.layer_range(layer);
+    let c_in = if layer == 0 {
+        net.spec().input[0]
+    } else {
+        net.shapes()[layer - 1][0]
+    };
+    let w_len = out * c_in * kernel * kernel;
+    let w = &mut params[range.start..range.start + w_len];
+    let o = (kernel - size) / 2;
+    let inner = |ky: usize, kx: usize| (o..o + size).contains(&ky) && (o..o + size).contains(&kx);
+    // The standard deviation of this layer's random entries: the ones that stay.
+    let random: Vec<f64> = w
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !inner((i / kernel) % kernel, i % kernel) || size == kernel)
+        .map(|(_, &v)| f64::from(v))
+        .collect();
+    let m = random.iter().sum::<f64>() / random.len().max(1) as f64;
+    let sd =
+        (random.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / random.len().max(1) as f64).sqrt();
+    rescale(&mut centres, sd);
+    for (k, centre) in centres.iter().enumerate() {
+        for ci in 0..c_in {
+            for y in 0..size {
+                for x in 0..size {
+                    let dst = ((k * c_in + ci) * kernel + y + o) * kernel + x + o;
+                    w[dst] = centre[(ci * size + y) * size + x];
+                }
+            }
+        }
+    }
+    Ok(format!(
+        "{c_in}×{size}×{size} patches, k-means cost {cost:.1}"
+    ))
 }

@@ -81,6 +81,10 @@ pub struct EpochMetrics {
     /// Feature maps removed per convolution layer so far.
     pub maps_pruned: Vec<usize>,
     pub rss_bytes: u64,
+    /// The learning rate of the epoch's last step.
+    pub lr: f64,
+    /// Accuracy on the held-out validation images (`None` without `--validation`).
+    pub validation_accuracy: Option<f64>,
 }
 
 /// What a run produced.
@@ -191,6 +195,60 @@ pub(super) fn evaluate(
     Ok(total)
 }
 
+/// `DIR/run.json`: every option of the run, the training recipe in words and the build that
+/// ran it, so a metrics file can always be traced to what produced it.
+fn write_run_json(cfg: &DisConfig) -> Result<(), JobError> {
+    let path = cfg.output.join("run.json");
+    let v = serde_json::json!({
+        "options": cfg,
+        "recipe": recipe(cfg),
+        "build": format!("discnn {}", discnn_engine::op::fingerprint()),
+        "cores": std::thread::available_parallelism().map_or(1, usize::from),
+    });
+    let text = serde_json::to_string_pretty(&v).map_err(|e| EngineError::Codec(e.to_string()))?;
+    std::fs::write(&path, text + "\n").map_err(io(&path))
+}
+
+/// The training recipe in one line, as reports print it.
+pub fn recipe(cfg: &DisConfig) -> String {
+    let aug = match (cfg.augment.pad, cfg.augment.flip) {
+        (0, false) => "none".to_string(),
+        (0, true) => "flip".to_string(),
+        (p, false) => format!("crop (pad {p})"),
+        (p, true) => format!("crop (pad {p}) + flip"),
+    };
+    format!(
+        "loss {}, SGD lr {} momentum {} weight decay {}, schedule {}, warm-up {} epoch(s), augment {aug}, batch {} × {} partitions, aggregation {}",
+        match cfg.loss {
+            crate::layers::Loss::CrossEntropy => "cross-entropy",
+            crate::layers::Loss::Squared => "squared",
+        },
+        cfg.lr,
+        cfg.momentum,
+        cfg.weight_decay,
+        match cfg.schedule {
+            super::LrSchedule::Constant => "constant",
+            super::LrSchedule::Cosine => "cosine",
+        },
+        cfg.warmup,
+        cfg.batch_size,
+        cfg.partitions,
+        match (cfg.aggregation, cfg.dis_divisor) {
+            (Aggregation::Mean, _) => "mean".to_string(),
+            (Aggregation::Dis, d) => format!(
+                "dis (B {}, weights {}/{}, divisor {})",
+                cfg.group_threshold,
+                cfg.group_weights[0],
+                cfg.group_weights[1],
+                match d {
+                    super::DisDivisor::N => "N",
+                    super::DisDivisor::Weights => "weights",
+                }
+            ),
+        },
+    )
+}
+
 /// `metrics.jsonl`, new, or kept up to its first `epochs` lines when a run resumes.
 fn open_metrics(path: &Path, epochs: usize) -> Result<std::fs::File, JobError> {
     let kept: String = if epochs == 0 {
@@ -229,7 +287,7 @@ fn prune(
     m: &mut DriverModel,
     cfg: &DisConfig,
 ) -> Result<Option<String>, JobError> {
-    use super::prune::{apply, decide, MapStats, SimilarityStats};
+    use super::prune::{apply, decide, redundant_pairs, MapStats, SimilarityStats};
     let weights = ctx.broadcast(m.weights())?;
     let stats = train
         .map(SimilarityStats {
@@ -243,8 +301,21 @@ fn prune(
     weights.destroy();
     let kept = decide(&stats, cfg.prune_threshold);
     let before = conv_maps(m.net.spec());
+    let pairs: Vec<usize> = stats
+        .layers
+        .iter()
+        .map(|st| redundant_pairs(st, cfg.prune_threshold).len())
+        .collect();
     if kept.iter().zip(&before).all(|(k, b)| k.len() == *b) {
-        return Ok(None);
+        return Ok(Some(format!(
+            "pruning at A = {}: no pair of maps has H < A ({} pairs per conv layer)",
+            cfg.prune_threshold,
+            pairs
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join("/")
+        )));
     }
     let (spec, mut sliced) = apply(&m.net, &kept, &[&m.params, &m.sgd.velocity])
         .map_err(|e| JobError::BadOption(e.to_string()))?;
@@ -256,7 +327,12 @@ fn prune(
         .enumerate()
         .map(|(l, (k, &b))| {
             let gone: Vec<usize> = (0..b).filter(|x| !k.contains(x)).collect();
-            format!("conv{}: {} of {b} maps removed {gone:?}", l + 1, gone.len())
+            format!(
+                "conv{}: {} pairs with H < A, {} of {b} maps removed {gone:?}",
+                l + 1,
+                pairs.get(l).copied().unwrap_or(0),
+                gone.len()
+            )
         })
         .collect();
     m.spec_text = spec.to_string();
@@ -288,14 +364,14 @@ impl DriverModel {
         }
     }
 
-    /// One iteration: broadcast, gradients, aggregation, one optimiser step.
+    /// One iteration: broadcast, gradients, aggregation, one optimiser step at rate `lr`.
     fn iteration(
         &mut self,
         ctx: &Context,
         train: &Rdd<Shard>,
         cfg: &DisConfig,
-        epoch: usize,
-        iteration: usize,
+        (epoch, iteration): (usize, usize),
+        lr: f32,
     ) -> Result<super::aggregation::Update, JobError> {
         let weights = ctx.broadcast(self.weights())?;
         let grads = train.map(Gradient {
@@ -306,6 +382,7 @@ impl DriverModel {
             loss: cfg.loss,
             seed: cfg.seed,
             threshold: cfg.group_threshold,
+            augment: cfg.augment,
         });
         let msgs: Vec<GradMsg> = match cfg.aggregation {
             Aggregation::Mean => grads.values().collect()?,
@@ -315,9 +392,15 @@ impl DriverModel {
                 .collect()?,
         };
         weights.destroy();
-        let update = combine(cfg.aggregation, cfg.group_weights, cfg.partitions, msgs)
-            .ok_or_else(|| EngineError::Codec("an iteration produced no gradient".into()))?;
-        self.sgd.step(&mut self.params, &update.grad, cfg.lr);
+        let update = combine(
+            cfg.aggregation,
+            cfg.group_weights,
+            cfg.dis_divisor,
+            cfg.partitions,
+            msgs,
+        )
+        .ok_or_else(|| EngineError::Codec("an iteration produced no gradient".into()))?;
+        self.sgd.step(&mut self.params, &update.grad, lr);
         Ok(update)
     }
 }
@@ -355,6 +438,7 @@ pub fn run(
         prepare_output(cfg)?;
         None
     };
+    write_run_json(cfg)?;
 
     let p = cfg.partitions;
     let train = cached_shards(ctx, shard_specs(&cfg.data, SplitName::Train, 0, n_train, p))?;
@@ -380,7 +464,7 @@ pub fn run(
         Some(r) => {
             let net = Network::new(r.model.meta.spec.clone())
                 .map_err(|e| JobError::BadOption(e.to_string()))?;
-            let mut sgd = Sgd::new(r.model.params.len(), cfg.momentum, 0.0);
+            let mut sgd = Sgd::new(r.model.params.len(), cfg.momentum, cfg.weight_decay);
             sgd.velocity = r.momentum;
             maps_pruned = r.state.maps_pruned.clone();
             log(format!(
@@ -405,15 +489,20 @@ pub fn run(
                 params: Vec::new(),
                 norm,
             };
-            let (params, report) =
-                super::init::initialize(ctx, &net, &train, base, cfg.init, cfg.seed)?;
+            let (params, report) = super::init::initialize(
+                ctx,
+                &net,
+                &train,
+                base,
+                super::init::InitOptions::of(cfg),
+            )?;
             for line in &report.layers {
                 log(format!("init {:?}: {line}", cfg.init));
             }
             let m = DriverModel {
                 spec_text: net.spec().to_string(),
                 net,
-                sgd: Sgd::new(params.len(), cfg.momentum, 0.0),
+                sgd: Sgd::new(params.len(), cfg.momentum, cfg.weight_decay),
                 params,
                 norm,
             };
@@ -434,8 +523,16 @@ pub fn run(
         let (m0, b0) = driver_traffic(ctx, &traffic);
         let busy0 = traffic.task_micros.load(Ordering::Relaxed);
         let (mut images, mut loss_sum, mut groups) = (0u64, 0.0f64, [0u64; 2]);
+        let mut lr = cfg.lr;
         for it in 0..iterations {
-            let update = m.iteration(ctx, &train, cfg, epoch, it)?;
+            lr = crate::optim::step_rate(
+                cfg.lr,
+                cfg.schedule == super::LrSchedule::Cosine,
+                epoch * iterations + it,
+                cfg.warmup * iterations,
+                cfg.epochs * iterations,
+            );
+            let update = m.iteration(ctx, &train, cfg, (epoch, it), lr)?;
             images += update.images;
             loss_sum += update.loss_sum;
             groups[0] += update.group_sizes[0];
@@ -455,9 +552,11 @@ pub fn run(
         let (m1, b1) = driver_traffic(ctx, &traffic);
         let busy_s = (traffic.task_micros.load(Ordering::Relaxed) - busy0) as f64 / 1e6;
         confusion = evaluate(ctx, &test, m.weights())?;
-        if let Some(v) = &validation {
-            validation_accuracy.push(evaluate(ctx, v, m.weights())?.accuracy());
-        }
+        let val = match &validation {
+            Some(v) => Some(evaluate(ctx, v, m.weights())?.accuracy()),
+            None => None,
+        };
+        validation_accuracy.extend(val);
         let recall = confusion.recall();
         let em = EpochMetrics {
             epoch: epoch + 1,
@@ -473,6 +572,8 @@ pub fn run(
             group_sizes: groups,
             maps_pruned: maps_pruned.clone(),
             rss_bytes: discnn_engine::process::status_bytes("VmRSS"),
+            lr: f64::from(lr),
+            validation_accuracy: val,
         };
         let line = serde_json::to_string(&em).map_err(|e| EngineError::Codec(e.to_string()))?;
         writeln!(metrics_file, "{line}").map_err(io(&metrics_path))?;
@@ -491,8 +592,11 @@ pub fn run(
         }
         let eta = run_start.elapsed().as_secs_f64() / (done - first_epoch) as f64
             * (cfg.epochs - done) as f64;
+        let val_text = val.map_or(String::new(), |v| {
+            format!(", validation accuracy {:.2}%", v * 100.0)
+        });
         log(format!(
-            "epoch {done}/{}: train loss {:.4}, test accuracy {:.2}%, {:.0} images/s, groups {}/{}, {:.2} s (tasks ran {busy_s:.2} s over {} slots), ETA {eta:.0} s",
+            "epoch {done}/{}: train loss {:.4}, test accuracy {:.2}%{val_text}, lr {lr:.4}, {:.0} images/s, groups {}/{}, {:.2} s (tasks ran {busy_s:.2} s over {} slots), ETA {eta:.0} s",
             cfg.epochs,
             em.train_loss,
             em.test_accuracy * 100.0,

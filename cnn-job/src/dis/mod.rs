@@ -9,6 +9,7 @@ pub mod init;
 pub mod job;
 pub mod predict;
 pub mod prune;
+pub mod response;
 pub mod shards;
 
 use crate::layers::Loss;
@@ -20,8 +21,57 @@ use std::path::PathBuf;
 pub enum Aggregation {
     /// Δw = (Σ gᵢ) / N: one synchronous step on the union of the mini-batches.
     Mean,
-    /// Δw = (w_low · Σ_low gᵢ + w_high · Σ_high gᵢ) / N, each group summed on its leader.
+    /// Δw = (w_low · Σ_low gᵢ + w_high · Σ_high gᵢ) / D, each group summed on its leader; D is
+    /// set by [`DisDivisor`].
     Dis,
+}
+
+/// The divisor D of the `dis` update. The paper's master "calculates the average gradient"
+/// from the two weighted group sums; which average it means is not written down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DisDivisor {
+    /// D = N, the number of partitions: with weights 0.55/0.45 the step is about half the
+    /// `mean` step.
+    N,
+    /// D = w_low · n_low + w_high · n_high: a weighted mean, the same step size as `mean`
+    /// whatever the group sizes; the weights only tilt it towards the low-error group.
+    Weights,
+}
+
+/// How the learning rate moves over a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LrSchedule {
+    Constant,
+    /// Cosine annealing to zero over the run's epochs after the warm-up.
+    Cosine,
+}
+
+/// How a run trains, apart from the method: optimiser, schedule, augmentation and batch.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Recipe {
+    pub lr: f32,
+    pub momentum: f32,
+    pub weight_decay: f32,
+    pub schedule: LrSchedule,
+    pub warmup: usize,
+    pub augment: crate::data::Augment,
+    pub batch_size: usize,
+}
+
+impl Recipe {
+    /// `cfg` with this recipe.
+    pub fn apply(&self, cfg: DisConfig) -> DisConfig {
+        DisConfig {
+            lr: self.lr,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            schedule: self.schedule,
+            warmup: self.warmup,
+            augment: self.augment,
+            batch_size: self.batch_size,
+            ..cfg
+        }
+    }
 }
 
 /// Everything a cnn-job run is asked to do.
@@ -35,10 +85,19 @@ pub struct DisConfig {
     pub batch_size: usize,
     pub lr: f32,
     pub momentum: f32,
+    /// L2 penalty added to every gradient (PyTorch's `weight_decay`).
+    pub weight_decay: f32,
+    pub schedule: LrSchedule,
+    /// Epochs of linear warm-up from lr/steps to lr, per iteration.
+    pub warmup: usize,
+    /// Random crop and flip of the training images (pad 0, no flip: none).
+    pub augment: crate::data::Augment,
     pub seed: u64,
     pub loss: Loss,
     pub aggregation: Aggregation,
     pub init: init::InitMethod,
+    /// What the response-matching rescale of `dis` and `kmeans` does with the biases.
+    pub init_bias: init::InitBias,
     /// A: maps with H = 1 − |cos| < A against another map are removed (0: none).
     pub prune_threshold: f64,
     /// The epoch (1-based) at whose end pruning is decided.
@@ -51,6 +110,7 @@ pub struct DisConfig {
     pub group_threshold: f64,
     /// Weights of the low- and high-error groups.
     pub group_weights: [f64; 2],
+    pub dis_divisor: DisDivisor,
     pub partitions: usize,
     /// Hold out the last N training images (after `train_limit`).
     pub validation: usize,
@@ -69,16 +129,22 @@ impl Default for DisConfig {
             batch_size: 64,
             lr: 0.01,
             momentum: 0.9,
+            weight_decay: 0.0,
+            schedule: LrSchedule::Constant,
+            warmup: 0,
+            augment: crate::data::Augment::NONE,
             seed: 0,
             loss: Loss::CrossEntropy,
             aggregation: Aggregation::Dis,
             init: init::InitMethod::Dis,
+            init_bias: init::InitBias::Zero,
             prune_threshold: 0.0,
             prune_at: 1,
             checkpoint_every: None,
             resume: false,
             group_threshold: 0.8,
             group_weights: [0.55, 0.45],
+            dis_divisor: DisDivisor::Weights,
             partitions: 4,
             validation: 0,
             train_limit: None,

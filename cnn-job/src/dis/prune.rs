@@ -1,10 +1,16 @@
-//! FeatureMapPruner (the paper's section 3.2), in the reading the issue pins: for two maps of a
-//! convolution layer, H = 1 − |cos| between their flattened post-activation outputs, averaged
-//! over a sample of images; a pair with H < A is redundant, and of it the map with the smaller
-//! mean activation goes (A = 0 prunes nothing; A = 0.25 removes maps with |cos| > 0.75). At
-//! least one map per layer stays. Decided once on the driver from statistics computed on the
-//! executors; the kernel, its bias, the next layer's matching input channel (or dense inputs)
-//! and their momentum go with it.
+//! FeatureMapPruner (the paper's section 3.1, step 5): for two maps of a convolution layer,
+//! H = 1 − |cos| between them, a pair with H < A is redundant, and of it the map with the
+//! smaller mean activation goes (A = 0 prunes nothing; A = 0.25 removes maps with |cos| >
+//! 0.75). At least one map per layer stays. Decided once on the driver from statistics computed
+//! on the executors; the kernel, its bias, the next layer's matching input channel (or dense
+//! inputs) and their momentum go with it.
+//!
+//! The cosine is taken between the post-activation maps (the paper's feature maps are f(·)
+//! outputs) stacked over a sample of images and all spatial positions, each map's mean over
+//! that sample removed first: a correlation across the sample. Per image over a flattened map,
+//! as an earlier version did it, is no similarity where maps are 1×1 (the paper's conv3):
+//! there |cos| ∈ {0, 1} and H is one minus a co-activation rate. A map that never varies on the
+//! sample (dead, or constant) correlates with nothing and is not pruned by this rule.
 
 use super::shards::{network, Shard, Weights};
 use crate::data;
@@ -15,20 +21,79 @@ use discnn_engine::{register_op, Broadcast, MapFn};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-/// Per convolution layer, over a sample of images: Σ |cos| for every pair of maps, Σ of each
-/// map's mean activation, and the number of images.
+/// Per convolution layer, the sums a correlation between its maps needs, over a sample.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct MapStats {
     pub layers: Vec<LayerStats>,
 }
 
+/// Over every value of a map in the sample (images × positions): Σx per map and Σxy per pair
+/// of maps. Sums merge exactly across partitions.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LayerStats {
     pub maps: usize,
-    /// maps × maps, row-major.
-    pub abs_cos: Vec<f64>,
-    pub activation: Vec<f64>,
-    pub images: u64,
+    pub sum: Vec<f64>,
+    /// maps × maps, row-major (the diagonal holds Σx²).
+    pub cross: Vec<f64>,
+    /// Values per map.
+    pub count: u64,
+}
+
+impl LayerStats {
+    pub fn new(maps: usize) -> LayerStats {
+        LayerStats {
+            maps,
+            sum: vec![0.0; maps],
+            cross: vec![0.0; maps * maps],
+            count: 0,
+        }
+    }
+
+    /// Adds one image's maps (`maps` planes of equal size, one after another).
+    pub fn add_image(&mut self, image: &[f32]) {
+        let c = self.maps;
+        let plane = image.len() / c.max(1);
+        for p in 0..plane {
+            for a in 0..c {
+                let x = f64::from(image[a * plane + p]);
+                self.sum[a] += x;
+                for b in a..c {
+                    self.cross[a * c + b] += x * f64::from(image[b * plane + p]);
+                }
+            }
+        }
+        self.count += plane as u64;
+    }
+
+    fn merge(&mut self, o: &LayerStats) {
+        self.sum.iter_mut().zip(&o.sum).for_each(|(x, y)| *x += y);
+        self.cross
+            .iter_mut()
+            .zip(&o.cross)
+            .for_each(|(x, y)| *x += y);
+        self.count += o.count;
+    }
+
+    /// The mean activation of map `a`.
+    pub fn mean(&self, a: usize) -> f64 {
+        self.sum[a] / self.count.max(1) as f64
+    }
+
+    /// |cos| between maps `a` < `b` with their means removed: |Pearson correlation|, 0 when
+    /// either does not vary.
+    pub fn abs_correlation(&self, a: usize, b: usize) -> f64 {
+        let (c, n) = (self.maps, self.count.max(1) as f64);
+        let (ma, mb) = (self.mean(a), self.mean(b));
+        let cov = self.cross[a.min(b) * c + a.max(b)] / n - ma * mb;
+        let var = |m: usize, mean: f64| (self.cross[m * c + m] / n - mean * mean).max(0.0);
+        let (va, vb) = (var(a, ma), var(b, mb));
+        // Below this the variance is rounding noise of a constant map.
+        let floor = 1e-12 * (1.0 + ma * ma + mb * mb);
+        if va <= floor || vb <= floor {
+            return 0.0;
+        }
+        (cov / (va * vb).sqrt()).abs().min(1.0)
+    }
 }
 
 impl MapStats {
@@ -37,15 +102,7 @@ impl MapStats {
             return o.clone();
         }
         for (a, b) in self.layers.iter_mut().zip(&o.layers) {
-            a.abs_cos
-                .iter_mut()
-                .zip(&b.abs_cos)
-                .for_each(|(x, y)| *x += y);
-            a.activation
-                .iter_mut()
-                .zip(&b.activation)
-                .for_each(|(x, y)| *x += y);
-            a.images += b.images;
+            a.merge(b);
         }
         self
     }
@@ -90,43 +147,9 @@ impl MapFn for SimilarityStats {
         let mut stats = MapStats::default();
         for li in conv_outputs(net.spec()) {
             let [c, h, wd] = net.shapes()[li];
-            let plane = h * wd;
-            let mut st = LayerStats {
-                maps: c,
-                abs_cos: vec![0.0; c * c],
-                activation: vec![0.0; c],
-                images: idx.len() as u64,
-            };
-            for img in outs[li].chunks_exact(c * plane) {
-                let maps: Vec<&[f32]> = img.chunks_exact(plane).collect();
-                let norms: Vec<f64> = maps
-                    .iter()
-                    .map(|m| {
-                        m.iter()
-                            .map(|&v| f64::from(v) * f64::from(v))
-                            .sum::<f64>()
-                            .sqrt()
-                    })
-                    .collect();
-                for a in 0..c {
-                    st.activation[a] +=
-                        maps[a].iter().map(|&v| f64::from(v)).sum::<f64>() / plane as f64;
-                    for b in a + 1..c {
-                        let dot: f64 = maps[a]
-                            .iter()
-                            .zip(maps[b])
-                            .map(|(&p, &q)| f64::from(p) * f64::from(q))
-                            .sum();
-                        // A map that is zero everywhere is not like anything: |cos| = 0.
-                        let cos = if norms[a] > 0.0 && norms[b] > 0.0 {
-                            (dot / (norms[a] * norms[b])).abs()
-                        } else {
-                            0.0
-                        };
-                        st.abs_cos[a * c + b] += cos;
-                        st.abs_cos[b * c + a] += cos;
-                    }
-                }
+            let mut st = LayerStats::new(c);
+            for img in outs[li].chunks_exact(c * h * wd) {
+                st.add_image(img);
             }
             stats.layers.push(st);
         }
@@ -135,35 +158,36 @@ impl MapFn for SimilarityStats {
 }
 register_op!(map SimilarityStats);
 
+/// The pairs of maps (i < j) of a layer with H < `a`, most similar first.
+pub fn redundant_pairs(st: &LayerStats, a: f64) -> Vec<(f64, usize, usize)> {
+    let c = st.maps;
+    let mut pairs = Vec::new();
+    for i in 0..c {
+        for j in i + 1..c {
+            let h = 1.0 - st.abs_correlation(i, j);
+            if h < a {
+                pairs.push((h, i, j));
+            }
+        }
+    }
+    pairs.sort_by(|x, y| x.0.total_cmp(&y.0).then((x.1, x.2).cmp(&(y.1, y.2))));
+    pairs
+}
+
 /// The maps each conv layer keeps at threshold `a`.
 pub fn decide(stats: &MapStats, a: f64) -> Vec<Vec<usize>> {
     stats
         .layers
         .iter()
         .map(|st| {
-            let n = st.images.max(1) as f64;
             let c = st.maps;
-            let mut pairs: Vec<(f64, usize, usize)> = Vec::new();
-            for i in 0..c {
-                for j in i + 1..c {
-                    let h = 1.0 - st.abs_cos[i * c + j] / n;
-                    if h < a {
-                        pairs.push((h, i, j));
-                    }
-                }
-            }
-            // Most similar pairs first; a map already gone removes nothing more.
-            pairs.sort_by(|x, y| x.0.total_cmp(&y.0).then((x.1, x.2).cmp(&(y.1, y.2))));
             let mut keep = vec![true; c];
-            for (_, i, j) in pairs {
+            // Most similar pairs first; a map already gone removes nothing more.
+            for (_, i, j) in redundant_pairs(st, a) {
                 if !(keep[i] && keep[j]) || keep.iter().filter(|k| **k).count() <= 1 {
                     continue;
                 }
-                let drop = if st.activation[i] < st.activation[j] {
-                    i
-                } else {
-                    j
-                };
+                let drop = if st.mean(i) < st.mean(j) { i } else { j };
                 keep[drop] = false;
             }
             (0..c).filter(|&m| keep[m]).collect()

@@ -7,7 +7,7 @@ pub mod chart;
 
 use crate::dis::init::InitMethod;
 use crate::dis::job::{self, JobError, Summary};
-use crate::dis::{Aggregation, DisConfig};
+use crate::dis::{Aggregation, DisConfig, Recipe};
 use crate::layers::Loss;
 use chart::{line_chart, Series};
 use discnn_engine::{Config, Context};
@@ -32,8 +32,7 @@ pub struct ExperimentConfig {
     pub loss: Loss,
     pub train_limit: Option<usize>,
     pub partitions: usize,
-    pub batch_size: usize,
-    pub lr: f32,
+    pub recipe: Recipe,
     /// Initialisation of the table2 and speedup runs.
     pub init: InitMethod,
     /// Table 1's validation slice.
@@ -67,30 +66,35 @@ fn loss_name(l: Loss) -> &'static str {
 
 impl ExperimentConfig {
     fn run_config(&self, name: &str) -> DisConfig {
-        DisConfig {
+        self.recipe.apply(DisConfig {
             data: self.data.clone(),
             output: self.output.join("runs").join(name),
             overwrite: true,
             epochs: self.epochs,
-            batch_size: self.batch_size,
-            lr: self.lr,
             loss: self.loss,
             partitions: self.partitions,
             train_limit: self.train_limit,
             init: self.init,
             aggregation: Aggregation::Mean,
             ..DisConfig::default()
-        }
+        })
     }
 
     fn settings(&self) -> String {
+        let r = self.recipe;
         format!(
-            "epochs {}, seeds {}, loss {}, lr {}, momentum 0.9, batch {} per partition, {} partitions, training images {}",
+            "epochs {}, seeds {}, loss {}, lr {} (schedule {:?}, warm-up {} epoch(s)), momentum {}, weight decay {}, augment pad {} flip {}, batch {} per partition, {} partitions, training images {}",
             self.epochs,
             self.seeds,
             loss_name(self.loss),
-            self.lr,
-            self.batch_size,
+            r.lr,
+            r.schedule,
+            r.warmup,
+            r.momentum,
+            r.weight_decay,
+            r.augment.pad,
+            r.augment.flip,
+            r.batch_size,
             self.partitions,
             match (self.which, self.train_limit) {
                 (Which::Speedup, _) => "as in the table".to_string(),
