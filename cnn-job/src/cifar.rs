@@ -79,7 +79,16 @@ pub enum CifarError {
     },
     #[error("{file}: not a readable CIFAR-10 archive: {message}")]
     Archive { file: String, message: String },
+    #[error("{file}: {size} bytes is more than a batch file may hold ({MAX_BATCH_BYTES} bytes; the official ones hold 30,730,000)")]
+    TooLarge { file: String, size: u64 },
+    #[error("{file}: the batch file holds no records")]
+    Empty { file: String },
 }
+
+/// The largest batch file read, checked before anything is allocated for it: an official batch
+/// holds 10,000 records (30,730,000 bytes), so this leaves room for larger home-made ones while
+/// a header or file that claims more cannot make a process allocate it.
+pub const MAX_BATCH_BYTES: u64 = 1 << 30;
 
 /// Which half of the dataset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,10 +143,28 @@ fn io(file: &Path) -> impl FnOnce(std::io::Error) -> CifarError + '_ {
     }
 }
 
+/// Refuses a batch of `size` bytes that is empty or over [`MAX_BATCH_BYTES`].
+fn check_size(file: &str, size: u64) -> Result<(), CifarError> {
+    let file = file.to_string();
+    match size {
+        0 => Err(CifarError::Empty { file }),
+        s if s > MAX_BATCH_BYTES => Err(CifarError::TooLarge { file, size }),
+        _ => Ok(()),
+    }
+}
+
 /// Reads one file of records.
 pub fn read_record_file(path: &Path) -> Result<Images, CifarError> {
-    let bytes = std::fs::read(path).map_err(io(path))?;
-    parse_records(&path.display().to_string(), &bytes, 0)
+    let shown = path.display().to_string();
+    check_size(&shown, std::fs::metadata(path).map_err(io(path))?.len())?;
+    let file = std::fs::File::open(path).map_err(io(path))?;
+    // Bounded even if the file grows after the check.
+    let mut bytes = Vec::new();
+    file.take(MAX_BATCH_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io(path))?;
+    check_size(&shown, bytes.len() as u64)?;
+    parse_records(&shown, &bytes, 0)
 }
 
 /// Loads a split from a `cifar-10-batches-bin/` folder, the official `.tar.gz`, or, for any
@@ -220,6 +247,7 @@ pub fn load_range(
             break;
         }
         let size = std::fs::metadata(&file).map_err(io(&file))?.len();
+        check_size(&file.display().to_string(), size)?;
         let count = (size / RECORD_BYTES as u64) as usize;
         let (a, b) = (range.start.max(first), range.end.min(first + count));
         if a < b {
@@ -263,11 +291,16 @@ fn load_archive(path: &Path, split: Split) -> Result<Images, CifarError> {
         let Some(slot) = wanted.iter().position(|w| *w == base) else {
             continue;
         };
-        let mut bytes = Vec::with_capacity(entry.size() as usize);
-        entry
+        let inner = format!("{shown}:{}", entry_path.display());
+        // The header's size is a claim: checked before anything is reserved for it, and the
+        // read bounded whatever the stream holds.
+        check_size(&inner, entry.size())?;
+        let mut bytes = Vec::with_capacity(entry.size().min(64 << 20) as usize);
+        (&mut entry)
+            .take(MAX_BATCH_BYTES + 1)
             .read_to_end(&mut bytes)
             .map_err(|e| archive_err(format!("{}: {e}", entry_path.display())))?;
-        let inner = format!("{shown}:{}", entry_path.display());
+        check_size(&inner, bytes.len() as u64)?;
         found[slot] = Some(parse_records(&inner, &bytes, 0)?);
     }
     let mut all = Images::default();

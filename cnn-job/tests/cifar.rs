@@ -138,3 +138,92 @@ fn the_real_test_batch_is_balanced_and_normalizes() {
         test.image(0)
     );
 }
+
+/// A gzipped tar whose one entry, `test_batch.bin`, claims `claimed` bytes in its header and
+/// carries `data`.
+fn crafted_archive(claimed: u64, data: &[u8]) -> Vec<u8> {
+    let mut header = tar::Header::new_gnu();
+    header
+        .set_path("cifar-10-batches-bin/test_batch.bin")
+        .unwrap();
+    header.set_mode(0o644);
+    header.set_size(claimed);
+    header.set_cksum();
+    let mut raw = header.as_bytes().to_vec();
+    raw.extend_from_slice(data);
+    raw.resize(raw.len().next_multiple_of(512) + 1024, 0);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&raw).unwrap();
+    gz.finish().unwrap()
+}
+
+/// Sizes read from input are checked before anything is allocated: a 6 KB archive whose header
+/// claims 2^62 bytes once aborted the process (SIGABRT) reserving them.
+#[test]
+fn an_archive_header_claiming_more_than_a_batch_may_hold_is_refused_not_allocated() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("cifar-10-binary.tar.gz");
+    std::fs::write(&f, crafted_archive(1 << 62, &[0u8; 6000])).unwrap();
+    let err = load(&f, Split::Test).unwrap_err().to_string();
+    assert!(
+        err.contains("test_batch.bin") && err.contains("more than a batch file may hold"),
+        "{err}"
+    );
+    // A 0-byte batch is not an empty batch.
+    std::fs::write(&f, crafted_archive(0, &[])).unwrap();
+    let err = load(&f, Split::Test).unwrap_err().to_string();
+    assert!(err.contains("holds no records"), "{err}");
+    let folder = dir.path().join("folder");
+    std::fs::create_dir(&folder).unwrap();
+    write_folder(&folder);
+    std::fs::write(folder.join("data_batch_2.bin"), b"").unwrap();
+    for r in [
+        load(&folder, Split::Train).map(|i| i.len()),
+        count(&folder, Split::Train),
+        load_range(&folder, Split::Train, 0..10).map(|i| i.len()),
+    ] {
+        let err = r.unwrap_err().to_string();
+        assert!(
+            err.contains("data_batch_2.bin") && err.contains("no records"),
+            "{err}"
+        );
+    }
+}
+
+mod untrusted_bytes {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+        /// Any bytes as a record file: records or an error naming the file, never a panic.
+        #[test]
+        fn record_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..20_000)) {
+            match parse_records("f.bin", &bytes, 0) {
+                Ok(i) => prop_assert_eq!(i.len() * RECORD_BYTES, bytes.len()),
+                Err(e) => prop_assert!(e.to_string().starts_with("f.bin")),
+            }
+        }
+
+        /// A valid archive with bytes flipped, cut or its header's size replaced: an error or
+        /// images, never a panic or an allocation beyond the batch limit.
+        #[test]
+        fn mutated_archives_never_panic(
+            flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+            cut in any::<prop::sample::Index>(),
+            claimed in prop_oneof![Just(3 * RECORD_BYTES as u64), any::<u64>()],
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let f = dir.path().join("a.tar.gz");
+            let mut bytes = crafted_archive(claimed.min(1 << 62), &records(&[1, 2, 3], 3));
+            for (at, v) in flips {
+                let i = at.index(bytes.len());
+                bytes[i] ^= v;
+            }
+            let keep = bytes.len() - cut.index(bytes.len() / 4 + 1);
+            bytes.truncate(keep);
+            std::fs::write(&f, &bytes).unwrap();
+            let _ = load(&f, Split::Test);
+        }
+    }
+}

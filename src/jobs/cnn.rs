@@ -22,9 +22,11 @@ pub enum LossArg {
 pub enum InitArg {
     /// He initialisation.
     Random,
-    /// Whole first-layer kernels from k-means over image patches.
+    /// Whole first-layer kernels from k-means over image patches; every layer then rescaled
+    /// to He's response on 512 training images.
     Kmeans,
-    /// The paper's: random periphery, k-means 3×3 centre, in every conv layer.
+    /// The paper's: random periphery, k-means 3×3 centre, in every conv layer; every layer
+    /// then rescaled to He's response on 512 training images.
     Dis,
 }
 

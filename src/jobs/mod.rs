@@ -29,7 +29,7 @@ pub enum Job {
         output: PathBuf,
     },
     /// Train the paper's CNN on CIFAR-10 with Dis-CNN; write DIR/model.safetensors,
-    /// DIR/metrics.jsonl (one object per epoch) and DIR/confusion.json.
+    /// DIR/metrics.jsonl (one object per epoch), DIR/confusion.json and DIR/run.json.
     CnnJob(Box<cnn::CnnJobArgs>),
     /// Run one of the paper's experiments (table1, table2, speedup): DIR/report.md and SVG
     /// charts, the paper's figures beside the measured ones.
