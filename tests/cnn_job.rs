@@ -485,6 +485,15 @@ fn a_resumed_run_computes_only_the_remaining_epochs_and_ends_bit_identical() {
     let o = resume(&["--epochs", "4", "--lr", "0.02"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("lr was"));
+    // One bit of the state's epoch: the state is covered by its own digest.
+    let state = part.join("checkpoint/state.json");
+    let good = std::fs::read_to_string(&state).unwrap();
+    std::fs::write(&state, good.replace("\"epoch\": 3", "\"epoch\": 2")).unwrap();
+    let o = resume(&["--epochs", "4"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("state.json") && err.contains("SHA-256"), "{err}");
+    std::fs::write(&state, good).unwrap();
     let m = part.join("checkpoint/momentum.safetensors");
     let mut bytes = std::fs::read(&m).unwrap();
     let last = bytes.len() - 1;

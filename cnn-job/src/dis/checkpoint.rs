@@ -80,6 +80,9 @@ fn corrupt(file: &Path, why: impl Into<String>) -> CheckpointError {
     }
 }
 
+/// The SHA-256 of `state.json`, beside it.
+const STATE_DIGEST: &str = "state.json.sha256";
+
 pub fn dir(output: &Path) -> PathBuf {
     output.join("checkpoint")
 }
@@ -123,7 +126,10 @@ pub fn save(
     }
     let p = fresh.join("state.json");
     let json = serde_json::to_vec_pretty(&state).map_err(|e| corrupt(&p, e.to_string()))?;
-    std::fs::write(&p, json).map_err(io(&p))?;
+    std::fs::write(&p, &json).map_err(io(&p))?;
+    // The state names the other files' digests; this one covers the state itself.
+    let d = fresh.join(STATE_DIGEST);
+    std::fs::write(&d, hex(&json) + "\n").map_err(io(&d))?;
     let current = dir(output);
     let old = output.join("checkpoint.old");
     if current.exists() {
@@ -147,6 +153,14 @@ pub fn load(output: &Path, cfg: &DisConfig) -> Result<Resumed, CheckpointError> 
         )));
     }
     let text = std::fs::read(&state_path).map_err(io(&state_path))?;
+    let digest_path = d.join(STATE_DIGEST);
+    let digest = std::fs::read_to_string(&digest_path).map_err(io(&digest_path))?;
+    if digest.trim() != hex(&text) {
+        return Err(corrupt(
+            &state_path,
+            format!("its SHA-256 does not match {STATE_DIGEST}"),
+        ));
+    }
     let state: State =
         serde_json::from_slice(&text).map_err(|e| corrupt(&state_path, e.to_string()))?;
     let read = |name: &str, digest: &str| -> Result<Model, CheckpointError> {
