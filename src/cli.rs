@@ -31,8 +31,23 @@ pub fn init_logging(verbosity: u8) {
 
 /// Prints the error chain and picks the exit code.
 pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
-    eprintln!("error: {err:#}");
+    eprintln!("error: {}", chain_text(err));
     ExitCode::from(exit_code_number(err) as u8)
+}
+
+/// The error and its causes joined by ": ", leaving out a cause whose text the message before
+/// it already ends with (an error type that prints its source would otherwise say the OS error
+/// twice).
+pub fn chain_text(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let c = cause.to_string();
+        if !text.ends_with(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+    }
+    text
 }
 
 /// 2 for bad usage or bad input, 1 for anything else.
@@ -48,6 +63,47 @@ pub fn exit_code_number(err: &anyhow::Error) -> i32 {
     } else {
         1
     }
+}
+
+/// The address a server (driver or executor) binds. Without a shared secret anyone who reaches
+/// the port can submit work that reads and writes files as this process's user, so the default
+/// is then loopback, and an explicit address outside loopback (127.0.0.0/8, ::1) is refused —
+/// before anything binds — unless `insecure`, which logs a warning. With a secret the default is
+/// every interface, as before.
+pub fn listen_address(
+    given: Option<&str>,
+    default_port: u16,
+    has_secret: bool,
+    insecure: bool,
+) -> Result<String, UsageError> {
+    let address = match given {
+        Some(a) => a.to_string(),
+        None if has_secret => format!("0.0.0.0:{default_port}"),
+        None => format!("127.0.0.1:{default_port}"),
+    };
+    let resolved: Vec<std::net::SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&address)
+        .map_err(|e| UsageError(format!("--listen `{address}`: not a HOST:PORT ({e})")))?
+        .collect();
+    if resolved.is_empty() {
+        return Err(UsageError(format!(
+            "--listen `{address}`: the host resolves to no address"
+        )));
+    }
+    let open = resolved.iter().any(|a| !a.ip().is_loopback());
+    if open && !has_secret {
+        if !insecure {
+            return Err(UsageError(format!(
+                "--listen {address} is reachable from other hosts and no shared secret is set: \
+                 anyone who reaches it could run jobs that read and write files as this user. \
+                 Give --secret-file (or $DISCNN_SECRET), listen on loopback, or pass --insecure"
+            )));
+        }
+        tracing::warn!(
+            "--insecure: listening on {address} without a shared secret; anyone who reaches it \
+             can run jobs as this user"
+        );
+    }
+    Ok(address)
 }
 
 /// TLS flags shared by every program that talks to a cluster. With `--tls-ca`, connections

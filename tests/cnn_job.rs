@@ -166,6 +166,23 @@ fn cnn_job_writes_its_outputs_and_refuses_bad_input() {
         &dir.path().join("w"),
     );
     assert_eq!(o.status.code(), Some(2));
+    let o = submit(
+        &["cnn-job", "--batch-size", "18446744073709551615"],
+        &data,
+        &dir.path().join("w"),
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--batch-size must be between"), "{err}");
+    // The form --help shows for the group weights, and the spaced form.
+    for weights in [&["0.55,0.45"][..], &["0.6", "0.4"]] {
+        let o = submit(
+            &[&["cnn-job", "--overwrite", "--group-weights"], weights].concat(),
+            &data,
+            &dir.path().join("gw"),
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
 }
 
 fn final_accuracy(out: &Path) -> f64 {
@@ -492,7 +509,10 @@ fn a_resumed_run_computes_only_the_remaining_epochs_and_ends_bit_identical() {
     let o = resume(&["--epochs", "4"]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("state.json") && err.contains("SHA-256"), "{err}");
+    assert!(
+        err.contains("state.json") && err.contains("SHA-256"),
+        "{err}"
+    );
     std::fs::write(&state, good).unwrap();
     let m = part.join("checkpoint/momentum.safetensors");
     let mut bytes = std::fs::read(&m).unwrap();

@@ -69,9 +69,15 @@ struct Submit {
 
 #[derive(Args)]
 struct Serve {
-    /// HOST:PORT to serve executors and clients on.
-    #[arg(long, default_value = "0.0.0.0:7077")]
-    listen: String,
+    /// HOST:PORT to serve executors and clients on (default: 0.0.0.0:7077 with a shared
+    /// secret, 127.0.0.1:7077 without; without one, an address outside loopback needs
+    /// --insecure).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Allow --listen outside loopback without a shared secret (anyone who reaches the port can
+    /// submit jobs that read and write files as this user).
+    #[arg(long)]
+    insecure: bool,
     /// The cluster's shared secret (else $DISCNN_SECRET; without either, no authentication).
     #[arg(long)]
     secret_file: Option<PathBuf>,
@@ -242,19 +248,18 @@ fn serve(s: Serve) -> anyhow::Result<()> {
             )))
         }
     };
+    let secret = secret(s.secret_file.as_deref())?;
+    let listen = cli::listen_address(s.listen.as_deref(), 7077, secret.is_some(), s.insecure)?;
     let config = ClusterConfig {
-        listen: s.listen.clone(),
-        secret: secret(s.secret_file.as_deref())?,
+        listen: listen.clone(),
+        secret,
         tls: s.tls.load()?,
         heartbeat_timeout: secure(s.heartbeat_timeout, "heartbeat-timeout")?,
         no_executor_grace: secure(s.grace, "grace")?,
         ..ClusterConfig::default()
     };
     if config.secret.is_none() {
-        tracing::warn!(
-            "no shared secret: any process that reaches {} can join or submit",
-            s.listen
-        );
+        tracing::warn!("no shared secret: any process that reaches {listen} can join or submit");
     }
     let driver = ClusterDriver::start(
         config,

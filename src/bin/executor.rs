@@ -29,9 +29,15 @@ struct Cli {
     /// (default 1g).
     #[arg(long, default_value = "1g")]
     shuffle_memory: String,
-    /// Where this executor serves tasks and shuffle blocks (default: any free port).
-    #[arg(long, default_value = "0.0.0.0:0")]
-    listen: String,
+    /// Where this executor serves tasks and shuffle blocks (default: any free port, on every
+    /// interface with a shared secret, on 127.0.0.1 without; without one, an address outside
+    /// loopback needs --insecure).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Allow --listen outside loopback without a shared secret (anyone who reaches the port can
+    /// send tasks that read and write files as this user).
+    #[arg(long)]
+    insecure: bool,
     /// The host other processes reach this executor at (default: the address the driver
     /// sees this executor connect from).
     #[arg(long)]
@@ -78,7 +84,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         cores,
         memory,
         shuffle_memory,
-        listen: cli.listen,
+        listen: cli::listen_address(cli.listen.as_deref(), 0, secret.is_some(), cli.insecure)?,
         advertise: cli.advertise,
         work_dir: cli.work_dir,
         secret,

@@ -157,7 +157,7 @@ pub struct CnnJobArgs {
     #[arg(long, default_value_t = 0.8)]
     pub group_threshold: f64,
     /// Weights of the low- and high-error groups.
-    #[arg(long, default_value = "0.55,0.45", value_delimiter = ',', num_args = 2)]
+    #[arg(long, default_value = "0.55,0.45", value_delimiter = ',', num_args = 1..=2)]
     pub group_weights: Vec<f64>,
     /// What the weighted group sums of --aggregation dis are divided by.
     #[arg(long, value_enum, default_value = "weights")]

@@ -26,6 +26,11 @@ pub enum JobError {
     BadOption(String),
     #[error("output already exists: {0} (pass --overwrite to replace it)")]
     OutputExists(PathBuf),
+    #[error("cannot write the output {path}: {source}")]
+    Output {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Data(#[from] CifarError),
     #[error("I/O error on {path}: {source}")]
@@ -47,6 +52,7 @@ impl JobError {
         match self {
             JobError::BadOption(_)
             | JobError::OutputExists(_)
+            | JobError::Output { .. }
             | JobError::Data(_)
             | JobError::Checkpoint(_)
             | JobError::Model(_) => true,
@@ -135,14 +141,19 @@ fn driver_traffic(ctx: &Context, local: &ResultTraffic) -> (u64, u64) {
     }
 }
 
+/// The largest mini-batch per partition: 65,536 images are 805 MB of f32 input alone.
+pub const MAX_BATCH: usize = 1 << 16;
+
 /// Refuses bad options; returns the network spec they name.
 fn check(cfg: &DisConfig) -> Result<NetSpec, JobError> {
     let bad = |m: &str| Err(JobError::BadOption(m.to_string()));
     if cfg.epochs == 0 {
         return bad("--epochs must be at least 1");
     }
-    if cfg.batch_size == 0 {
-        return bad("--batch-size must be at least 1");
+    if cfg.batch_size == 0 || cfg.batch_size > MAX_BATCH {
+        return bad(&format!(
+            "--batch-size must be between 1 and {MAX_BATCH} images per partition"
+        ));
     }
     if cfg.partitions == 0 {
         return bad("--partitions must be at least 1");
@@ -159,14 +170,19 @@ fn check(cfg: &DisConfig) -> Result<NetSpec, JobError> {
     NetSpec::parse([3, 32, 32], &cfg.spec).map_err(|e| JobError::BadOption(e.to_string()))
 }
 
+/// The output directory, new or emptied; a path the user cannot write is bad input (exit 2).
 fn prepare_output(cfg: &DisConfig) -> Result<(), JobError> {
+    let output = |source| JobError::Output {
+        path: cfg.output.clone(),
+        source,
+    };
     if cfg.output.exists() {
         if !cfg.overwrite {
             return Err(JobError::OutputExists(cfg.output.clone()));
         }
-        std::fs::remove_dir_all(&cfg.output).map_err(io(&cfg.output))?;
+        std::fs::remove_dir_all(&cfg.output).map_err(output)?;
     }
-    std::fs::create_dir_all(&cfg.output).map_err(io(&cfg.output))
+    std::fs::create_dir_all(&cfg.output).map_err(output)
 }
 
 fn cached_shards(
@@ -255,7 +271,12 @@ fn open_metrics(path: &Path, epochs: usize) -> Result<std::fs::File, JobError> {
         String::new()
     } else {
         std::fs::read_to_string(path)
-            .map_err(io(path))?
+            .map_err(|e| {
+                JobError::BadOption(format!(
+                    "--resume: cannot read {} ({e}); the run's metrics must be beside its checkpoint",
+                    path.display()
+                ))
+            })?
             .lines()
             .take(epochs)
             .map(|l| format!("{l}\n"))

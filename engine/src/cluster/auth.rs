@@ -29,6 +29,22 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// A secret file that other users can read is a secret they share: say so (as ssh does for a
+/// private key), but go on, since a container's mounted secret may carry any mode.
+fn warn_if_readable_by_others(file: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(file) {
+        let mode = meta.permissions().mode();
+        if mode & 0o044 != 0 {
+            tracing::warn!(
+                "secret file {} is readable by group or others (mode {:o}); chmod 600 it",
+                file.display(),
+                mode & 0o777
+            );
+        }
+    }
+}
+
 impl Secret {
     pub fn new(bytes: impl Into<Vec<u8>>) -> Option<Secret> {
         let b: Vec<u8> = bytes.into();
@@ -48,6 +64,7 @@ impl Secret {
         if let Some(f) = file {
             let text = std::fs::read(f)
                 .map_err(|e| format!("cannot read secret file {}: {e}", f.display()))?;
+            warn_if_readable_by_others(f);
             let trimmed = text.trim_ascii().to_vec();
             return Secret::new(trimmed)
                 .map(Some)

@@ -14,14 +14,27 @@ pub(crate) struct LocalCluster {
     logs: tempfile::TempDir,
 }
 
+/// The most executor processes, and cores each, a `local-cluster` starts on one machine: a
+/// test cluster, not a way to fork thousands of processes by a typo.
+pub const MAX_LOCAL_EXECUTORS: usize = 64;
+pub const MAX_LOCAL_CORES: usize = 1024;
+
 /// Parses `local-cluster[N,C]`.
 pub(crate) fn parse(master: &str) -> Option<Result<(usize, usize), String>> {
     let inner = master.strip_prefix("local-cluster[")?.strip_suffix(']')?;
-    let bad =
-        || format!("bad master `{master}`: expected local-cluster[N,C], N executors of C cores");
+    let bad = || {
+        format!(
+            "bad master `{master}`: expected local-cluster[N,C], N executors (1–{MAX_LOCAL_EXECUTORS}) \
+             of C cores (1–{MAX_LOCAL_CORES})"
+        )
+    };
     let mut it = inner.split(',').map(|s| s.trim().parse::<usize>());
     Some(match (it.next(), it.next(), it.next()) {
-        (Some(Ok(n)), Some(Ok(c)), None) if n > 0 && c > 0 => Ok((n, c)),
+        (Some(Ok(n)), Some(Ok(c)), None)
+            if (1..=MAX_LOCAL_EXECUTORS).contains(&n) && (1..=MAX_LOCAL_CORES).contains(&c) =>
+        {
+            Ok((n, c))
+        }
         _ => Err(bad()),
     })
 }

@@ -1,0 +1,159 @@
+//! What a careless user or an attacker tries first: servers that would be open to the network
+//! without a secret, inputs that must exit 2 with one clear message, and limits on what one
+//! command line may ask for.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn driver(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_driver"))
+        .args(args)
+        .env_remove("DISCNN_SECRET")
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn without_a_secret_no_server_listens_beyond_loopback_unless_told_insecure() {
+    for args in [
+        &["serve", "--listen", "0.0.0.0:0"][..],
+        &["serve", "--listen", "[::]:0"],
+    ] {
+        let o = driver(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("--insecure"), "{}", stderr(&o));
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_executor"))
+        .args(["--driver", "127.0.0.1:9", "--listen", "0.0.0.0:0"])
+        .env_remove("DISCNN_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no shared secret"), "{}", stderr(&o));
+    // Not an address at all: exit 2 naming it, not 1.
+    let o = driver(&["serve", "--listen", "nonsense"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nonsense"));
+    // With --insecure it serves, and says what that means.
+    let line = first_line_of_serve(&["serve", "--listen", "0.0.0.0:0", "--insecure"], None);
+    assert!(line.contains("--insecure"), "{line}");
+}
+
+/// Starts `driver ARGS`, returns its stderr up to the line that says it serves, and stops it.
+fn first_line_of_serve(args: &[&str], secret: Option<&Path>) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_driver"));
+    cmd.args(args)
+        .env_remove("DISCNN_SECRET")
+        .stderr(Stdio::piped());
+    if let Some(s) = secret {
+        cmd.arg("--secret-file").arg(s);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let mut text = String::new();
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    while !text.contains("serving on") && start.elapsed() < Duration::from_secs(20) {
+        match err.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    text
+}
+
+#[test]
+fn a_secret_file_others_can_read_is_named_in_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "s3cret-for-this-test\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let text = first_line_of_serve(&["serve", "--listen", "127.0.0.1:0"], Some(&secret));
+    assert!(text.contains("readable by group or others"), "{text}");
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let text = first_line_of_serve(&["serve", "--listen", "127.0.0.1:0"], Some(&secret));
+    assert!(!text.contains("readable by group"), "{text}");
+}
+
+#[test]
+fn bad_paths_exit_2_with_the_os_error_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cifar");
+    discnn_cnn::cifar::write_synthetic_folder(&data, 4, 4, 1).unwrap();
+    // An output below a regular file cannot be made, whoever runs the test (root included).
+    let file = dir.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    let data_arg = data.to_str().unwrap();
+    let out = file.join("out");
+    let o = driver(&[
+        "submit",
+        "cnn-job",
+        "--data",
+        data_arg,
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains(out.to_str().unwrap()), "{err}");
+    assert_eq!(err.matches("os error").count(), 1, "{err}");
+    // --resume of a directory with a checkpoint but no metrics.jsonl.
+    let run = dir.path().join("run");
+    let o = driver(&[
+        "submit",
+        "cnn-job",
+        "--data",
+        data_arg,
+        "--output",
+        run.to_str().unwrap(),
+        "--checkpoint-every",
+        "1",
+        "--batch-size",
+        "4",
+        "--schedule",
+        "constant",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::remove_file(run.join("metrics.jsonl")).unwrap();
+    let o = driver(&[
+        "submit",
+        "cnn-job",
+        "--data",
+        data_arg,
+        "--resume",
+        run.to_str().unwrap(),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--schedule",
+        "constant",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("metrics.jsonl"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_local_cluster_is_bounded() {
+    let o = driver(&[
+        "submit",
+        "--master",
+        "local-cluster[100000,1]",
+        "wordcount",
+        "--input",
+        "x",
+        "--output",
+        "y",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("1–64"), "{}", stderr(&o));
+}
