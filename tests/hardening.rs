@@ -157,3 +157,87 @@ fn a_local_cluster_is_bounded() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("1–64"), "{}", stderr(&o));
 }
+
+/// An `--overwrite` run writes beside DIR and swaps in only when it succeeds: killed, it leaves
+/// the previous DIR as it was, and `--resume DIR` continues it from its checkpoint.
+#[test]
+fn a_killed_overwrite_run_leaves_the_old_output_and_can_be_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cifar");
+    discnn_cnn::cifar::write_synthetic_folder(&data, 200, 10, 2).unwrap();
+    let out = dir.path().join("run");
+    let args = |epochs: &str| -> Vec<String> {
+        [
+            "submit",
+            "--no-progress",
+            "--master",
+            "local[2]",
+            "cnn-job",
+            "--data",
+            data.to_str().unwrap(),
+            "--batch-size",
+            "4",
+            "--schedule",
+            "constant",
+            "--checkpoint-every",
+            "1",
+            "--epochs",
+            epochs,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let first = Command::new(env!("CARGO_BIN_EXE_driver"))
+        .args(args("1"))
+        .arg("--output")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(first.status.success(), "{}", stderr(&first));
+    let before = std::fs::read(out.join("model.safetensors")).unwrap();
+
+    let mut killed = Command::new(env!("CARGO_BIN_EXE_driver"))
+        .args(args("500"))
+        .arg("--output")
+        .arg(&out)
+        .arg("--overwrite")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = dir.path().join("run.in-progress/checkpoint/state.json");
+    let start = Instant::now();
+    while !state.exists() {
+        assert!(start.elapsed() < Duration::from_secs(60), "no checkpoint");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    assert_eq!(
+        std::fs::read(out.join("model.safetensors")).unwrap(),
+        before,
+        "the old output is intact"
+    );
+    // Resumed from the interrupted run's last checkpoint, one epoch more, then committed.
+    let done: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+    let epochs = done["epoch"].as_u64().unwrap() + 1;
+    let o = Command::new(env!("CARGO_BIN_EXE_driver"))
+        .args(args(&epochs.to_string()))
+        .arg("--resume")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&format!("epoch {epochs}/{epochs}")));
+    assert!(!dir.path().join("run.in-progress").exists());
+    let lines = std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(lines as u64, epochs);
+    assert_ne!(
+        std::fs::read(out.join("model.safetensors")).unwrap(),
+        before
+    );
+}

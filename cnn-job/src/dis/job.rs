@@ -5,7 +5,7 @@
 
 use super::aggregation::{combine, GradMsg, Gradient, GroupPartitioner, SumGroup};
 use super::shards::{shard_specs, Evaluate, LoadShard, PixelMoments, Shard, SplitName, Weights};
-use super::{Aggregation, DisConfig};
+use super::{output, Aggregation, DisConfig};
 use crate::cifar::{self, CifarError, Split, CLASSES};
 use crate::metrics::Confusion;
 use crate::model_io::{Model, ModelError};
@@ -170,21 +170,6 @@ fn check(cfg: &DisConfig) -> Result<NetSpec, JobError> {
     NetSpec::parse([3, 32, 32], &cfg.spec).map_err(|e| JobError::BadOption(e.to_string()))
 }
 
-/// The output directory, new or emptied; a path the user cannot write is bad input (exit 2).
-fn prepare_output(cfg: &DisConfig) -> Result<(), JobError> {
-    let output = |source| JobError::Output {
-        path: cfg.output.clone(),
-        source,
-    };
-    if cfg.output.exists() {
-        if !cfg.overwrite {
-            return Err(JobError::OutputExists(cfg.output.clone()));
-        }
-        std::fs::remove_dir_all(&cfg.output).map_err(output)?;
-    }
-    std::fs::create_dir_all(&cfg.output).map_err(output)
-}
-
 fn cached_shards(
     ctx: &Context,
     specs: Vec<super::shards::ShardSpec>,
@@ -213,8 +198,8 @@ pub(super) fn evaluate(
 
 /// `DIR/run.json`: every option of the run, the training recipe in words and the build that
 /// ran it, so a metrics file can always be traced to what produced it.
-fn write_run_json(cfg: &DisConfig) -> Result<(), JobError> {
-    let path = cfg.output.join("run.json");
+fn write_run_json(cfg: &DisConfig, dir: &Path) -> Result<(), JobError> {
+    let path = dir.join("run.json");
     let v = serde_json::json!({
         "options": cfg,
         "recipe": recipe(cfg),
@@ -446,20 +431,27 @@ pub fn run(
     }
     let n_train = n_used - cfg.validation;
     let resumed = if cfg.resume {
-        let r = super::checkpoint::load(&cfg.output, cfg)?;
+        // An interrupted run's checkpoint first, else the finished run's.
+        let pending = output::in_progress(&cfg.output);
+        let from = if pending.exists() {
+            pending
+        } else {
+            cfg.output.clone()
+        };
+        let r = super::checkpoint::load(&from, cfg)?;
         if r.state.epoch >= cfg.epochs {
             return Err(JobError::BadOption(format!(
                 "the checkpoint in {} is at epoch {}: ask for more --epochs",
-                cfg.output.display(),
+                from.display(),
                 r.state.epoch
             )));
         }
         Some(r)
     } else {
-        prepare_output(cfg)?;
         None
     };
-    write_run_json(cfg)?;
+    let work = output::begin(&cfg.output, cfg.overwrite, cfg.resume)?;
+    write_run_json(cfg, &work)?;
 
     let p = cfg.partitions;
     let train = cached_shards(ctx, shard_specs(&cfg.data, SplitName::Train, 0, n_train, p))?;
@@ -534,7 +526,7 @@ pub fn run(
 
     let traffic = Arc::new(ResultTraffic::default());
     ctx.add_listener(traffic.clone());
-    let metrics_path = cfg.output.join("metrics.jsonl");
+    let metrics_path = work.join("metrics.jsonl");
     let mut metrics_file = open_metrics(&metrics_path, first_epoch)?;
     let run_start = Instant::now();
     let mut epochs = Vec::new();
@@ -601,7 +593,7 @@ pub fn run(
         let done = epoch + 1;
         if cfg.checkpoint_every.is_some_and(|n| n > 0 && done % n == 0) {
             super::checkpoint::save(
-                &cfg.output,
+                &work,
                 cfg,
                 &m.net,
                 &m.params,
@@ -629,9 +621,9 @@ pub fn run(
         ));
         epochs.push(em);
     }
-    let model_path = cfg.output.join("model.safetensors");
+    let model_path = work.join("model.safetensors");
     Model::new(&m.net, m.params, norm).save(&model_path)?;
-    let confusion_path = cfg.output.join("confusion.json");
+    let confusion_path = work.join("confusion.json");
     let c = serde_json::json!({
         "classes": CLASSES,
         "rows": "true class",
@@ -644,10 +636,11 @@ pub fn run(
     if let Some(v) = validation {
         v.unpersist();
     }
+    output::commit(&work, &cfg.output)?;
     Ok(Summary {
         epochs,
         validation_accuracy,
         confusion,
-        model: model_path,
+        model: cfg.output.join("model.safetensors"),
     })
 }

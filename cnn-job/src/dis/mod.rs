@@ -7,6 +7,7 @@ pub mod aggregation;
 pub mod checkpoint;
 pub mod init;
 pub mod job;
+pub mod output;
 pub mod predict;
 pub mod prune;
 pub mod response;

@@ -1,0 +1,122 @@
+//! The output committer (Spark's, in miniature): a run writes into `DIR.in-progress` beside its
+//! output directory and swaps it in by rename when it succeeds, so an `--overwrite` run that
+//! fails or is killed leaves the previous DIR as it was. The in-progress directory is also where
+//! the running job's checkpoints live: `--resume DIR` continues an interrupted run from there,
+//! or extends a finished DIR through a copy of it.
+
+use super::job::JobError;
+use std::path::{Path, PathBuf};
+
+/// Where a run in `output` writes until it commits.
+pub fn in_progress(output: &Path) -> PathBuf {
+    let mut name = output.file_name().unwrap_or_default().to_os_string();
+    name.push(".in-progress");
+    output.with_file_name(name)
+}
+
+fn failed(path: &Path) -> impl FnOnce(std::io::Error) -> JobError + '_ {
+    move |source| JobError::Output {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Prepares the directory a run writes into and returns it. A new run needs DIR absent (or
+/// `overwrite`) and no interrupted run's work in the way (or `overwrite`); a resumed one takes
+/// the interrupted run's directory, else a copy of the finished DIR.
+pub fn begin(output: &Path, overwrite: bool, resume: bool) -> Result<PathBuf, JobError> {
+    let work = in_progress(output);
+    if resume {
+        if !work.exists() {
+            if !output.is_dir() {
+                return Err(JobError::BadOption(format!(
+                    "--resume {}: no such run (neither it nor {} exists)",
+                    output.display(),
+                    work.display()
+                )));
+            }
+            copy_dir(output, &work)?;
+        }
+        return Ok(work);
+    }
+    if work.exists() {
+        if !overwrite {
+            return Err(JobError::BadOption(format!(
+                "an interrupted run's work is in {}: --resume {} continues it, --overwrite starts again",
+                work.display(),
+                output.display()
+            )));
+        }
+        std::fs::remove_dir_all(&work).map_err(failed(&work))?;
+    }
+    if output.exists() && !overwrite {
+        return Err(JobError::OutputExists(output.to_path_buf()));
+    }
+    std::fs::create_dir_all(&work).map_err(failed(&work))?;
+    Ok(work)
+}
+
+/// Swaps the finished `work` in as `output`, replacing what was there.
+pub fn commit(work: &Path, output: &Path) -> Result<(), JobError> {
+    let mut old = output.as_os_str().to_os_string();
+    old.push(".old");
+    let old = PathBuf::from(old);
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(failed(&old))?;
+    }
+    if output.exists() {
+        std::fs::rename(output, &old).map_err(failed(output))?;
+    }
+    std::fs::rename(work, output).map_err(failed(output))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(failed(&old))?;
+    }
+    Ok(())
+}
+
+/// Copies a run directory (files and one level of subdirectories, as a run writes them).
+fn copy_dir(from: &Path, to: &Path) -> Result<(), JobError> {
+    std::fs::create_dir_all(to).map_err(failed(to))?;
+    for entry in std::fs::read_dir(from).map_err(failed(from))? {
+        let entry = entry.map_err(failed(from))?;
+        let dst = to.join(entry.file_name());
+        if entry.file_type().map_err(failed(from))?.is_dir() {
+            copy_dir(&entry.path(), &dst)?;
+        } else {
+            std::fs::copy(entry.path(), &dst).map_err(failed(&dst))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_overwrite_keeps_the_old_output_and_a_commit_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("run");
+        std::fs::create_dir(&out).unwrap();
+        std::fs::write(out.join("model"), "old").unwrap();
+        assert!(matches!(
+            begin(&out, false, false),
+            Err(JobError::OutputExists(_))
+        ));
+        let work = begin(&out, true, false).unwrap();
+        assert_eq!(work, dir.path().join("run.in-progress"));
+        std::fs::write(work.join("model"), "new").unwrap();
+        // Killed here: the old output is intact, and a new run is told about the work.
+        assert_eq!(std::fs::read_to_string(out.join("model")).unwrap(), "old");
+        let err = begin(&out, false, false).unwrap_err().to_string();
+        assert!(err.contains("--resume"), "{err}");
+        // Resumed and finished.
+        assert_eq!(begin(&out, false, true).unwrap(), work);
+        commit(&work, &out).unwrap();
+        assert_eq!(std::fs::read_to_string(out.join("model")).unwrap(), "new");
+        assert!(!work.exists() && !dir.path().join("run.old").exists());
+        // Extending a finished run works on a copy until it commits.
+        let work = begin(&out, false, true).unwrap();
+        assert_eq!(std::fs::read_to_string(work.join("model")).unwrap(), "new");
+    }
+}
