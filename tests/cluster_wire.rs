@@ -252,3 +252,43 @@ fn a_cluster_on_tls_runs_jobs_and_refuses_clients_that_do_not_trust_it() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("--tls-ca"));
     assert_eq!(common::served::alive(&s.status()), 2);
 }
+
+/// A generic gRPC client reads a `Submit` stream until it ends: it must end after `done`.
+#[test]
+fn the_submit_stream_ends_after_its_last_message() {
+    let s = Served::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "a b a\n").unwrap();
+    let spec = discnn::jobs::JobSpec {
+        job: discnn::jobs::Job::Wordcount {
+            input,
+            output: dir.path().join("out"),
+        },
+        json: true,
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let secret = discnn_engine::cluster::Secret::new("correct horse").unwrap();
+    rt.block_on(async {
+        let mut c = client(&s.address, secret).await;
+        let mut events = c
+            .submit(pb::SubmitRequest {
+                fingerprint: discnn_engine::op::fingerprint(),
+                job_json: serde_json::to_string(&spec).unwrap(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut done = None;
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+            while let Some(e) = events.message().await.unwrap() {
+                if let Some(pb::job_event::Event::Done(d)) = e.event {
+                    done = Some(d);
+                }
+            }
+        })
+        .await;
+        assert!(ended.is_ok(), "the stream did not end after done");
+        assert_eq!(done.map(|d| d.exit_code), Some(0));
+    });
+}

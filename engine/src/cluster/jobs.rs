@@ -100,12 +100,20 @@ impl JobQueue {
         let (tx, rx) = mpsc::channel(1024);
         let cancel = Arc::new(AtomicBool::new(false));
         let done = Arc::new(AtomicBool::new(false));
+        // The watcher's sender must go when the job ends: the stream ends only when every
+        // sender has, and a generic client reads until it does.
+        let finished = Arc::new(tokio::sync::Notify::new());
         {
             let (tx, cancel, done) = (tx.clone(), cancel.clone(), done.clone());
+            let finished = finished.clone();
             tokio::spawn(async move {
-                tx.closed().await;
-                if !done.load(Ordering::SeqCst) && !cancel.swap(true, Ordering::SeqCst) {
-                    tracing::warn!("job {id}: the client went away; cancelling");
+                tokio::select! {
+                    _ = tx.closed() => {
+                        if !done.load(Ordering::SeqCst) && !cancel.swap(true, Ordering::SeqCst) {
+                            tracing::warn!("job {id}: the client went away; cancelling");
+                        }
+                    }
+                    _ = finished.notified() => {}
                 }
             });
         }
@@ -120,6 +128,8 @@ impl JobQueue {
                         event: Some(pb::job_event::Event::Done(end)),
                     }));
                 }
+                // notify_one keeps the wake-up if the watcher has not polled yet.
+                finished.notify_one();
             });
         spawned.map_err(|e| Status::internal(format!("cannot start the job thread: {e}")))?;
         Ok(rx)
