@@ -241,3 +241,35 @@ fn a_killed_overwrite_run_leaves_the_old_output_and_can_be_resumed() {
         before
     );
 }
+
+/// A corrupt gzip input is the user's input: exit 2 at once, naming the file, not 4 retries
+/// and exit 1.
+#[test]
+fn a_corrupt_gzip_input_exits_2_without_retries() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    for i in 0..5000 {
+        writeln!(gz, "line {i} of words").unwrap();
+    }
+    let mut bytes = gz.finish().unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid..mid + 16].fill(0xa5);
+    let input = dir.path().join("in.txt.gz");
+    std::fs::write(&input, &bytes).unwrap();
+    let o = driver(&[
+        "submit",
+        "--no-progress",
+        "--master",
+        "local[2]",
+        "wordcount",
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        dir.path().join("out").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("in.txt.gz") && err.contains("gzip"), "{err}");
+    assert!(err.contains("after 1 attempt"), "{err}");
+}

@@ -136,6 +136,8 @@ struct LineReader {
     path: String,
     tc: Arc<TaskContext>,
     buf: Vec<u8>,
+    /// A decoding error of a gzip stream is bad input, not a failure to retry.
+    gzip: bool,
 }
 
 impl Iterator for LineReader {
@@ -161,10 +163,20 @@ impl Iterator for LineReader {
                 Some(String::from_utf8_lossy(line).into_owned())
             }
             Err(e) => {
-                self.tc.fail(TaskFailure::io(
-                    format!("{} at offset {}", self.path, self.pos),
-                    e,
-                ));
+                use std::io::ErrorKind::{InvalidData, InvalidInput, UnexpectedEof};
+                let at = format!("{} at offset {}", self.path, self.pos);
+                self.tc.fail(
+                    if self.gzip && matches!(e.kind(), InvalidData | InvalidInput | UnexpectedEof)
+                    {
+                        TaskFailure::BadInput {
+                            message: format!(
+                                "{at} (uncompressed): not a valid gzip stream: {e}"
+                            ),
+                        }
+                    } else {
+                        TaskFailure::io(at, e)
+                    },
+                );
                 None
             }
         }
@@ -182,6 +194,7 @@ pub(crate) fn read_text(split: &FileSplit, tc: &Arc<TaskContext>) -> Result<Reco
             path: split.path.clone(),
             tc: tc.clone(),
             buf: Vec::new(),
+            gzip: true,
         };
         return Ok(typed(lines));
     }
@@ -210,6 +223,7 @@ pub(crate) fn read_text(split: &FileSplit, tc: &Arc<TaskContext>) -> Result<Reco
         path: split.path.clone(),
         tc: tc.clone(),
         buf: Vec::new(),
+        gzip: false,
     }))
 }
 
