@@ -166,12 +166,9 @@ impl Iterator for LineReader {
                 use std::io::ErrorKind::{InvalidData, InvalidInput, UnexpectedEof};
                 let at = format!("{} at offset {}", self.path, self.pos);
                 self.tc.fail(
-                    if self.gzip && matches!(e.kind(), InvalidData | InvalidInput | UnexpectedEof)
-                    {
+                    if self.gzip && matches!(e.kind(), InvalidData | InvalidInput | UnexpectedEof) {
                         TaskFailure::BadInput {
-                            message: format!(
-                                "{at} (uncompressed): not a valid gzip stream: {e}"
-                            ),
+                            message: format!("{at} (uncompressed): not a valid gzip stream: {e}"),
                         }
                     } else {
                         TaskFailure::io(at, e)

@@ -45,6 +45,48 @@ impl JobOutput {
     }
 }
 
+/// Finished jobs `driver status` keeps (the most recent); queued and running ones always show.
+pub const KEEP_FINISHED_JOBS: usize = 100;
+
+fn finished(state: &str) -> bool {
+    !matches!(state, "queued" | "running")
+}
+
+/// Drops the oldest finished jobs beyond `keep`: a long-lived driver's list stays bounded.
+fn forget_old_jobs(jobs: &mut Vec<pb::JobInfo>, keep: usize) {
+    let done = jobs.iter().filter(|j| finished(&j.state)).count();
+    let mut extra = done.saturating_sub(keep);
+    jobs.retain(|j| {
+        if extra > 0 && finished(&j.state) {
+            extra -= 1;
+            false
+        } else {
+            true
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_most_recent_finished_jobs_are_kept() {
+        let job = |id: u64, state: &str| pb::JobInfo {
+            id,
+            name: "wordcount".into(),
+            state: state.into(),
+            error: String::new(),
+        };
+        let mut jobs: Vec<pb::JobInfo> = (1..=5).map(|i| job(i, "succeeded")).collect();
+        jobs.insert(1, job(9, "running"));
+        jobs.push(job(10, "queued"));
+        forget_old_jobs(&mut jobs, 2);
+        let ids: Vec<u64> = jobs.iter().map(|j| j.id).collect();
+        assert_eq!(ids, [9, 4, 5, 10]);
+    }
+}
+
 pub(crate) struct JobQueue {
     runner: Option<Arc<dyn JobRunner>>,
     config: Config,
@@ -74,6 +116,7 @@ impl JobQueue {
             j.state = state.into();
             j.error = error.unwrap_or_default();
         }
+        forget_old_jobs(&mut jobs, KEEP_FINISHED_JOBS);
     }
 
     pub fn submit(

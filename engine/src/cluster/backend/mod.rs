@@ -30,6 +30,9 @@ use tonic::transport::Channel;
 
 pub(crate) type ExecutorRpc = ExecutorClient<InterceptedService<Channel, ClientAuth>>;
 
+/// Lost executors `driver status` shows (the most recently lost).
+pub const KEEP_LOST_EXECUTORS: usize = 20;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExecutorState {
     Alive,
@@ -267,11 +270,23 @@ impl ClusterBackend {
         self.lock().lost.clone()
     }
 
+    /// Every executor that is not lost, and the [`KEEP_LOST_EXECUTORS`] lost most recently.
     pub fn executors(&self) -> Vec<ExecutorSummary> {
         let st = self.lock();
         let now = Instant::now();
+        let mut lost: Vec<Instant> = st
+            .executors
+            .values()
+            .filter(|e| e.state == ExecutorState::Lost)
+            .map(|e| e.last_heartbeat)
+            .collect();
+        lost.sort_unstable_by(|a, b| b.cmp(a));
+        let oldest_shown = lost.get(KEEP_LOST_EXECUTORS.saturating_sub(1)).copied();
         st.executors
             .iter()
+            .filter(|(_, e)| {
+                e.state != ExecutorState::Lost || oldest_shown.is_none_or(|t| e.last_heartbeat >= t)
+            })
             .map(|(id, e)| ExecutorSummary {
                 id: id.clone(),
                 address: e.address.clone(),
