@@ -66,27 +66,6 @@ fn forget_old_jobs(jobs: &mut Vec<pb::JobInfo>, keep: usize) {
     });
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_the_most_recent_finished_jobs_are_kept() {
-        let job = |id: u64, state: &str| pb::JobInfo {
-            id,
-            name: "wordcount".into(),
-            state: state.into(),
-            error: String::new(),
-        };
-        let mut jobs: Vec<pb::JobInfo> = (1..=5).map(|i| job(i, "succeeded")).collect();
-        jobs.insert(1, job(9, "running"));
-        jobs.push(job(10, "queued"));
-        forget_old_jobs(&mut jobs, 2);
-        let ids: Vec<u64> = jobs.iter().map(|j| j.id).collect();
-        assert_eq!(ids, [9, 4, 5, 10]);
-    }
-}
-
 pub(crate) struct JobQueue {
     runner: Option<Arc<dyn JobRunner>>,
     config: Config,
@@ -234,5 +213,26 @@ impl JobQueue {
             exit_code: outcome.exit_code,
             error: outcome.error.unwrap_or_default(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_most_recent_finished_jobs_are_kept() {
+        let job = |id: u64, state: &str| pb::JobInfo {
+            id,
+            name: "wordcount".into(),
+            state: state.into(),
+            error: String::new(),
+        };
+        let mut jobs: Vec<pb::JobInfo> = (1..=5).map(|i| job(i, "succeeded")).collect();
+        jobs.insert(1, job(9, "running"));
+        jobs.push(job(10, "queued"));
+        forget_old_jobs(&mut jobs, 2);
+        let ids: Vec<u64> = jobs.iter().map(|j| j.id).collect();
+        assert_eq!(ids, [9, 4, 5, 10]);
     }
 }
