@@ -180,3 +180,53 @@ fn ctrl_c_on_the_client_cancels_the_job_on_the_cluster() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(s.status()["jobs"][1]["state"], "succeeded");
 }
+
+/// Files under `dir` whose name ends with `.data` (shuffle output), at any depth.
+fn shuffle_files(dir: &std::path::Path) -> usize {
+    let mut n = 0;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                n += shuffle_files(&p);
+            } else if p.extension().is_some_and(|x| x == "data") {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// A long-lived cluster stays clean: when a job of `driver serve` ends, its shuffle output is
+/// removed from every executor within 5 s (it once stayed until the executor died).
+#[test]
+fn a_finished_jobs_shuffle_files_leave_the_executors() {
+    let work = tempfile::tempdir().unwrap();
+    let s = common::served::Served::start_full(
+        2,
+        Vec::new(),
+        &[
+            "--work-dir".as_ref(),
+            work.path().as_os_str(),
+            "--shuffle-memory".as_ref(),
+            "0".as_ref(),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let text: String = (0..2000).map(|i| format!("w{} x y\n", i % 97)).collect();
+    std::fs::write(dir.path().join("in.txt"), text).unwrap();
+    let mut seen = 0;
+    for i in 0..3 {
+        s.wordcount_json(dir.path(), &format!("out{i}"));
+        seen = seen.max(shuffle_files(work.path()));
+    }
+    let start = std::time::Instant::now();
+    while shuffle_files(work.path()) > 0 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "{} shuffle files still on the executors (at most {seen} seen)",
+            shuffle_files(work.path())
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -275,6 +275,15 @@ impl Cleaner {
     }
 }
 
+/// The last handle of a context gone (a job of `driver serve` ended, however it ended): what
+/// its handles queued is freed now — on a cluster, the executors hear of it with their next
+/// heartbeat — instead of waiting for a job boundary that will never come.
+impl Drop for Cleaner {
+    fn drop(&mut self) {
+        self.run_now();
+    }
+}
+
 pub(crate) struct ContextInner {
     pub config: Config,
     ids: AtomicU64,

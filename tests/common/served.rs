@@ -33,6 +33,15 @@ impl Served {
 
     /// Every process and client started with `extra` flags as well.
     pub fn start_with(executors: usize, extra: Vec<std::ffi::OsString>) -> Served {
+        Served::start_full(executors, extra, &[])
+    }
+
+    /// [`Served::start_with`], the executors also given `executor_extra`.
+    pub fn start_full(
+        executors: usize,
+        extra: Vec<std::ffi::OsString>,
+        executor_extra: &[&std::ffi::OsStr],
+    ) -> Served {
         let dir = tempfile::tempdir().unwrap();
         let secret_file = dir.path().join("secret");
         std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
@@ -49,7 +58,8 @@ impl Served {
         for _ in 0..executors {
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_executor"));
             cmd.args(["--driver", &s.address, "--cores", "1"])
-                .args(["--listen", "127.0.0.1:0"]);
+                .args(["--listen", "127.0.0.1:0"])
+                .args(executor_extra);
             let child = s.spawn(cmd, "executor");
             s.children.push(child);
         }
