@@ -128,6 +128,15 @@ impl Model {
             why: e.to_string(),
         })?;
         let net = Network::new(meta.spec.clone()).map_err(|e| content(e.to_string()))?;
+        // The spec in the metadata is a claim: its parameters must be in the file before a
+        // buffer for them is allocated.
+        if net.param_len().saturating_mul(4) > bytes.len() {
+            return Err(content(format!(
+                "the spec has {} parameters, more than the file's {} bytes can hold",
+                net.param_len(),
+                bytes.len()
+            )));
+        }
         let mut params = vec![0f32; net.param_len()];
         for t in net.tensors() {
             let view = tensors

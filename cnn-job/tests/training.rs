@@ -198,3 +198,59 @@ fn losses_are_selectable_and_both_train() {
         assert!(last < first, "{loss:?}: {first} -> {last}");
     }
 }
+
+/// Model files are input too: a spec in the metadata claiming billions of parameters is
+/// refused before a buffer for them exists, and mutated bytes never panic.
+mod untrusted_models {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn model_bytes() -> Vec<u8> {
+        let net = Network::new(NetSpec::paper()).unwrap();
+        let params = net.init_params(1);
+        let norm = Normalization {
+            mean: [0.5; 3],
+            std: [0.25; 3],
+        };
+        Model::new(&net, params, norm).to_bytes().unwrap()
+    }
+
+    #[test]
+    fn a_spec_larger_than_the_file_is_refused_before_allocating() {
+        use safetensors::SafeTensors;
+        let bytes = model_bytes();
+        let (_, header) = SafeTensors::read_metadata(&bytes).unwrap();
+        let mut meta = header.metadata().clone().unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&meta["discnn"]).unwrap();
+        let text = v["spec"].to_string();
+        assert!(text.contains("120"), "{text}");
+        v["spec"] = serde_json::from_str(&text.replacen("120", "1099511627776", 1)).unwrap();
+        meta.insert("discnn".into(), v.to_string());
+        let tensors = SafeTensors::deserialize(&bytes).unwrap();
+        let forged = safetensors::serialize(tensors.tensors(), &Some(meta)).unwrap();
+        let err = Model::from_bytes("forged.safetensors", &forged).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("forged.safetensors") && msg.contains("more than the file"),
+            "{msg}"
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
+        #[test]
+        fn mutated_model_bytes_never_panic(
+            flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut b = model_bytes();
+            for (at, v) in flips {
+                let i = at.index(b.len().min(600));
+                b[i] ^= v;
+            }
+            let keep = b.len() - cut.index(b.len() / 8 + 1);
+            b.truncate(keep);
+            let _ = Model::from_bytes("m.safetensors", &b);
+        }
+    }
+}
