@@ -9,8 +9,64 @@ pub const CHUNK: usize = 1 << 20;
 /// Every gRPC server and client of the cluster sets this decoding limit explicitly; chunks stay
 /// well under it.
 pub const MAX_MESSAGE: usize = 4 * CHUNK;
-/// The largest payload a receiver assembles (a task, a result, a broadcast).
-pub const MAX_PAYLOAD: usize = 4 << 30;
+/// The largest payload a receiver assembles (a task, a result, a broadcast): Spark's default
+/// `spark.driver.maxResultSize`.
+pub const MAX_PAYLOAD: usize = 1 << 30;
+/// The most bytes a process assembles from all its incoming streams at once: many senders
+/// cannot together make it hold more than this.
+pub const MAX_IN_FLIGHT: usize = 2 << 30;
+
+static IN_FLIGHT: Budget = Budget::new(MAX_IN_FLIGHT);
+
+/// A byte budget shared by concurrent receivers.
+pub struct Budget {
+    used: std::sync::atomic::AtomicUsize,
+    limit: usize,
+}
+
+impl Budget {
+    pub const fn new(limit: usize) -> Budget {
+        Budget {
+            used: std::sync::atomic::AtomicUsize::new(0),
+            limit,
+        }
+    }
+
+    /// Takes `n` bytes, or refuses if that would pass the limit.
+    pub fn reserve(&self, n: usize) -> Result<(), usize> {
+        use std::sync::atomic::Ordering;
+        let mut used = self.used.load(Ordering::Relaxed);
+        loop {
+            let next = used
+                .checked_add(n)
+                .filter(|&t| t <= self.limit)
+                .ok_or(used)?;
+            match self
+                .used
+                .compare_exchange_weak(used, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return Ok(()),
+                Err(now) => used = now,
+            }
+        }
+    }
+
+    pub fn release(&self, n: usize) {
+        self.used.fetch_sub(n, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// What one stream holds of the budget, given back when the stream's bytes are handed on.
+struct Held<'a> {
+    budget: &'a Budget,
+    bytes: usize,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.budget.release(self.bytes);
+    }
+}
 
 /// Splits `bytes` into chunk-sized pieces; an empty payload is one empty piece, so the first
 /// message (which carries the header fields) always exists.
@@ -32,6 +88,10 @@ where
 {
     let mut out = Vec::new();
     let mut first = true;
+    let mut held = Held {
+        budget: &IN_FLIGHT,
+        bytes: 0,
+    };
     while let Some(mut m) = stream.message().await? {
         if first {
             header(&m);
@@ -40,9 +100,17 @@ where
         let d = data(&mut m);
         if out.len() + d.len() > MAX_PAYLOAD {
             return Err(Status::resource_exhausted(format!(
-                "payload larger than {MAX_PAYLOAD} bytes"
+                "payload larger than {MAX_PAYLOAD} bytes (a task, result or broadcast must \
+                 fit in 1 GiB; collect less, or write the data with save_as_text_file)"
             )));
         }
+        held.budget.reserve(d.len()).map_err(|used| {
+            Status::resource_exhausted(format!(
+                "this process is already assembling {used} bytes from other streams (at most \
+                 {MAX_IN_FLIGHT}); try again when they are done"
+            ))
+        })?;
+        held.bytes += d.len();
         if out.is_empty() {
             out = d;
         } else {
@@ -53,4 +121,27 @@ where
         return Err(Status::invalid_argument("empty stream: no header message"));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_refuses_what_would_pass_its_limit_and_takes_back_what_is_released() {
+        let b = Budget::new(10);
+        assert_eq!(b.reserve(6), Ok(()));
+        assert_eq!(b.reserve(5), Err(6));
+        assert_eq!(b.reserve(4), Ok(()));
+        b.release(6);
+        assert_eq!(b.reserve(6), Ok(()));
+        assert_eq!(b.reserve(usize::MAX), Err(10));
+        {
+            let _h = Held {
+                budget: &b,
+                bytes: 10,
+            };
+        }
+        assert_eq!(b.reserve(10), Ok(()));
+    }
 }
