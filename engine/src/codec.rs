@@ -90,6 +90,9 @@ pub struct Frames {
 }
 
 const CHUNK: usize = 1 << 20;
+/// The first chunk's size: chunks double from here up to [`CHUNK`], so a list of a few records
+/// (an empty partition's bucket, a small result) costs bytes, not a mebibyte.
+const FIRST_CHUNK: usize = 512;
 
 impl Frames {
     /// One chunk holding an already framed buffer.
@@ -108,7 +111,11 @@ impl Frames {
             .last()
             .is_some_and(|c| c.capacity() - c.len() >= need);
         if !fits {
-            self.chunks.push(Vec::with_capacity(need.max(CHUNK)));
+            let next = self
+                .chunks
+                .last()
+                .map_or(FIRST_CHUNK, |c| c.capacity().saturating_mul(2).min(CHUNK));
+            self.chunks.push(Vec::with_capacity(need.max(next)));
         }
         self.bytes += need;
         let last = self.chunks.len() - 1;
@@ -275,6 +282,32 @@ pub(crate) fn key_hash(bytes: &[u8]) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_few_frames_cost_bytes_and_many_reach_full_chunks() {
+        let mut f = super::Frames::default();
+        f.push(b"abc");
+        assert!(
+            f.chunks()[0].capacity() <= 1024,
+            "{}",
+            f.chunks()[0].capacity()
+        );
+        let record = [7u8; 1000];
+        for _ in 0..10_000 {
+            f.push(&record);
+        }
+        assert_eq!(f.count, 10_001);
+        assert!(f.chunks().iter().any(|c| c.capacity() == super::CHUNK));
+        // Doubling: the chunks' capacities stay within twice what they hold.
+        let cap: usize = f.chunks().iter().map(Vec::capacity).sum();
+        assert!(
+            cap <= 2 * f.byte_len() + super::CHUNK,
+            "{cap} for {}",
+            f.byte_len()
+        );
+        let mut r = super::FrameReader::new(&f.chunks()[0]);
+        assert_eq!(r.next_frame().unwrap().unwrap(), b"abc");
+    }
+
     use super::*;
 
     #[test]
