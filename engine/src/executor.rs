@@ -37,6 +37,9 @@ pub(crate) trait ShuffleFetcher: Send + Sync {
         map: u32,
         reduce: u32,
     ) -> Result<Arc<Frames>, TaskFailure>;
+
+    /// The driver declared the executor at `address` lost: fetches in flight from it end now.
+    fn peer_lost(&self, _address: &str) {}
 }
 
 /// Bytes an executor keeps in memory before it spills to its work directory.

@@ -327,6 +327,7 @@ fn new_env(
         creds: opts.credentials(),
         deadline: opts.fetch_deadline,
         peers: Mutex::default(),
+        lost: super::remote::LostPeers::default(),
     }));
     Ok(Arc::new(env))
 }
@@ -337,6 +338,11 @@ fn apply_cleanups(env: &ExecutorEnv, cleanups: &[pb::Cleanup]) {
             Some(pb::cleanup::What::Rdd(id)) => env.blocks.remove_rdd(id),
             Some(pb::cleanup::What::Shuffle(id)) => env.shuffle.remove_shuffle(id),
             Some(pb::cleanup::What::Broadcast(id)) => env.broadcasts.remove(id),
+            Some(pb::cleanup::What::ExecutorLost(ref address)) => {
+                if let Some(f) = &env.fetcher {
+                    f.peer_lost(address);
+                }
+            }
             None => {}
         }
     }

@@ -33,12 +33,58 @@ pub(crate) fn driver_client(address: &str, creds: &Credentials) -> Result<Driver
 }
 
 /// Fetches buckets from other executors' `FetchShuffle`, each under a deadline, so a reducer
-/// whose peer is gone or cut off sees a fetch failure, never a hang.
+/// whose peer is gone or cut off sees a fetch failure, never a hang; and sooner than the
+/// deadline when the driver declares that peer lost.
 pub(crate) struct RemoteFetcher {
     pub runtime: tokio::runtime::Handle,
     pub creds: Credentials,
     pub deadline: Duration,
     pub peers: Mutex<HashMap<String, PeerRpc>>,
+    pub lost: LostPeers,
+}
+
+/// How many times each address was declared lost, and a signal when that changes. A fetch
+/// notes the count when it starts and fails when it moves: only fetches in flight end, so an
+/// executor that comes back at the same address is fetched from again.
+pub(crate) struct LostPeers {
+    counts: Mutex<HashMap<String, u64>>,
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for LostPeers {
+    fn default() -> Self {
+        LostPeers {
+            counts: Mutex::default(),
+            changed: tokio::sync::watch::channel(0).0,
+        }
+    }
+}
+
+impl LostPeers {
+    fn count(&self, address: &str) -> u64 {
+        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts.get(address).copied().unwrap_or(0)
+    }
+
+    fn declare(&self, address: &str) {
+        *self
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(address.to_string())
+            .or_default() += 1;
+        self.changed.send_modify(|g| *g += 1);
+    }
+
+    /// Resolves once `address` has been declared lost more than `seen` times.
+    async fn wait_past(&self, address: &str, seen: u64) {
+        let mut rx = self.changed.subscribe();
+        while self.count(address) == seen {
+            if rx.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
 }
 
 impl RemoteFetcher {
@@ -73,6 +119,7 @@ impl ShuffleFetcher for RemoteFetcher {
             message: format!("fetching from {address}: {message}"),
         };
         let mut rpc = self.peer(address).map_err(failed)?;
+        let seen = self.lost.count(address);
         let fetch = async {
             let mut stream = rpc
                 .fetch_shuffle(pb::FetchRequest {
@@ -90,10 +137,20 @@ impl ShuffleFetcher for RemoteFetcher {
         };
         let chunks = self
             .runtime
-            .block_on(async { tokio::time::timeout(self.deadline, fetch).await })
+            .block_on(async {
+                tokio::select! {
+                    r = tokio::time::timeout(self.deadline, fetch) => Some(r),
+                    _ = self.lost.wait_past(address, seen) => None,
+                }
+            })
+            .ok_or_else(|| failed("the driver declared that executor lost".into()))?
             .map_err(|_| failed(format!("no answer within {:?}", self.deadline)))?
             .map_err(|s| failed(s.message().to_string()))?;
         Ok(Arc::new(Frames::from_pair_chunks(chunks)?))
+    }
+
+    fn peer_lost(&self, address: &str) {
+        self.lost.declare(address);
     }
 }
 
@@ -129,5 +186,51 @@ impl BroadcastSource for RemoteBroadcasts {
                 message: s.message().to_string(),
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer that accepts connections and never answers (a stopped process): a fetch from it
+    /// ends as soon as the peer is declared lost, not at the deadline.
+    #[test]
+    fn a_fetch_from_a_peer_declared_lost_fails_at_once() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let address = listener.local_addr().expect("address").to_string();
+        let held = std::thread::spawn(move || {
+            let conns: Vec<_> = listener.incoming().take(1).collect();
+            std::thread::sleep(Duration::from_secs(5));
+            drop(conns);
+        });
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let fetcher = Arc::new(RemoteFetcher {
+            runtime: rt.handle().clone(),
+            creds: Credentials::default(),
+            deadline: Duration::from_secs(60),
+            peers: Mutex::default(),
+            lost: LostPeers::default(),
+        });
+        let f = fetcher.clone();
+        let a = address.clone();
+        let start = std::time::Instant::now();
+        let fetch = std::thread::spawn(move || f.fetch(&a, 1, 0, 0));
+        std::thread::sleep(Duration::from_millis(300));
+        fetcher.peer_lost(&address);
+        let r = fetch.join().expect("fetch thread");
+        assert!(
+            matches!(&r, Err(TaskFailure::FetchFailed { message, .. }) if message.contains("lost")),
+            "{:?}",
+            r.err()
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+        // A later fetch from the same address is tried again (it fails here on its own).
+        assert_eq!(fetcher.lost.count(&address), 1);
+        drop(held);
     }
 }

@@ -227,7 +227,7 @@ impl ClusterBackend {
     }
 
     fn remove_executor(&self, id: &str, to: ExecutorState, why: &str) {
-        let failed: Vec<(u64, Running)> = {
+        let (failed, address): (Vec<(u64, Running)>, String) = {
             let mut st = self.lock();
             let Some(e) = st.executors.get_mut(id) else {
                 return;
@@ -237,6 +237,7 @@ impl ClusterBackend {
             }
             e.state = to;
             e.free = 0;
+            let address = e.address.clone();
             st.lost.insert(id.to_string());
             for holders in st.blocks.values_mut() {
                 holders.remove(id);
@@ -247,11 +248,15 @@ impl ClusterBackend {
                 .filter(|(_, r)| r.executor == id)
                 .map(|(t, _)| *t)
                 .collect();
-            ids.into_iter()
+            let failed = ids
+                .into_iter()
                 .filter_map(|t| st.running.remove(&t).map(|r| (t, r)))
-                .collect()
+                .collect();
+            (failed, address)
         };
         if to == ExecutorState::Lost {
+            // Reducers fetching from it would otherwise wait out their fetch deadline.
+            self.cleanup(pb::cleanup::What::ExecutorLost(address));
             tracing::warn!(
                 "executor {id} lost: {why}; {} running task(s) will be retried",
                 failed.len()
@@ -398,7 +403,9 @@ impl ClusterBackend {
         }
         for e in st.executors.values_mut() {
             if matches!(e.state, ExecutorState::Alive | ExecutorState::Draining) {
-                e.cleanups.push(pb::Cleanup { what: Some(c) });
+                e.cleanups.push(pb::Cleanup {
+                    what: Some(c.clone()),
+                });
             }
         }
     }
