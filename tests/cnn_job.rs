@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::submit_cnn as submit;
 use discnn_cnn::cifar;
 use discnn_cnn::dis::aggregation::{GradMsg, Gradient, GroupPartitioner, SumGroup};
 use discnn_cnn::dis::shards::{shard_specs, LoadShard, SplitName, Weights};
@@ -12,7 +13,7 @@ use discnn_cnn::network::WeightInit;
 use discnn_cnn::spec::PAPER;
 use discnn_engine::{Event, EventLog};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,19 +34,6 @@ const KEYS: [&str; 15] = [
     "lr",
     "validation_accuracy",
 ];
-
-fn submit(args: &[&str], data: &Path, output: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_driver"))
-        .args(["submit", "--no-progress"])
-        .args(args)
-        .arg("--data")
-        .arg(data)
-        .arg("--output")
-        .arg(output)
-        .env("DISCNN_EXECUTOR_BIN", env!("CARGO_BIN_EXE_executor"))
-        .output()
-        .unwrap()
-}
 
 fn check_outputs(out: &Path, epochs: usize, test_images: u64) {
     let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
@@ -415,119 +403,6 @@ fn dis_sends_the_driver_two_gradients_an_iteration_and_mean_one_per_partition() 
     }
 }
 
-#[test]
-fn a_resumed_run_computes_only_the_remaining_epochs_and_ends_bit_identical() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("cifar");
-    cifar::write_synthetic_folder(&data, 16, 10, 11).unwrap();
-    // Pruning at epoch 2 checks that the checkpoint follows the new shape. A constant rate, so
-    // that a run may be extended (under cosine every rate depends on --epochs).
-    let common = [
-        "--master",
-        "local[2]",
-        "cnn-job",
-        "--schedule",
-        "constant",
-        "--batch-size",
-        "4",
-        "--prune-threshold",
-        "0.9",
-        "--prune-at",
-        "2",
-        "--checkpoint-every",
-        "1",
-    ];
-    let whole = dir.path().join("whole");
-    let o = submit(&[&common[..], &["--epochs", "3"]].concat(), &data, &whole);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-
-    let part = dir.path().join("part");
-    let o = submit(&[&common[..], &["--epochs", "2"]].concat(), &data, &part);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let resume = |extra: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_driver"))
-            .args(["submit", "--no-progress"])
-            .args(common)
-            .args(extra)
-            .arg("--data")
-            .arg(&data)
-            .arg("--resume")
-            .arg(&part)
-            .output()
-            .unwrap()
-    };
-    let o = resume(&["--epochs", "3"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains("epoch 3/3") && !err.contains("epoch 2/3"),
-        "{err}"
-    );
-
-    let load = |d: &Path| discnn_cnn::model_io::Model::load(&d.join("model.safetensors")).unwrap();
-    let (a, b) = (load(&whole), load(&part));
-    assert_eq!(a.meta.spec, b.meta.spec);
-    assert_ne!(
-        a.meta.spec,
-        discnn_cnn::spec::NetSpec::paper(),
-        "pruned at epoch 2"
-    );
-    assert!(a
-        .params
-        .iter()
-        .zip(&b.params)
-        .all(|(x, y)| x.to_bits() == y.to_bits()));
-    assert_eq!(a.params.len(), b.params.len());
-    let lines = |d: &Path| {
-        std::fs::read_to_string(d.join("metrics.jsonl"))
-            .unwrap()
-            .lines()
-            .count()
-    };
-    assert_eq!((lines(&whole), lines(&part)), (3, 3));
-
-    // No checkpoint, other options, and a corrupt checkpoint are refused (exit 2) naming the
-    // cause.
-    let empty = dir.path().join("empty");
-    std::fs::create_dir(&empty).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_driver"))
-        .args(["submit", "cnn-job", "--epochs", "2", "--resume"])
-        .arg(&empty)
-        .arg("--data")
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("no checkpoint in"));
-    let o = resume(&["--epochs", "4", "--lr", "0.02"]);
-    assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("lr was"));
-    // One bit of the state's epoch: the state is covered by its own digest.
-    let state = part.join("checkpoint/state.json");
-    let good = std::fs::read_to_string(&state).unwrap();
-    std::fs::write(&state, good.replace("\"epoch\": 3", "\"epoch\": 2")).unwrap();
-    let o = resume(&["--epochs", "4"]);
-    assert_eq!(o.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains("state.json") && err.contains("SHA-256"),
-        "{err}"
-    );
-    std::fs::write(&state, good).unwrap();
-    let m = part.join("checkpoint/momentum.safetensors");
-    let mut bytes = std::fs::read(&m).unwrap();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    std::fs::write(&m, bytes).unwrap();
-    let o = resume(&["--epochs", "4"]);
-    assert_eq!(o.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains("momentum.safetensors") && err.contains("SHA-256"),
-        "{err}"
-    );
-}
-
 /// cnn-eval of the saved model gives the run's last test accuracy; cnn-predict's classes add
 /// up to the confusion matrix's columns; a file that is not a model is refused.
 fn eval_and_predict_agree_with_the_run(out: &Path, data: &Path) {
@@ -622,7 +497,10 @@ fn the_job_survives_an_executor_lost_mid_epoch() {
             data: data.clone(),
             output: dir.path().join("run"),
             epochs: 2,
-            batch_size: 4,
+            recipe: discnn_cnn::dis::Recipe {
+                batch_size: 4,
+                ..Default::default()
+            },
             partitions: 6,
             init: discnn_cnn::dis::init::InitMethod::Random,
             ..Default::default()

@@ -225,7 +225,7 @@ impl CnnJobArgs {
                 "--group-weights takes two numbers, e.g. 0.55,0.45".into(),
             ));
         };
-        let cfg = DisConfig {
+        Ok(DisConfig {
             data: self.data.clone(),
             output,
             overwrite: self.overwrite,
@@ -252,9 +252,8 @@ impl CnnJobArgs {
             validation: self.validation,
             train_limit: self.train_limit,
             spec: self.spec.clone(),
-            ..DisConfig::default()
-        };
-        Ok(self.recipe.recipe().apply(cfg))
+            recipe: self.recipe.recipe(),
+        })
     }
 
     pub fn run(

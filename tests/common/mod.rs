@@ -88,3 +88,22 @@ pub fn wait_for_file(path: &std::path::Path, limit: Duration) -> String {
     }
     panic!("{} did not appear within {limit:?}", path.display());
 }
+
+/// `driver submit --no-progress ARGS --data DATA --output OUTPUT`, run to completion (the
+/// executor binary of this build for cluster masters).
+pub fn submit_cnn(
+    args: &[&str],
+    data: &std::path::Path,
+    output: &std::path::Path,
+) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_driver"))
+        .args(["submit", "--no-progress"])
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .arg("--output")
+        .arg(output)
+        .env("DISCNN_EXECUTOR_BIN", env!("CARGO_BIN_EXE_executor"))
+        .output()
+        .unwrap()
+}

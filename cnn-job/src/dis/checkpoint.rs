@@ -52,7 +52,7 @@ pub fn options(cfg: &DisConfig) -> serde_json::Value {
         for k in ["output", "overwrite", "checkpoint_every", "resume"] {
             o.remove(k);
         }
-        if cfg.schedule != super::LrSchedule::Cosine {
+        if cfg.recipe.schedule != super::LrSchedule::Cosine {
             o.remove("epochs");
         }
     }
@@ -213,7 +213,10 @@ mod tests {
         };
         assert_eq!(options(&constant), options(&longer));
         let cosine = DisConfig {
-            schedule: super::super::LrSchedule::Cosine,
+            recipe: super::super::Recipe {
+                schedule: super::super::LrSchedule::Cosine,
+                ..constant.recipe
+            },
             ..constant
         };
         let longer = DisConfig {

@@ -150,7 +150,7 @@ fn check(cfg: &DisConfig) -> Result<NetSpec, JobError> {
     if cfg.epochs == 0 {
         return bad("--epochs must be at least 1");
     }
-    if cfg.batch_size == 0 || cfg.batch_size > MAX_BATCH {
+    if cfg.recipe.batch_size == 0 || cfg.recipe.batch_size > MAX_BATCH {
         return bad(&format!(
             "--batch-size must be between 1 and {MAX_BATCH} images per partition"
         ));
@@ -158,10 +158,10 @@ fn check(cfg: &DisConfig) -> Result<NetSpec, JobError> {
     if cfg.partitions == 0 {
         return bad("--partitions must be at least 1");
     }
-    if !(cfg.lr.is_finite() && cfg.lr > 0.0) {
+    if !(cfg.recipe.lr.is_finite() && cfg.recipe.lr > 0.0) {
         return bad("--lr must be a positive number");
     }
-    if !(cfg.momentum.is_finite() && (0.0..1.0).contains(&cfg.momentum)) {
+    if !(cfg.recipe.momentum.is_finite() && (0.0..1.0).contains(&cfg.recipe.momentum)) {
         return bad("--momentum must be in [0, 1)");
     }
     if !cfg.group_threshold.is_finite() || cfg.group_weights.iter().any(|w| !w.is_finite()) {
@@ -194,84 +194,6 @@ pub(super) fn evaluate(
         total.merge(c);
     }
     Ok(total)
-}
-
-/// `DIR/run.json`: every option of the run, the training recipe in words and the build that
-/// ran it, so a metrics file can always be traced to what produced it.
-fn write_run_json(cfg: &DisConfig, dir: &Path) -> Result<(), JobError> {
-    let path = dir.join("run.json");
-    let v = serde_json::json!({
-        "options": cfg,
-        "recipe": recipe(cfg),
-        "build": format!("discnn {}", discnn_engine::op::fingerprint()),
-        "cores": std::thread::available_parallelism().map_or(1, usize::from),
-    });
-    let text = serde_json::to_string_pretty(&v).map_err(|e| EngineError::Codec(e.to_string()))?;
-    std::fs::write(&path, text + "\n").map_err(io(&path))
-}
-
-/// The training recipe in one line, as reports print it.
-pub fn recipe(cfg: &DisConfig) -> String {
-    let aug = match (cfg.augment.pad, cfg.augment.flip) {
-        (0, false) => "none".to_string(),
-        (0, true) => "flip".to_string(),
-        (p, false) => format!("crop (pad {p})"),
-        (p, true) => format!("crop (pad {p}) + flip"),
-    };
-    format!(
-        "loss {}, SGD lr {} momentum {} weight decay {}, schedule {}, warm-up {} epoch(s), augment {aug}, batch {} × {} partitions, aggregation {}",
-        match cfg.loss {
-            crate::layers::Loss::CrossEntropy => "cross-entropy",
-            crate::layers::Loss::Squared => "squared",
-        },
-        cfg.lr,
-        cfg.momentum,
-        cfg.weight_decay,
-        match cfg.schedule {
-            super::LrSchedule::Constant => "constant",
-            super::LrSchedule::Cosine => "cosine",
-        },
-        cfg.warmup,
-        cfg.batch_size,
-        cfg.partitions,
-        match (cfg.aggregation, cfg.dis_divisor) {
-            (Aggregation::Mean, _) => "mean".to_string(),
-            (Aggregation::Dis, d) => format!(
-                "dis (B {}, weights {}/{}, divisor {})",
-                cfg.group_threshold,
-                cfg.group_weights[0],
-                cfg.group_weights[1],
-                match d {
-                    super::DisDivisor::N => "N",
-                    super::DisDivisor::Weights => "weights",
-                }
-            ),
-        },
-    )
-}
-
-/// `metrics.jsonl`, new, or kept up to its first `epochs` lines when a run resumes.
-fn open_metrics(path: &Path, epochs: usize) -> Result<std::fs::File, JobError> {
-    let kept: String = if epochs == 0 {
-        String::new()
-    } else {
-        std::fs::read_to_string(path)
-            .map_err(|e| {
-                JobError::BadOption(format!(
-                    "--resume: cannot read {} ({e}); the run's metrics must be beside its checkpoint",
-                    path.display()
-                ))
-            })?
-            .lines()
-            .take(epochs)
-            .map(|l| format!("{l}\n"))
-            .collect()
-    };
-    std::fs::write(path, kept).map_err(io(path))?;
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)
-        .map_err(io(path))
 }
 
 fn conv_maps(spec: &NetSpec) -> Vec<usize> {
@@ -384,11 +306,11 @@ impl DriverModel {
             weights: weights.clone(),
             epoch,
             iteration,
-            batch: cfg.batch_size,
+            batch: cfg.recipe.batch_size,
             loss: cfg.loss,
             seed: cfg.seed,
             threshold: cfg.group_threshold,
-            augment: cfg.augment,
+            augment: cfg.recipe.augment,
         });
         let msgs: Vec<GradMsg> = match cfg.aggregation {
             Aggregation::Mean => grads.values().collect()?,
@@ -451,7 +373,7 @@ pub fn run(
         None
     };
     let work = output::begin(&cfg.output, cfg.overwrite, cfg.resume)?;
-    write_run_json(cfg, &work)?;
+    output::write_run_json(cfg, &work)?;
 
     let p = cfg.partitions;
     let train = cached_shards(ctx, shard_specs(&cfg.data, SplitName::Train, 0, n_train, p))?;
@@ -477,7 +399,11 @@ pub fn run(
         Some(r) => {
             let net = Network::new(r.model.meta.spec.clone())
                 .map_err(|e| JobError::BadOption(e.to_string()))?;
-            let mut sgd = Sgd::new(r.model.params.len(), cfg.momentum, cfg.weight_decay);
+            let mut sgd = Sgd::new(
+                r.model.params.len(),
+                cfg.recipe.momentum,
+                cfg.recipe.weight_decay,
+            );
             sgd.velocity = r.momentum;
             maps_pruned = r.state.maps_pruned.clone();
             log(format!(
@@ -515,19 +441,19 @@ pub fn run(
             let m = DriverModel {
                 spec_text: net.spec().to_string(),
                 net,
-                sgd: Sgd::new(params.len(), cfg.momentum, cfg.weight_decay),
+                sgd: Sgd::new(params.len(), cfg.recipe.momentum, cfg.recipe.weight_decay),
                 params,
                 norm,
             };
             (m, 0)
         }
     };
-    let iterations = n_train.div_ceil(p * cfg.batch_size);
+    let iterations = n_train.div_ceil(p * cfg.recipe.batch_size);
 
     let traffic = Arc::new(ResultTraffic::default());
     ctx.add_listener(traffic.clone());
     let metrics_path = work.join("metrics.jsonl");
-    let mut metrics_file = open_metrics(&metrics_path, first_epoch)?;
+    let mut metrics_file = output::open_metrics(&metrics_path, first_epoch)?;
     let run_start = Instant::now();
     let mut epochs = Vec::new();
     let mut confusion = Confusion::new(CLASSES.len());
@@ -536,13 +462,13 @@ pub fn run(
         let (m0, b0) = driver_traffic(ctx, &traffic);
         let busy0 = traffic.task_micros.load(Ordering::Relaxed);
         let (mut images, mut loss_sum, mut groups) = (0u64, 0.0f64, [0u64; 2]);
-        let mut lr = cfg.lr;
+        let mut lr = cfg.recipe.lr;
         for it in 0..iterations {
             lr = crate::optim::step_rate(
-                cfg.lr,
-                cfg.schedule == super::LrSchedule::Cosine,
+                cfg.recipe.lr,
+                cfg.recipe.schedule == super::LrSchedule::Cosine,
                 epoch * iterations + it,
-                cfg.warmup * iterations,
+                cfg.recipe.warmup * iterations,
                 cfg.epochs * iterations,
             );
             let update = m.iteration(ctx, &train, cfg, (epoch, it), lr)?;

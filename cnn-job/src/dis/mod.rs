@@ -50,28 +50,52 @@ pub enum LrSchedule {
 /// How a run trains, apart from the method: optimiser, schedule, augmentation and batch.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Recipe {
+    /// The peak rate (after the warm-up).
     pub lr: f32,
     pub momentum: f32,
+    /// L2 penalty added to every gradient (PyTorch's `weight_decay`).
     pub weight_decay: f32,
     pub schedule: LrSchedule,
+    /// Epochs of linear warm-up from lr/steps to lr, per iteration.
     pub warmup: usize,
+    /// Random crop and flip of the training images (pad 0, no flip: none).
     pub augment: crate::data::Augment,
+    /// Images per partition per iteration.
     pub batch_size: usize,
 }
 
-impl Recipe {
-    /// `cfg` with this recipe.
-    pub fn apply(&self, cfg: DisConfig) -> DisConfig {
-        DisConfig {
-            lr: self.lr,
-            momentum: self.momentum,
-            weight_decay: self.weight_decay,
-            schedule: self.schedule,
-            warmup: self.warmup,
-            augment: self.augment,
-            batch_size: self.batch_size,
-            ..cfg
+impl Default for Recipe {
+    /// The rates of the paper's era: constant 0.01, no decay, no augmentation.
+    fn default() -> Self {
+        Recipe {
+            lr: 0.01,
+            momentum: 0.9,
+            weight_decay: 0.0,
+            schedule: LrSchedule::Constant,
+            warmup: 0,
+            augment: crate::data::Augment::NONE,
+            batch_size: 64,
         }
+    }
+}
+
+impl Recipe {
+    /// The recipe in words, as run.json and the reports print it.
+    pub fn describe(&self) -> String {
+        let aug = match (self.augment.pad, self.augment.flip) {
+            (0, false) => "none".to_string(),
+            (0, true) => "flip".to_string(),
+            (p, false) => format!("crop (pad {p})"),
+            (p, true) => format!("crop (pad {p}) + flip"),
+        };
+        let schedule = match self.schedule {
+            LrSchedule::Constant => "constant",
+            LrSchedule::Cosine => "cosine",
+        };
+        format!(
+            "SGD lr {} momentum {} weight decay {}, schedule {schedule}, warm-up {} epoch(s), augment {aug}, batch {} per partition",
+            self.lr, self.momentum, self.weight_decay, self.warmup, self.batch_size
+        )
     }
 }
 
@@ -82,17 +106,9 @@ pub struct DisConfig {
     pub output: PathBuf,
     pub overwrite: bool,
     pub epochs: usize,
-    /// Images per partition per iteration.
-    pub batch_size: usize,
-    pub lr: f32,
-    pub momentum: f32,
-    /// L2 penalty added to every gradient (PyTorch's `weight_decay`).
-    pub weight_decay: f32,
-    pub schedule: LrSchedule,
-    /// Epochs of linear warm-up from lr/steps to lr, per iteration.
-    pub warmup: usize,
-    /// Random crop and flip of the training images (pad 0, no flip: none).
-    pub augment: crate::data::Augment,
+    /// Flattened: the options keep their names in run.json and checkpoints.
+    #[serde(flatten)]
+    pub recipe: Recipe,
     pub seed: u64,
     pub loss: Loss,
     pub aggregation: Aggregation,
@@ -127,13 +143,7 @@ impl Default for DisConfig {
             output: PathBuf::new(),
             overwrite: false,
             epochs: 1,
-            batch_size: 64,
-            lr: 0.01,
-            momentum: 0.9,
-            weight_decay: 0.0,
-            schedule: LrSchedule::Constant,
-            warmup: 0,
-            augment: crate::data::Augment::NONE,
+            recipe: Recipe::default(),
             seed: 0,
             loss: Loss::CrossEntropy,
             aggregation: Aggregation::Dis,

@@ -2,9 +2,12 @@
 //! output directory and swaps it in by rename when it succeeds, so an `--overwrite` run that
 //! fails or is killed leaves the previous DIR as it was. The in-progress directory is also where
 //! the running job's checkpoints live: `--resume DIR` continues an interrupted run from there,
-//! or extends a finished DIR through a copy of it.
+//! or extends a finished DIR through a copy of it. Also what a run writes beside its model:
+//! `run.json` and `metrics.jsonl`.
 
 use super::job::JobError;
+use super::{Aggregation, DisConfig};
+use discnn_engine::EngineError;
 use std::path::{Path, PathBuf};
 
 /// Where a run in `output` writes until it commits.
@@ -87,6 +90,70 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), JobError> {
         }
     }
     Ok(())
+}
+
+/// `DIR/run.json`: every option of the run, the training recipe in words and the build that
+/// ran it, so a metrics file can always be traced to what produced it.
+pub fn write_run_json(cfg: &DisConfig, dir: &Path) -> Result<(), JobError> {
+    let path = dir.join("run.json");
+    let v = serde_json::json!({
+        "options": cfg,
+        "recipe": recipe(cfg),
+        "build": format!("discnn {}", discnn_engine::op::fingerprint()),
+        "cores": std::thread::available_parallelism().map_or(1, usize::from),
+    });
+    let text = serde_json::to_string_pretty(&v).map_err(|e| EngineError::Codec(e.to_string()))?;
+    std::fs::write(&path, text + "\n").map_err(failed(&path))
+}
+
+/// The training recipe in one line, as reports print it.
+pub fn recipe(cfg: &DisConfig) -> String {
+    format!(
+        "loss {}, {} × {} partitions, aggregation {}",
+        match cfg.loss {
+            crate::layers::Loss::CrossEntropy => "cross-entropy",
+            crate::layers::Loss::Squared => "squared",
+        },
+        cfg.recipe.describe(),
+        cfg.partitions,
+        match (cfg.aggregation, cfg.dis_divisor) {
+            (Aggregation::Mean, _) => "mean".to_string(),
+            (Aggregation::Dis, d) => format!(
+                "dis (B {}, weights {}/{}, divisor {})",
+                cfg.group_threshold,
+                cfg.group_weights[0],
+                cfg.group_weights[1],
+                match d {
+                    super::DisDivisor::N => "N",
+                    super::DisDivisor::Weights => "weights",
+                }
+            ),
+        },
+    )
+}
+
+/// `metrics.jsonl`, new, or kept up to its first `epochs` lines when a run resumes.
+pub fn open_metrics(path: &Path, epochs: usize) -> Result<std::fs::File, JobError> {
+    let kept: String = if epochs == 0 {
+        String::new()
+    } else {
+        std::fs::read_to_string(path)
+            .map_err(|e| {
+                JobError::BadOption(format!(
+                    "--resume: cannot read {} ({e}); the run's metrics must be beside its checkpoint",
+                    path.display()
+                ))
+            })?
+            .lines()
+            .take(epochs)
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    std::fs::write(path, kept).map_err(failed(path))?;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(failed(path))
 }
 
 #[cfg(test)]

@@ -15,10 +15,8 @@
 use super::shards::{network, Shard, Weights};
 use crate::data;
 use crate::network::Network;
-use crate::rng::{self, Purpose};
 use crate::spec::{LayerSpec, NetSpec};
 use discnn_engine::{register_op, Broadcast, MapFn};
-use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 /// Per convolution layer, the sums a correlation between its maps needs, over a sample.
@@ -135,13 +133,7 @@ impl MapFn for SimilarityStats {
     fn call(&self, s: Shard) -> MapStats {
         let w = self.weights.value();
         let net = network(&w.spec);
-        let mut idx: Vec<usize> = (0..s.images.len()).collect();
-        idx.shuffle(&mut rng::stream(
-            self.seed,
-            Purpose::Sample,
-            &[99, s.partition as u64],
-        ));
-        idx.truncate(self.images);
+        let idx = super::response::sample(&s, self.images, self.seed, 99);
         let (x, _) = data::batch(&s.images, &idx, &w.norm, None);
         let outs = net.layer_outputs(&w.params, &x);
         let mut stats = MapStats::default();

@@ -66,35 +66,28 @@ fn loss_name(l: Loss) -> &'static str {
 
 impl ExperimentConfig {
     fn run_config(&self, name: &str) -> DisConfig {
-        self.recipe.apply(DisConfig {
+        DisConfig {
             data: self.data.clone(),
             output: self.output.join("runs").join(name),
             overwrite: true,
             epochs: self.epochs,
+            recipe: self.recipe,
             loss: self.loss,
             partitions: self.partitions,
             train_limit: self.train_limit,
             init: self.init,
             aggregation: Aggregation::Mean,
             ..DisConfig::default()
-        })
+        }
     }
 
     fn settings(&self) -> String {
-        let r = self.recipe;
         format!(
-            "epochs {}, seeds {}, loss {}, lr {} (schedule {:?}, warm-up {} epoch(s)), momentum {}, weight decay {}, augment pad {} flip {}, batch {} per partition, {} partitions, training images {}",
+            "epochs {}, seeds {}, loss {}, {}, {} partitions, training images {}",
             self.epochs,
             self.seeds,
             loss_name(self.loss),
-            r.lr,
-            r.schedule,
-            r.warmup,
-            r.momentum,
-            r.weight_decay,
-            r.augment.pad,
-            r.augment.flip,
-            r.batch_size,
+            self.recipe.describe(),
             self.partitions,
             match (self.which, self.train_limit) {
                 (Which::Speedup, _) => "as in the table".to_string(),
