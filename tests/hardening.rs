@@ -92,52 +92,23 @@ fn bad_paths_exit_2_with_the_os_error_said_once() {
     // An output below a regular file cannot be made, whoever runs the test (root included).
     let file = dir.path().join("file");
     std::fs::write(&file, "x").unwrap();
-    let data_arg = data.to_str().unwrap();
+    let cnn = |args: &[&str]| {
+        let data = data.to_str().unwrap();
+        let common = ["submit", "cnn-job", "--data", data, "--batch-size", "4"];
+        driver(&[&common[..], &["--schedule", "constant"], args].concat())
+    };
     let out = file.join("out");
-    let o = driver(&[
-        "submit",
-        "cnn-job",
-        "--data",
-        data_arg,
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let o = cnn(&["--output", out.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains(out.to_str().unwrap()), "{err}");
     assert_eq!(err.matches("os error").count(), 1, "{err}");
     // --resume of a directory with a checkpoint but no metrics.jsonl.
     let run = dir.path().join("run");
-    let o = driver(&[
-        "submit",
-        "cnn-job",
-        "--data",
-        data_arg,
-        "--output",
-        run.to_str().unwrap(),
-        "--checkpoint-every",
-        "1",
-        "--batch-size",
-        "4",
-        "--schedule",
-        "constant",
-    ]);
+    let o = cnn(&["--output", run.to_str().unwrap(), "--checkpoint-every", "1"]);
     assert!(o.status.success(), "{}", stderr(&o));
     std::fs::remove_file(run.join("metrics.jsonl")).unwrap();
-    let o = driver(&[
-        "submit",
-        "cnn-job",
-        "--data",
-        data_arg,
-        "--resume",
-        run.to_str().unwrap(),
-        "--epochs",
-        "2",
-        "--batch-size",
-        "4",
-        "--schedule",
-        "constant",
-    ]);
+    let o = cnn(&["--resume", run.to_str().unwrap(), "--epochs", "2"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("metrics.jsonl"), "{}", stderr(&o));
 }
