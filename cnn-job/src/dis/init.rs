@@ -17,7 +17,7 @@
 //! `kmeans` every layer is then rescaled by its response ([`super::response`]).
 
 pub use super::response::InitBias;
-use super::response::{match_layer, weighted_layers, ChannelMoments, Sampler};
+use super::response::{match_layer, weighted_layers, ChannelMoments, Moments, Sampler};
 use super::shards::{network, Shard, Weights};
 use crate::data;
 use crate::network::{Network, WeightInit};
@@ -369,6 +369,8 @@ pub fn initialize(
     // The classifier starts at zero: there is no response to match.
     let rescaled = &weighted[..weighted.len().saturating_sub(1)];
     let mut conv_ordinal = 0;
+    // The moments of `params` as they stand, when no layer changed since they were measured.
+    let mut current: Option<Moments> = None;
     for &layer in rescaled {
         if let LayerSpec::Conv { kernel, out, .. } = net.spec().layers[layer] {
             conv_ordinal += 1;
@@ -383,9 +385,13 @@ pub fn initialize(
                 report
                     .layers
                     .push(format!("conv{conv_ordinal}: {out} centres of {line}"));
+                current = None;
             }
         }
-        let before = sampler.moments(&params)?;
+        let before = match current.take() {
+            Some(m) => m,
+            None => sampler.moments(&params)?,
+        };
         let (Some(now), Some(target)) = (before.of_layer(layer), he_moments.of_layer(layer)) else {
             continue;
         };
@@ -400,6 +406,7 @@ pub fn initialize(
             "{}: pre-activation RMS {r0:.3} (mean {m0:.3}) rescaled to {r1:.3} (mean {m1:.3}); He: RMS {hr:.3} (mean {hm:.3})",
             layer_name(net, layer)
         ));
+        current = Some(after);
     }
     Ok((params, report))
 }
