@@ -9,7 +9,8 @@
 # Sets: init5 (5 epochs, full training set, each init, seeds 1–5), short (2 epochs on 5,000
 # images, the full method against the plain CNN, seeds 1–5), readme (the README's main command,
 # seeds 0–2), recipe (10 epochs, plain CNN, recipe variants, seeds 0–2), long (30 epochs, the
-# full method, the plain CNN and one idea at a time, seeds 0–2).
+# full method, the plain CNN and one idea at a time, seeds 0–2), long-augment (30 epochs, the
+# plain CNN without augmentation, seeds 0–2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${1:?usage: bench/method.sh DATA OUT SET...}
@@ -88,6 +89,10 @@ for set in "$@"; do
             run long prune-only $s --epochs 30 $(method random 0.25 mean) "${std[@]}"
             run long dis-aggregation-only $s --epochs 30 $(method random 0 dis) \
                 --group-threshold 0.5 --dis-divisor weights "${std[@]}"
+        done ;;
+    long-augment)
+        for s in 0 1 2; do
+            run long plain-no-augment $s --epochs 30 "${plain[@]}" $(recipe 1 none)
         done ;;
     *) echo "unknown set $set" >&2; exit 2 ;;
     esac
