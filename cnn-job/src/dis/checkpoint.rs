@@ -225,4 +225,44 @@ mod tests {
         };
         assert_ne!(options(&cosine), options(&longer));
     }
+
+    mod untrusted {
+        use super::super::*;
+        use crate::spec::NetSpec;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+            /// A checkpoint with any of its files' bytes flipped or cut is refused, never a
+            /// panic (and the digests catch every change that still parses).
+            #[test]
+            fn mutated_checkpoints_are_refused_not_panicked_on(
+                file in 0usize..4,
+                flips in prop::collection::vec((any::<prop::sample::Index>(), 1u8..), 1..4),
+                cut in any::<prop::sample::Index>(),
+            ) {
+                let dir = tempfile::tempdir().unwrap();
+                let cfg = DisConfig::default();
+                let net = Network::new(NetSpec::paper()).unwrap();
+                let params = net.init_params(3);
+                let norm = Normalization { mean: [0.5; 3], std: [0.25; 3] };
+                save(dir.path(), &cfg, &net, &params, &params, norm, 1, &[0, 0, 0]).unwrap();
+                let names = ["state.json", STATE_DIGEST, "model.safetensors", "momentum.safetensors"];
+                let path = super::super::dir(dir.path()).join(names[file]);
+                let original = std::fs::read(&path).unwrap();
+                let mut bytes = original.clone();
+                for (at, v) in flips {
+                    let i = at.index(bytes.len());
+                    bytes[i] ^= v;
+                }
+                let keep = bytes.len() - cut.index(bytes.len() / 4 + 1);
+                bytes.truncate(keep);
+                std::fs::write(&path, &bytes).unwrap();
+                // Whitespace around the digest's hex is not part of it.
+                let same = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
+                prop_assume!(file != 1 || same(&bytes) != same(&original));
+                prop_assert!(load(dir.path(), &cfg).is_err());
+            }
+        }
+    }
 }
