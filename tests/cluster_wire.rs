@@ -84,6 +84,7 @@ fn a_wrong_secret_or_another_build_is_refused() {
             cores: 1,
             memory_bytes: 1,
             pid: 1,
+            instance: "by-hand".into(),
         })
         .await
         .expect_err("refused")
@@ -112,7 +113,10 @@ async fn client(address: &str, secret: discnn_engine::cluster::Secret) -> Authed
         .unwrap();
     pb::driver_client::DriverClient::with_interceptor(
         ch,
-        discnn_engine::cluster::auth::ClientAuth(Some(secret)),
+        discnn_engine::cluster::auth::ClientAuth::new(
+            Some(secret),
+            discnn_engine::cluster::auth::DRIVER,
+        ),
     )
 }
 
@@ -290,5 +294,57 @@ fn the_submit_stream_ends_after_its_last_message() {
         .await;
         assert!(ended.is_ok(), "the stream did not end after done");
         assert_eq!(done.map(|d| d.exit_code), Some(0));
+    });
+}
+
+/// A token is bound to the process and the method it was made for: one sniffed from a call to
+/// the driver opens neither an executor nor another of the driver's methods.
+#[test]
+fn a_sniffed_token_opens_no_other_process_or_method() {
+    let s = Served::start(1);
+    let executor = s.status()["executors"][0]["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let secret = discnn_engine::cluster::Secret::new("correct horse").unwrap();
+    let fixed = |token: String| {
+        move |mut req: tonic::Request<()>| {
+            req.metadata_mut()
+                .insert(discnn_engine::cluster::auth::HEADER, token.parse().unwrap());
+            Ok(req)
+        }
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let channel = |a: &str| {
+            tonic::transport::Endpoint::from_shared(format!("http://{a}"))
+                .unwrap()
+                .connect_lazy()
+        };
+        let heartbeat = discnn_engine::cluster::auth::DRIVER;
+        let sniffed = secret.token(heartbeat, "/discnn.Driver/Heartbeat");
+        // Against the executor: refused.
+        let mut e = pb::executor_client::ExecutorClient::with_interceptor(
+            channel(&executor),
+            fixed(sniffed.clone()),
+        );
+        let r = e.stats(pb::Empty {}).await;
+        assert_eq!(
+            r.err().map(|s| s.code()),
+            Some(tonic::Code::Unauthenticated)
+        );
+        // Against another method of the driver: refused.
+        let mut d =
+            pb::driver_client::DriverClient::with_interceptor(channel(&s.address), fixed(sniffed));
+        let r = d.status(pb::Empty {}).await;
+        assert_eq!(
+            r.err().map(|s| s.code()),
+            Some(tonic::Code::Unauthenticated)
+        );
+        // The same kind of token, made for the method it is used on, is accepted.
+        let good = secret.token(heartbeat, "/discnn.Driver/Status");
+        let mut d =
+            pb::driver_client::DriverClient::with_interceptor(channel(&s.address), fixed(good));
+        assert!(d.status(pb::Empty {}).await.is_ok());
     });
 }

@@ -30,9 +30,12 @@ pub(crate) struct ExecutorEnv {
 
 /// Fetches one bucket of a map output from another executor.
 pub(crate) trait ShuffleFetcher: Send + Sync {
+    /// Bucket `reduce` of map output `map` from the executor at `address`, whose instance id
+    /// (the audience of the request's token) is `instance`.
     fn fetch(
         &self,
         address: &str,
+        instance: &str,
         shuffle: ShuffleId,
         map: u32,
         reduce: u32,
@@ -55,7 +58,8 @@ pub(crate) struct MemoryBudgets {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ShuffleLocations {
     pub maps: HashMap<ShuffleId, Vec<String>>,
-    pub addresses: HashMap<String, String>,
+    /// Executor id → (address, instance).
+    pub addresses: HashMap<String, (String, String)>,
 }
 
 impl ExecutorEnv {
@@ -100,7 +104,7 @@ impl ExecutorEnv {
             _ => None,
         };
         if let Some((holder, fetcher)) = remote {
-            let address =
+            let (address, instance) =
                 locations
                     .addresses
                     .get(holder)
@@ -109,7 +113,7 @@ impl ExecutorEnv {
                         map,
                         message: format!("no address for executor {holder}"),
                     })?;
-            return fetcher.fetch(address, shuffle, map, reduce);
+            return fetcher.fetch(address, instance, shuffle, map, reduce);
         }
         self.shuffle.bucket(shuffle, map, reduce)
     }
@@ -137,7 +141,13 @@ pub(crate) fn run_task(env: &Arc<ExecutorEnv>, task_id: u64, bytes: &[u8]) -> Ve
             metrics.decode_micros = start.elapsed().as_micros() as u64;
             let locations = ShuffleLocations {
                 maps: task.shuffle_locations.iter().cloned().collect(),
-                addresses: task.executors.iter().cloned().collect(),
+                addresses: task
+                    .executors
+                    .iter()
+                    .map(|(id, address, instance)| {
+                        (id.clone(), (address.clone(), instance.clone()))
+                    })
+                    .collect(),
             };
             let tc = Arc::new(TaskContext::new(
                 task.stage,

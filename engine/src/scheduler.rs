@@ -446,7 +446,7 @@ impl Context {
     fn shuffle_locations(
         &self,
         nodes: &[WireNode],
-    ) -> (Vec<(ShuffleId, Vec<String>)>, Vec<(String, String)>) {
+    ) -> (Vec<(ShuffleId, Vec<String>)>, Vec<(String, String, String)>) {
         let mut shuffles = Vec::new();
         for n in nodes {
             match &n.kind {
@@ -464,8 +464,8 @@ impl Context {
             let ids: std::collections::BTreeSet<&String> =
                 locations.iter().flat_map(|(_, l)| l.iter()).collect();
             for id in ids {
-                if let Some(a) = c.address_of(id) {
-                    executors.push((id.clone(), a));
+                if let Some((address, instance)) = c.address_of(id) {
+                    executors.push((id.clone(), address, instance));
                 }
             }
         }

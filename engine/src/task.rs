@@ -18,8 +18,9 @@ pub(crate) struct TaskDescription {
     pub kind: TaskKind,
     /// For every shuffle the task reads: the executor holding each map output, by map index.
     pub shuffle_locations: Vec<(ShuffleId, Vec<String>)>,
-    /// Addresses of the executors named in `shuffle_locations` (empty in local mode).
-    pub executors: Vec<(String, String)>,
+    /// (id, address, instance) of the executors named in `shuffle_locations` (empty in local
+    /// mode): where to fetch, and the audience of the fetch's token.
+    pub executors: Vec<(String, String, String)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

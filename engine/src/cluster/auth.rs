@@ -1,8 +1,13 @@
 //! The shared secret. Every RPC carries `x-discnn-auth: <unix-ms>.<nonce>.<hmac>` where the HMAC
-//! (SHA-256, keyed by the secret) covers the timestamp and the nonce: the secret never crosses
-//! the wire, a token is checked in constant time, and a server refuses a token it has seen
-//! before or one older than [`MAX_SKEW`]. Without TLS this authenticates callers; it does not
-//! hide or protect the payloads, which travel in the clear.
+//! (SHA-256, keyed by the secret) covers the timestamp, the nonce, the *audience* — the process
+//! the call is for: [`DRIVER`] for the driver, an executor's random instance id (which it
+//! announces when it registers) for an executor — and the RPC method's path. The secret never
+//! crosses the wire, a token is checked in constant time, and a server refuses a token it has
+//! seen before, one older than [`MAX_SKEW`], one for another process and one for another
+//! method. So a token sniffed off the network opens nothing: its own process has already seen
+//! it, and every other process refuses it. Without TLS the payloads still travel in the clear
+//! and are not covered by the token: an attacker who can intercept *and hold back* a call can
+//! change its body; use TLS on a network you do not trust.
 
 use hmac::{KeyInit, Mac};
 use rand::RngCore;
@@ -16,6 +21,8 @@ use tonic::{Request, Status};
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
 pub const HEADER: &str = "x-discnn-auth";
+/// The audience of every call to the driver.
+pub const DRIVER: &str = "driver";
 /// How far a token's clock may be from the server's.
 pub const MAX_SKEW: Duration = Duration::from_secs(300);
 
@@ -85,23 +92,30 @@ impl Secret {
         std::ffi::OsString::from_vec(self.0.to_vec())
     }
 
-    fn mac(&self, ts: &str, nonce: &str) -> HmacSha256 {
+    fn mac(&self, ts: &str, nonce: &str, audience: &str, method: &str) -> HmacSha256 {
         // HMAC accepts keys of any length, so this cannot fail.
         let mut m = <HmacSha256 as KeyInit>::new_from_slice(&self.0)
             .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-        m.update(b"discnn-rpc-v1|");
-        m.update(ts.as_bytes());
-        m.update(b"|");
-        m.update(nonce.as_bytes());
+        // Lengths first, so no two (audience, method) pairs run together into the same bytes.
+        m.update(b"discnn-rpc-v2|");
+        for part in [ts, nonce, audience, method] {
+            m.update(&(part.len() as u64).to_le_bytes());
+            m.update(part.as_bytes());
+        }
         m
     }
 
-    pub fn token(&self) -> String {
+    /// A fresh token for a call of `method` (its path, `/discnn.Driver/Heartbeat`) to the
+    /// process named `audience`.
+    pub fn token(&self, audience: &str, method: &str) -> String {
         let ts = now_ms().to_string();
         let mut n = [0u8; 16];
         rand::thread_rng().fill_bytes(&mut n);
         let nonce = hex(&n);
-        let tag = hex(&self.mac(&ts, &nonce).finalize().into_bytes());
+        let tag = hex(&self
+            .mac(&ts, &nonce, audience, method)
+            .finalize()
+            .into_bytes());
         format!("{ts}.{nonce}.{tag}")
     }
 }
@@ -127,18 +141,84 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// Adds a fresh token to every outgoing request.
+/// A new process's audience: what its callers' tokens must name.
+pub fn new_instance_id() -> String {
+    let mut n = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut n);
+    hex(&n)
+}
+
+/// Adds a fresh token for `audience` and the call's method to every outgoing request.
 #[derive(Clone)]
-pub struct ClientAuth(pub Option<Secret>);
+pub struct ClientAuth {
+    pub secret: Option<Secret>,
+    pub audience: String,
+}
+
+impl ClientAuth {
+    pub fn new(secret: Option<Secret>, audience: impl Into<String>) -> Self {
+        ClientAuth {
+            secret,
+            audience: audience.into(),
+        }
+    }
+}
 
 impl tonic::service::Interceptor for ClientAuth {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        if let Some(s) = &self.0 {
-            let v = MetadataValue::try_from(s.token())
+        if let Some(s) = &self.secret {
+            // Generated clients name the method of every call.
+            let method = req
+                .extensions()
+                .get::<tonic::GrpcMethod>()
+                .map(|m| format!("/{}/{}", m.service(), m.method()))
+                .unwrap_or_default();
+            let v = MetadataValue::try_from(s.token(&self.audience, &method))
                 .map_err(|_| Status::internal("token is not ASCII"))?;
             req.metadata_mut().insert(HEADER, v);
         }
         Ok(req)
+    }
+}
+
+/// The request's path, put where the server's interceptor can read it ([`RpcPathLayer`]).
+#[derive(Debug, Clone)]
+pub struct RpcPath(pub String);
+
+/// A tower layer under every server that copies the HTTP path of each request into its
+/// extensions: interceptors see metadata and extensions, not the URI.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RpcPathLayer;
+
+impl<S> tower_layer::Layer<S> for RpcPathLayer {
+    type Service = WithRpcPath<S>;
+    fn layer(&self, inner: S) -> WithRpcPath<S> {
+        WithRpcPath(inner)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WithRpcPath<S>(S);
+
+impl<S, B> tower_service::Service<http::Request<B>> for WithRpcPath<S>
+where
+    S: tower_service::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let path = RpcPath(req.uri().path().to_string());
+        req.extensions_mut().insert(path);
+        self.0.call(req)
     }
 }
 
@@ -149,18 +229,21 @@ pub struct ServerAuth {
     secret: Option<Secret>,
     seen: Arc<Mutex<HashMap<String, u64>>>,
     role: &'static str,
+    /// Who this process is, as its callers' tokens must say.
+    audience: String,
 }
 
 impl ServerAuth {
-    pub fn new(secret: Option<Secret>, role: &'static str) -> Self {
+    pub fn new(secret: Option<Secret>, role: &'static str, audience: impl Into<String>) -> Self {
         ServerAuth {
             secret,
             seen: Arc::default(),
             role,
+            audience: audience.into(),
         }
     }
 
-    fn verify(&self, token: Option<&str>) -> Result<(), &'static str> {
+    fn verify(&self, token: Option<&str>, method: &str) -> Result<(), &'static str> {
         let Some(secret) = &self.secret else {
             return Ok(());
         };
@@ -176,9 +259,9 @@ impl ServerAuth {
         }
         let tag = unhex(tag).ok_or("malformed token")?;
         secret
-            .mac(ts, nonce)
+            .mac(ts, nonce, &self.audience, method)
             .verify_slice(&tag)
-            .map_err(|_| "wrong secret")?;
+            .map_err(|_| "wrong secret, or a token for another process or method")?;
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let horizon = now.saturating_sub(2 * MAX_SKEW.as_millis() as u64);
         if seen.len() > 100_000 {
@@ -194,7 +277,11 @@ impl ServerAuth {
 impl tonic::service::Interceptor for ServerAuth {
     fn call(&mut self, req: Request<()>) -> Result<Request<()>, Status> {
         let token = req.metadata().get(HEADER).and_then(|v| v.to_str().ok());
-        match self.verify(token) {
+        let method = req
+            .extensions()
+            .get::<RpcPath>()
+            .map_or("", |p| p.0.as_str());
+        match self.verify(token, method) {
             Ok(()) => Ok(req),
             Err(why) => {
                 let peer = req
@@ -219,16 +306,47 @@ mod tests {
     fn tokens_verify_once_and_only_with_the_same_secret() {
         let a = Secret::new("alpha").expect("non-empty");
         let b = Secret::new("beta").expect("non-empty");
-        let server = ServerAuth::new(Some(a.clone()), "test");
-        let t = a.token();
+        let m = "/discnn.Executor/LaunchTask";
+        let server = ServerAuth::new(Some(a.clone()), "test", "exec-a");
+        let t = a.token("exec-a", m);
         assert!(!t.contains("alpha"));
-        assert_eq!(server.verify(Some(&t)), Ok(()));
-        assert_eq!(server.verify(Some(&t)), Err("replayed token"));
-        assert_eq!(server.verify(Some(&b.token())), Err("wrong secret"));
-        assert_eq!(server.verify(None), Err("no secret was presented"));
-        assert_eq!(server.verify(Some("1.2")), Err("malformed token"));
-        let open = ServerAuth::new(None, "test");
-        assert_eq!(open.verify(None), Ok(()));
+        assert_eq!(server.verify(Some(&t), m), Ok(()));
+        assert_eq!(server.verify(Some(&t), m), Err("replayed token"));
+        let wrong = Err("wrong secret, or a token for another process or method");
+        assert_eq!(server.verify(Some(&b.token("exec-a", m)), m), wrong);
+        assert_eq!(server.verify(None, m), Err("no secret was presented"));
+        assert_eq!(server.verify(Some("1.2"), m), Err("malformed token"));
+        let open = ServerAuth::new(None, "test", "exec-a");
+        assert_eq!(open.verify(None, m), Ok(()));
         assert_eq!(format!("{a:?}"), "Secret(<redacted>)");
+    }
+
+    /// A token sniffed on its way to one process opens no other process, and no other method
+    /// of its own (whose replay cache has seen it anyway).
+    #[test]
+    fn a_token_is_bound_to_its_process_and_method() {
+        let s = Secret::new("shared").expect("non-empty");
+        let heartbeat = "/discnn.Driver/Heartbeat";
+        let launch = "/discnn.Executor/LaunchTask";
+        let driver = ServerAuth::new(Some(s.clone()), "driver", DRIVER);
+        let exec_a = ServerAuth::new(Some(s.clone()), "executor", "a");
+        let exec_b = ServerAuth::new(Some(s.clone()), "executor", "b");
+        let wrong = Err("wrong secret, or a token for another process or method");
+        let hb = s.token(DRIVER, heartbeat);
+        assert_eq!(
+            exec_a.verify(Some(&hb), launch),
+            wrong,
+            "a heartbeat's token"
+        );
+        assert_eq!(exec_a.verify(Some(&hb), heartbeat), wrong);
+        assert_eq!(driver.verify(Some(&hb), launch), wrong);
+        let to_a = s.token("a", launch);
+        assert_eq!(
+            exec_b.verify(Some(&to_a), launch),
+            wrong,
+            "another executor"
+        );
+        assert_eq!(exec_a.verify(Some(&to_a), launch), Ok(()));
+        assert_eq!(driver.verify(Some(&hb), heartbeat), Ok(()));
     }
 }

@@ -49,7 +49,7 @@ impl pb::driver_server::Driver for DriverService {
         };
         let id = self
             .backend
-            .register(address, r.cores, r.pid)
+            .register(address, r.instance, r.cores, r.pid)
             .map_err(Status::invalid_argument)?;
         Ok(Response::new(pb::RegisterResponse {
             executor_id: id,

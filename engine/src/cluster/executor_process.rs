@@ -109,6 +109,8 @@ pub fn run(opts: ExecutorOptions) -> Result<(), ClusterError> {
         .build()
         .map_err(ClusterError::Runtime)?;
     let work = WorkDir::create(opts.work_dir.as_deref())?;
+    // Who this process is to its callers' tokens, for its whole life (re-registrations too).
+    let instance = super::auth::new_instance_id();
     let listener =
         std::net::TcpListener::bind(&opts.listen).map_err(|source| ClusterError::Listen {
             address: opts.listen.clone(),
@@ -147,7 +149,7 @@ pub fn run(opts: ExecutorOptions) -> Result<(), ClusterError> {
     .max_encoding_message_size(MAX_MESSAGE);
     let service = tonic::service::interceptor::InterceptedService::new(
         service,
-        ServerAuth::new(opts.secret.clone(), "executor"),
+        ServerAuth::new(opts.secret.clone(), "executor", instance.clone()),
     );
     let server = tls::server(opts.tls.as_deref())?;
     let incoming = {
@@ -155,7 +157,7 @@ pub fn run(opts: ExecutorOptions) -> Result<(), ClusterError> {
         tokio::net::TcpListener::from_std(listener).map_err(ClusterError::Runtime)?
     };
     runtime.spawn(async move {
-        let mut server = server;
+        let mut server = server.layer(super::auth::RpcPathLayer);
         let served = server
             .add_service(service)
             .serve_with_incoming(tls::accepted(incoming))
@@ -177,7 +179,7 @@ pub fn run(opts: ExecutorOptions) -> Result<(), ClusterError> {
     } else {
         tracing::info!("executor serving on {bound}, advertising {address}");
     }
-    let result = runtime.block_on(control(shared.clone(), &opts, &work, address));
+    let result = runtime.block_on(control(shared.clone(), &opts, &work, address, &instance));
     shared.set_env(None);
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
@@ -189,6 +191,7 @@ async fn control(
     opts: &ExecutorOptions,
     work: &WorkDir,
     address: String,
+    instance: &str,
 ) -> Result<(), ClusterError> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).map_err(ClusterError::Runtime)?;
@@ -196,7 +199,7 @@ async fn control(
     let mut driver = shared.driver.clone();
     loop {
         let registered = tokio::select! {
-            r = register(&mut driver, opts, &address) => r?,
+            r = register(&mut driver, opts, &address, instance) => r?,
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
         };
@@ -251,6 +254,7 @@ async fn register(
     driver: &mut DriverRpc,
     opts: &ExecutorOptions,
     address: &str,
+    instance: &str,
 ) -> Result<(String, Duration), ClusterError> {
     let mut backoff = Duration::from_millis(100);
     let mut attempts = 0u32;
@@ -261,6 +265,7 @@ async fn register(
             cores: opts.cores as u32,
             memory_bytes: opts.memory as u64,
             pid: std::process::id(),
+            instance: instance.to_string(),
         };
         match driver.register(req).await {
             Ok(r) => {

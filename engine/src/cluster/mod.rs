@@ -144,7 +144,7 @@ impl ClusterDriver {
             .max_encoding_message_size(chunks::MAX_MESSAGE);
         let service = tonic::service::interceptor::InterceptedService::new(
             service,
-            auth::ServerAuth::new(secret, "driver"),
+            auth::ServerAuth::new(secret, "driver", auth::DRIVER),
         );
         let traffic = backend.traffic.clone();
         let incoming = {
@@ -154,6 +154,7 @@ impl ClusterDriver {
         runtime.spawn(async move {
             let served = server
                 .layer(traffic::CountLayer(traffic))
+                .layer(auth::RpcPathLayer)
                 .add_service(service)
                 .serve_with_incoming_shutdown(tls::accepted(incoming), async {
                     let _ = rx.await;

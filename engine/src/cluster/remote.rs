@@ -25,11 +25,12 @@ pub(crate) type PeerRpc = ExecutorClient<InterceptedService<Channel, ClientAuth>
 
 pub(crate) fn driver_client(address: &str, creds: &Credentials) -> Result<DriverRpc, String> {
     let channel = endpoint(address, creds.tls.as_deref())?.connect_lazy();
-    Ok(
-        DriverClient::with_interceptor(channel, ClientAuth(creds.secret.clone()))
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE),
+    Ok(DriverClient::with_interceptor(
+        channel,
+        ClientAuth::new(creds.secret.clone(), super::auth::DRIVER),
     )
+    .max_decoding_message_size(MAX_MESSAGE)
+    .max_encoding_message_size(MAX_MESSAGE))
 }
 
 /// Fetches buckets from other executors' `FetchShuffle`, each under a deadline, so a reducer
@@ -39,7 +40,8 @@ pub(crate) struct RemoteFetcher {
     pub runtime: tokio::runtime::Handle,
     pub creds: Credentials,
     pub deadline: Duration,
-    pub peers: Mutex<HashMap<String, PeerRpc>>,
+    /// Clients by (address, instance).
+    pub peers: Mutex<HashMap<(String, String), PeerRpc>>,
     pub lost: LostPeers,
 }
 
@@ -88,19 +90,21 @@ impl LostPeers {
 }
 
 impl RemoteFetcher {
-    fn peer(&self, address: &str) -> Result<PeerRpc, String> {
+    fn peer(&self, address: &str, instance: &str) -> Result<PeerRpc, String> {
+        let key = (address.to_string(), instance.to_string());
         let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(p) = peers.get(address) {
+        if let Some(p) = peers.get(&key) {
             return Ok(p.clone());
         }
         let _guard = self.runtime.enter();
         let channel = endpoint(address, self.creds.tls.as_deref())?
             .timeout(self.deadline)
             .connect_lazy();
-        let rpc = ExecutorClient::with_interceptor(channel, ClientAuth(self.creds.secret.clone()))
+        let auth = ClientAuth::new(self.creds.secret.clone(), instance);
+        let rpc = ExecutorClient::with_interceptor(channel, auth)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
-        peers.insert(address.to_string(), rpc.clone());
+        peers.insert(key, rpc.clone());
         Ok(rpc)
     }
 }
@@ -109,6 +113,7 @@ impl ShuffleFetcher for RemoteFetcher {
     fn fetch(
         &self,
         address: &str,
+        instance: &str,
         shuffle: ShuffleId,
         map: u32,
         reduce: u32,
@@ -118,7 +123,7 @@ impl ShuffleFetcher for RemoteFetcher {
             map,
             message: format!("fetching from {address}: {message}"),
         };
-        let mut rpc = self.peer(address).map_err(failed)?;
+        let mut rpc = self.peer(address, instance).map_err(failed)?;
         let seen = self.lost.count(address);
         let fetch = async {
             let mut stream = rpc
@@ -215,7 +220,7 @@ mod tests {
         let f = fetcher.clone();
         let a = address.clone();
         let start = std::time::Instant::now();
-        let fetch = std::thread::spawn(move || f.fetch(&a, 1, 0, 0));
+        let fetch = std::thread::spawn(move || f.fetch(&a, "peer", 1, 0, 0));
         std::thread::sleep(Duration::from_millis(300));
         fetcher.peer_lost(&address);
         let r = fetch.join().expect("fetch thread");

@@ -68,6 +68,8 @@ pub struct ExecutorSummary {
 
 struct Executor {
     address: String,
+    /// The audience its callers' tokens name (see `auth`).
+    instance: String,
     cores: u32,
     pid: u32,
     free: u32,
@@ -170,9 +172,16 @@ impl ClusterBackend {
 
     // ---- executors -------------------------------------------------------------------------
 
-    pub(crate) fn register(&self, address: String, cores: u32, pid: u32) -> Result<String, String> {
+    pub(crate) fn register(
+        &self,
+        address: String,
+        instance: String,
+        cores: u32,
+        pid: u32,
+    ) -> Result<String, String> {
         let channel = super::tls::endpoint(&address, self.config.tls.as_deref())?.connect_lazy();
-        let rpc = ExecutorClient::with_interceptor(channel, ClientAuth(self.config.secret.clone()))
+        let auth = ClientAuth::new(self.config.secret.clone(), instance.clone());
+        let rpc = ExecutorClient::with_interceptor(channel, auth)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
         let mut st = self.lock();
@@ -182,6 +191,7 @@ impl ClusterBackend {
             id.clone(),
             Executor {
                 address: address.clone(),
+                instance,
                 cores: cores.max(1),
                 pid,
                 free: cores.max(1),
@@ -356,8 +366,12 @@ impl ClusterBackend {
             .collect()
     }
 
-    pub(crate) fn address_of(&self, id: &str) -> Option<String> {
-        self.lock().executors.get(id).map(|e| e.address.clone())
+    /// Where executor `id` serves, and the audience a token for it names.
+    pub(crate) fn address_of(&self, id: &str) -> Option<(String, String)> {
+        self.lock()
+            .executors
+            .get(id)
+            .map(|e| (e.address.clone(), e.instance.clone()))
     }
 
     // ---- blocks and cleanup ----------------------------------------------------------------
