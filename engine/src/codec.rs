@@ -282,6 +282,45 @@ pub(crate) fn key_hash(bytes: &[u8]) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    mod untrusted_frames {
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
+            /// Shuffle chunks as they arrive from another executor: any bytes give pairs or a
+            /// decode error, never a panic, and nothing is allocated beyond the input's size.
+            #[test]
+            fn arbitrary_chunks_never_panic(
+                chunks in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..64), 0..6),
+            ) {
+                let total: usize = chunks.iter().map(Vec::len).sum();
+                if let Ok(f) = super::super::Frames::from_pair_chunks(chunks) {
+                    prop_assert_eq!(f.byte_len(), total);
+                }
+            }
+
+            /// A framed buffer with a byte changed or cut: frames or an error, never a panic.
+            #[test]
+            fn mutated_frames_never_panic(
+                records in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 1..8),
+                at in any::<prop::sample::Index>(),
+                v in 1u8..,
+                cut in any::<prop::sample::Index>(),
+            ) {
+                let mut f = super::super::Frames::default();
+                for r in &records {
+                    f.push(r);
+                }
+                let mut buf = f.into_bytes();
+                let i = at.index(buf.len());
+                buf[i] ^= v;
+                let keep = buf.len() - cut.index(buf.len() / 2 + 1);
+                buf.truncate(keep);
+                let _ = super::super::frames_to_vecs(&buf);
+            }
+        }
+    }
+
     #[test]
     fn a_few_frames_cost_bytes_and_many_reach_full_chunks() {
         let mut f = super::Frames::default();
