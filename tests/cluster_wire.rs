@@ -348,3 +348,42 @@ fn a_sniffed_token_opens_no_other_process_or_method() {
         assert!(d.status(pb::Empty {}).await.is_ok());
     });
 }
+
+/// A 6 KB archive whose tar header claims 2^62 bytes once aborted `driver serve` (and every job
+/// queued behind it) when a cnn-job read it. Now the job fails alone with exit 2 naming the
+/// file, and the next job runs.
+#[test]
+fn a_crafted_archive_fails_its_job_and_the_driver_serves_the_next() {
+    let s = Served::start(1);
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("cifar-10-binary.tar.gz");
+    let bytes =
+        discnn_cnn::cifar::archive_claiming("data_batch_1.bin", 1 << 62, &[0u8; 6000]).unwrap();
+    std::fs::write(&archive, bytes).unwrap();
+    let o = s
+        .submit(
+            dir.path(),
+            &[
+                "cnn-job",
+                "--data",
+                archive.to_str().unwrap(),
+                "--output",
+                "run",
+            ],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("data_batch_1.bin") && err.contains("more than a batch file may hold"),
+        "{err}"
+    );
+    std::fs::write(dir.path().join("in.txt"), "a b a\n").unwrap();
+    s.wordcount_json(dir.path(), "counts");
+}

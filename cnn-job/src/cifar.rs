@@ -313,6 +313,23 @@ fn load_archive(path: &Path, split: Split) -> Result<Images, CifarError> {
     Ok(all)
 }
 
+/// A gzipped tar whose one entry, `cifar-10-batches-bin/NAME`, claims `claimed` bytes in its
+/// header and carries `data`: for tests of what the readers make of a header that lies.
+pub fn archive_claiming(name: &str, claimed: u64, data: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write;
+    let mut header = tar::Header::new_gnu();
+    header.set_path(format!("cifar-10-batches-bin/{name}"))?;
+    header.set_mode(0o644);
+    header.set_size(claimed);
+    header.set_cksum();
+    let mut raw = header.as_bytes().to_vec();
+    raw.extend_from_slice(data);
+    raw.resize(raw.len().next_multiple_of(512) + 1024, 0);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&raw)?;
+    gz.finish()
+}
+
 /// Writes a small CIFAR-10-shaped folder (five training batches of `per_batch` images and a
 /// test batch of `test`), random pixels and labels from `seed`: for tests and demos that must
 /// not depend on the real dataset. Nothing in it can be learnt.

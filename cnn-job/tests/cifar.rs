@@ -139,22 +139,8 @@ fn the_real_test_batch_is_balanced_and_normalizes() {
     );
 }
 
-/// A gzipped tar whose one entry, `test_batch.bin`, claims `claimed` bytes in its header and
-/// carries `data`.
 fn crafted_archive(claimed: u64, data: &[u8]) -> Vec<u8> {
-    let mut header = tar::Header::new_gnu();
-    header
-        .set_path("cifar-10-batches-bin/test_batch.bin")
-        .unwrap();
-    header.set_mode(0o644);
-    header.set_size(claimed);
-    header.set_cksum();
-    let mut raw = header.as_bytes().to_vec();
-    raw.extend_from_slice(data);
-    raw.resize(raw.len().next_multiple_of(512) + 1024, 0);
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(&raw).unwrap();
-    gz.finish().unwrap()
+    archive_claiming("test_batch.bin", claimed, data).unwrap()
 }
 
 /// Sizes read from input are checked before anything is allocated: a 6 KB archive whose header

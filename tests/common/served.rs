@@ -45,6 +45,11 @@ impl Served {
         let dir = tempfile::tempdir().unwrap();
         let secret_file = dir.path().join("secret");
         std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let owner_only = std::fs::Permissions::from_mode(0o600);
+            std::fs::set_permissions(&secret_file, owner_only).unwrap();
+        }
         let mut s = Served {
             address: format!("127.0.0.1:{}", free_port()),
             secret_file,
