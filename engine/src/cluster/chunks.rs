@@ -2,6 +2,7 @@
 //! chunks no larger than [`CHUNK`], so a message size limit never bounds a payload; the receiver
 //! bounds the total instead.
 
+use std::net::IpAddr;
 use tonic::{Status, Streaming};
 
 /// Bytes per chunk message.
@@ -17,6 +18,40 @@ pub const MAX_PAYLOAD: usize = 1 << 30;
 pub const MAX_IN_FLIGHT: usize = 2 << 30;
 
 static IN_FLIGHT: Budget = Budget::new(MAX_IN_FLIGHT);
+/// The most bytes one peer (by IP address) may have a process assemble at once, over all its
+/// streams: one sender cannot take the whole process budget from the others.
+pub const MAX_PER_PEER: usize = MAX_PAYLOAD;
+
+static PER_PEER: std::sync::Mutex<Option<std::collections::HashMap<IpAddr, usize>>> =
+    std::sync::Mutex::new(None);
+
+/// Takes `n` bytes of `peer`'s share, or refuses with what it holds already.
+fn reserve_peer(peer: IpAddr, n: usize) -> Result<(), usize> {
+    let mut guard = PER_PEER.lock().unwrap_or_else(|p| p.into_inner());
+    let used = guard
+        .get_or_insert_with(Default::default)
+        .entry(peer)
+        .or_default();
+    match used.checked_add(n).filter(|&t| t <= MAX_PER_PEER) {
+        Some(t) => {
+            *used = t;
+            Ok(())
+        }
+        None => Err(*used),
+    }
+}
+
+fn release_peer(peer: IpAddr, n: usize) {
+    let mut guard = PER_PEER.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(map) = guard.as_mut() {
+        if let Some(used) = map.get_mut(&peer) {
+            *used = used.saturating_sub(n);
+            if *used == 0 {
+                map.remove(&peer);
+            }
+        }
+    }
+}
 
 /// A byte budget shared by concurrent receivers.
 pub struct Budget {
@@ -56,15 +91,19 @@ impl Budget {
     }
 }
 
-/// What one stream holds of the budget, given back when the stream's bytes are handed on.
+/// What one stream holds of the budgets, given back when the stream's bytes are handed on.
 struct Held<'a> {
     budget: &'a Budget,
+    peer: Option<IpAddr>,
     bytes: usize,
 }
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         self.budget.release(self.bytes);
+        if let Some(p) = self.peer {
+            release_peer(p, self.bytes);
+        }
     }
 }
 
@@ -77,8 +116,9 @@ pub fn split(bytes: &[u8]) -> Vec<Vec<u8>> {
     bytes.chunks(CHUNK).map(<[u8]>::to_vec).collect()
 }
 
-/// Concatenates a stream of messages' data fields; `header` sees the first message.
+/// Concatenates a stream of messages' data fields from `peer`; `header` sees the first message.
 pub async fn collect<M, H>(
+    peer: Option<IpAddr>,
     mut stream: Streaming<M>,
     data: impl Fn(&mut M) -> Vec<u8>,
     mut header: H,
@@ -90,6 +130,7 @@ where
     let mut first = true;
     let mut held = Held {
         budget: &IN_FLIGHT,
+        peer,
         bytes: 0,
     };
     while let Some(mut m) = stream.message().await? {
@@ -104,12 +145,23 @@ where
                  fit in 1 GiB; collect less, or write the data with save_as_text_file)"
             )));
         }
-        held.budget.reserve(d.len()).map_err(|used| {
-            Status::resource_exhausted(format!(
+        if let Some(p) = peer {
+            reserve_peer(p, d.len()).map_err(|used| {
+                Status::resource_exhausted(format!(
+                    "{p} already has {used} bytes being assembled here (at most {MAX_PER_PEER} \
+                     a peer); try again when its other streams are done"
+                ))
+            })?;
+        }
+        if let Err(used) = held.budget.reserve(d.len()) {
+            if let Some(p) = peer {
+                release_peer(p, d.len());
+            }
+            return Err(Status::resource_exhausted(format!(
                 "this process is already assembling {used} bytes from other streams (at most \
                  {MAX_IN_FLIGHT}); try again when they are done"
-            ))
-        })?;
+            )));
+        }
         held.bytes += d.len();
         if out.is_empty() {
             out = d;
@@ -139,9 +191,23 @@ mod tests {
         {
             let _h = Held {
                 budget: &b,
+                peer: None,
                 bytes: 10,
             };
         }
         assert_eq!(b.reserve(10), Ok(()));
+    }
+
+    #[test]
+    fn one_peer_cannot_take_more_than_its_share() {
+        let p: IpAddr = "192.0.2.7".parse().expect("an address");
+        let q: IpAddr = "192.0.2.8".parse().expect("an address");
+        assert_eq!(reserve_peer(p, MAX_PER_PEER - 1), Ok(()));
+        assert_eq!(reserve_peer(p, 2), Err(MAX_PER_PEER - 1));
+        assert_eq!(reserve_peer(q, 2), Ok(()), "another peer has its own share");
+        release_peer(p, MAX_PER_PEER - 1);
+        release_peer(q, 2);
+        assert_eq!(reserve_peer(p, 2), Ok(()));
+        release_peer(p, 2);
     }
 }

@@ -88,7 +88,9 @@ impl pb::driver_server::Driver for DriverService {
         req: Request<Streaming<pb::TaskResultPart>>,
     ) -> Result<Response<pb::Empty>, Status> {
         let mut who = (String::new(), 0u64);
+        let peer = req.remote_addr().map(|a| a.ip());
         let bytes = chunks::collect(
+            peer,
             req.into_inner(),
             |m| std::mem::take(&mut m.data),
             |m| who = (m.executor_id.clone(), m.task_id),

@@ -439,7 +439,9 @@ impl pb::executor_server::Executor for ExecutorService {
         req: Request<Streaming<pb::LaunchTaskPart>>,
     ) -> Result<Response<pb::Empty>, Status> {
         let mut task_id = 0;
+        let peer = req.remote_addr().map(|a| a.ip());
         let bytes = chunks::collect(
+            peer,
             req.into_inner(),
             |m| std::mem::take(&mut m.data),
             |m| task_id = m.task_id,
