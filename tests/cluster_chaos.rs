@@ -200,3 +200,67 @@ fn killing_every_executor_fails_the_job_within_the_grace_period() {
     let limit = HEARTBEAT_TIMEOUT + grace + Duration::from_secs(5);
     assert!(waited < limit, "failed after {waited:?}, limit {limit:?}");
 }
+
+/// An executor stopped (SIGSTOP) while it holds map output that reducers are about to fetch:
+/// once the driver declares it lost, fetches in flight from it fail at once and the stage
+/// recovers — the job ends within seconds of the loss, not after the 60 s fetch deadline.
+#[test]
+fn fetches_from_a_stopped_executor_end_when_it_is_declared_lost() {
+    let job = |c: &Context, dir: &Path| {
+        let s = c
+            .parallelize(values(), 6)
+            .unwrap()
+            .key_by(Modulo(5))
+            .reduce_by_key(Add, 3);
+        let t = c
+            .parallelize((0..5).collect::<Vec<i64>>(), 3)
+            .unwrap()
+            .map(barrier(dir, 1))
+            .key_by(Modulo(5));
+        let mut v: Vec<(i64, i64)> = s
+            .join(&t, 3)
+            .collect()
+            .unwrap()
+            .into_iter()
+            .map(|(k, (a, b))| (k, a * 10 + b))
+            .collect();
+        v.sort();
+        v
+    };
+    let disarmed = tempfile::tempdir().unwrap();
+    std::fs::write(disarmed.path().join("reached"), "0").unwrap();
+    let want = job(&Context::local(2).unwrap(), disarmed.path());
+
+    let ctx = common::cluster(3, HEARTBEAT_TIMEOUT, Duration::from_secs(30));
+    common::with_logs(&ctx, || {
+        let dir = tempfile::tempdir().unwrap();
+        let (got, stopped, after_release) = std::thread::scope(|s| {
+            let h = s.spawn(|| job(&ctx, dir.path()));
+            // t's map task waits at the barrier; s's output is on every executor by now.
+            let at_barrier: u32 =
+                common::wait_for_file(&dir.path().join("reached"), Duration::from_secs(60))
+                    .trim()
+                    .parse()
+                    .expect("a pid");
+            let stopped = ctx
+                .executors()
+                .iter()
+                .map(|e| e.pid)
+                .find(|&p| p != at_barrier)
+                .expect("another executor");
+            common::signal(stopped, "STOP");
+            std::fs::write(dir.path().join("release"), "").unwrap();
+            let released = Instant::now();
+            let got = h.join().expect("job thread");
+            (got, stopped, released.elapsed())
+        });
+        common::signal(stopped, "CONT");
+        assert_eq!(got, want);
+        // Loss after 2 s without heartbeats, the news with the next heartbeat, the lost map
+        // outputs recomputed: seconds. Waiting out the fetch deadline took over 60.
+        assert!(
+            after_release < Duration::from_secs(30),
+            "the job took {after_release:?} after the executor stopped"
+        );
+    });
+}

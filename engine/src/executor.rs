@@ -30,10 +30,11 @@ pub(crate) struct ExecutorEnv {
 
 /// Fetches one bucket of a map output from another executor.
 pub(crate) trait ShuffleFetcher: Send + Sync {
-    /// Bucket `reduce` of map output `map` from the executor at `address`, whose instance id
-    /// (the audience of the request's token) is `instance`.
+    /// Bucket `reduce` of map output `map` from executor `holder` at `address`, whose instance
+    /// id (the audience of the request's token) is `instance`.
     fn fetch(
         &self,
+        holder: &str,
         address: &str,
         instance: &str,
         shuffle: ShuffleId,
@@ -41,8 +42,8 @@ pub(crate) trait ShuffleFetcher: Send + Sync {
         reduce: u32,
     ) -> Result<Arc<Frames>, TaskFailure>;
 
-    /// The driver declared the executor at `address` lost: fetches in flight from it end now.
-    fn peer_lost(&self, _address: &str) {}
+    /// The driver declared executor `id` lost: fetches from it end now, in flight or later.
+    fn peer_lost(&self, _id: &str) {}
 }
 
 /// Bytes an executor keeps in memory before it spills to its work directory.
@@ -113,7 +114,7 @@ impl ExecutorEnv {
                         map,
                         message: format!("no address for executor {holder}"),
                     })?;
-            return fetcher.fetch(address, instance, shuffle, map, reduce);
+            return fetcher.fetch(holder, address, instance, shuffle, map, reduce);
         }
         self.shuffle.bucket(shuffle, map, reduce)
     }

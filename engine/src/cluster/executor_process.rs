@@ -343,9 +343,9 @@ fn apply_cleanups(env: &ExecutorEnv, cleanups: &[pb::Cleanup]) {
             Some(pb::cleanup::What::Rdd(id)) => env.blocks.remove_rdd(id),
             Some(pb::cleanup::What::Shuffle(id)) => env.shuffle.remove_shuffle(id),
             Some(pb::cleanup::What::Broadcast(id)) => env.broadcasts.remove(id),
-            Some(pb::cleanup::What::ExecutorLost(ref address)) => {
+            Some(pb::cleanup::What::ExecutorLost(ref id)) => {
                 if let Some(f) = &env.fetcher {
-                    f.peer_lost(address);
+                    f.peer_lost(id);
                 }
             }
             None => {}

@@ -45,43 +45,43 @@ pub(crate) struct RemoteFetcher {
     pub lost: LostPeers,
 }
 
-/// How many times each address was declared lost, and a signal when that changes. A fetch
-/// notes the count when it starts and fails when it moves: only fetches in flight end, so an
-/// executor that comes back at the same address is fetched from again.
+/// The executors (by id) the driver has declared lost, and a signal when one is added. An id is
+/// never reused (an executor that comes back registers under a new one), so a fetch from a
+/// lost id fails at once, and one in flight fails when its holder joins the set.
 pub(crate) struct LostPeers {
-    counts: Mutex<HashMap<String, u64>>,
+    ids: Mutex<std::collections::HashSet<String>>,
     changed: tokio::sync::watch::Sender<u64>,
 }
 
 impl Default for LostPeers {
     fn default() -> Self {
         LostPeers {
-            counts: Mutex::default(),
+            ids: Mutex::default(),
             changed: tokio::sync::watch::channel(0).0,
         }
     }
 }
 
 impl LostPeers {
-    fn count(&self, address: &str) -> u64 {
-        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        counts.get(address).copied().unwrap_or(0)
-    }
-
-    fn declare(&self, address: &str) {
-        *self
-            .counts
+    fn contains(&self, id: &str) -> bool {
+        self.ids
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .entry(address.to_string())
-            .or_default() += 1;
+            .contains(id)
+    }
+
+    fn declare(&self, id: &str) {
+        self.ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string());
         self.changed.send_modify(|g| *g += 1);
     }
 
-    /// Resolves once `address` has been declared lost more than `seen` times.
-    async fn wait_past(&self, address: &str, seen: u64) {
+    /// Resolves once `id` has been declared lost.
+    async fn wait_for(&self, id: &str) {
         let mut rx = self.changed.subscribe();
-        while self.count(address) == seen {
+        while !self.contains(id) {
             if rx.changed().await.is_err() {
                 std::future::pending::<()>().await;
             }
@@ -112,6 +112,7 @@ impl RemoteFetcher {
 impl ShuffleFetcher for RemoteFetcher {
     fn fetch(
         &self,
+        holder: &str,
         address: &str,
         instance: &str,
         shuffle: ShuffleId,
@@ -121,10 +122,14 @@ impl ShuffleFetcher for RemoteFetcher {
         let failed = |message: String| TaskFailure::FetchFailed {
             shuffle,
             map,
-            message: format!("fetching from {address}: {message}"),
+            message: format!("fetching from {holder} at {address}: {message}"),
         };
+        let lost = || failed("the driver declared that executor lost".into());
+        if self.lost.contains(holder) {
+            return Err(lost());
+        }
         let mut rpc = self.peer(address, instance).map_err(failed)?;
-        let seen = self.lost.count(address);
+
         let fetch = async {
             let mut stream = rpc
                 .fetch_shuffle(pb::FetchRequest {
@@ -145,17 +150,17 @@ impl ShuffleFetcher for RemoteFetcher {
             .block_on(async {
                 tokio::select! {
                     r = tokio::time::timeout(self.deadline, fetch) => Some(r),
-                    _ = self.lost.wait_past(address, seen) => None,
+                    _ = self.lost.wait_for(holder) => None,
                 }
             })
-            .ok_or_else(|| failed("the driver declared that executor lost".into()))?
+            .ok_or_else(lost)?
             .map_err(|_| failed(format!("no answer within {:?}", self.deadline)))?
             .map_err(|s| failed(s.message().to_string()))?;
         Ok(Arc::new(Frames::from_pair_chunks(chunks)?))
     }
 
-    fn peer_lost(&self, address: &str) {
-        self.lost.declare(address);
+    fn peer_lost(&self, id: &str) {
+        self.lost.declare(id);
     }
 }
 
@@ -199,7 +204,7 @@ mod tests {
     use super::*;
 
     /// A peer that accepts connections and never answers (a stopped process): a fetch from it
-    /// ends as soon as the peer is declared lost, not at the deadline.
+    /// ends as soon as the peer is declared lost, not at the deadline, and later ones at once.
     #[test]
     fn a_fetch_from_a_peer_declared_lost_fails_at_once() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -220,9 +225,9 @@ mod tests {
         let f = fetcher.clone();
         let a = address.clone();
         let start = std::time::Instant::now();
-        let fetch = std::thread::spawn(move || f.fetch(&a, "peer", 1, 0, 0));
+        let fetch = std::thread::spawn(move || f.fetch("exec-9", &a, "peer", 1, 0, 0));
         std::thread::sleep(Duration::from_millis(300));
-        fetcher.peer_lost(&address);
+        fetcher.peer_lost("exec-9");
         let r = fetch.join().expect("fetch thread");
         assert!(
             matches!(&r, Err(TaskFailure::FetchFailed { message, .. }) if message.contains("lost")),
@@ -234,8 +239,10 @@ mod tests {
             "{:?}",
             start.elapsed()
         );
-        // A later fetch from the same address is tried again (it fails here on its own).
-        assert_eq!(fetcher.lost.count(&address), 1);
+        // A later fetch from that executor fails without trying.
+        let again = std::time::Instant::now();
+        assert!(fetcher.fetch("exec-9", &address, "peer", 1, 1, 0).is_err());
+        assert!(again.elapsed() < Duration::from_secs(1));
         drop(held);
     }
 }

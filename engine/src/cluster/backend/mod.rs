@@ -237,7 +237,7 @@ impl ClusterBackend {
     }
 
     fn remove_executor(&self, id: &str, to: ExecutorState, why: &str) {
-        let (failed, address): (Vec<(u64, Running)>, String) = {
+        let failed: Vec<(u64, Running)> = {
             let mut st = self.lock();
             let Some(e) = st.executors.get_mut(id) else {
                 return;
@@ -247,7 +247,7 @@ impl ClusterBackend {
             }
             e.state = to;
             e.free = 0;
-            let address = e.address.clone();
+
             st.lost.insert(id.to_string());
             for holders in st.blocks.values_mut() {
                 holders.remove(id);
@@ -258,15 +258,13 @@ impl ClusterBackend {
                 .filter(|(_, r)| r.executor == id)
                 .map(|(t, _)| *t)
                 .collect();
-            let failed = ids
-                .into_iter()
+            ids.into_iter()
                 .filter_map(|t| st.running.remove(&t).map(|r| (t, r)))
-                .collect();
-            (failed, address)
+                .collect()
         };
         if to == ExecutorState::Lost {
             // Reducers fetching from it would otherwise wait out their fetch deadline.
-            self.cleanup(pb::cleanup::What::ExecutorLost(address));
+            self.cleanup(pb::cleanup::What::ExecutorLost(id.to_string()));
             tracing::warn!(
                 "executor {id} lost: {why}; {} running task(s) will be retried",
                 failed.len()
