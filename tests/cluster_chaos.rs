@@ -95,32 +95,34 @@ fn an_executor_killed_during_a_map_stage() {
     assert_eq!(lost, 1);
 }
 
+/// join(s, t): s's map stage runs first and writes its output on every executor; t's map stage
+/// then blocks at the barrier (partition 1) until the test has done its fault.
+fn join_after_barrier(c: &Context, dir: &Path) -> Vec<(i64, i64)> {
+    let s = c
+        .parallelize(values(), 6)
+        .unwrap()
+        .key_by(Modulo(5))
+        .reduce_by_key(Add, 3);
+    let t = c
+        .parallelize((0..5).collect::<Vec<i64>>(), 3)
+        .unwrap()
+        .map(barrier(dir, 1))
+        .key_by(Modulo(5));
+    let mut v: Vec<(i64, i64)> = s
+        .join(&t, 3)
+        .collect()
+        .unwrap()
+        .into_iter()
+        .map(|(k, (a, b))| (k, a * 10 + b))
+        .collect();
+    v.sort();
+    v
+}
+
 #[test]
 fn an_executor_killed_after_writing_shuffle_output_before_it_is_read() {
-    // join(s, t): s's map stage runs first and writes its output on every executor; t's map
-    // stage then blocks at the barrier, and that executor — holding s's output — is killed.
-    let job = |c: &Context, dir: &Path| {
-        let s = c
-            .parallelize(values(), 6)
-            .unwrap()
-            .key_by(Modulo(5))
-            .reduce_by_key(Add, 3);
-        let t = c
-            .parallelize((0..5).collect::<Vec<i64>>(), 3)
-            .unwrap()
-            .map(barrier(dir, 1))
-            .key_by(Modulo(5));
-        let mut v: Vec<(i64, i64)> = s
-            .join(&t, 3)
-            .collect()
-            .unwrap()
-            .into_iter()
-            .map(|(k, (a, b))| (k, a * 10 + b))
-            .collect();
-        v.sort();
-        v
-    };
-    let (_ctx, log) = killed_at_barrier_matches_local(job);
+    // t's map stage blocks at the barrier, and that executor — holding s's output — is killed.
+    let (_ctx, log) = killed_at_barrier_matches_local(join_after_barrier);
     {
         // s's lost map outputs were recomputed: some stage ran map tasks of s twice.
         let events = log.events();
@@ -206,27 +208,7 @@ fn killing_every_executor_fails_the_job_within_the_grace_period() {
 /// recovers — the job ends within seconds of the loss, not after the 60 s fetch deadline.
 #[test]
 fn fetches_from_a_stopped_executor_end_when_it_is_declared_lost() {
-    let job = |c: &Context, dir: &Path| {
-        let s = c
-            .parallelize(values(), 6)
-            .unwrap()
-            .key_by(Modulo(5))
-            .reduce_by_key(Add, 3);
-        let t = c
-            .parallelize((0..5).collect::<Vec<i64>>(), 3)
-            .unwrap()
-            .map(barrier(dir, 1))
-            .key_by(Modulo(5));
-        let mut v: Vec<(i64, i64)> = s
-            .join(&t, 3)
-            .collect()
-            .unwrap()
-            .into_iter()
-            .map(|(k, (a, b))| (k, a * 10 + b))
-            .collect();
-        v.sort();
-        v
-    };
+    let job = join_after_barrier;
     let disarmed = tempfile::tempdir().unwrap();
     std::fs::write(disarmed.path().join("reached"), "0").unwrap();
     let want = job(&Context::local(2).unwrap(), disarmed.path());
