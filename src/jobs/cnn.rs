@@ -367,15 +367,21 @@ pub struct ExperimentArgs {
     pub which: WhichArg,
     #[arg(long)]
     pub data: PathBuf,
-    /// Where report.md, the SVG charts and every run's outputs (runs/) go.
+    /// Where report.md, the SVG charts and every run's outputs (runs/) go. The same command
+    /// on the same DIR continues an experiment: finished runs are skipped, an interrupted one
+    /// continues from its checkpoint.
     #[arg(long)]
     pub output: PathBuf,
     #[arg(long, default_value_t = 5)]
     pub epochs: usize,
     #[arg(long, default_value_t = 3)]
     pub seeds: u64,
-    #[arg(long, value_enum, default_value = "squared")]
+    #[arg(long, value_enum, default_value = "cross-entropy")]
     pub loss: LossArg,
+    /// Table 1: the initialisations that also run with the paper's squared loss, as a second
+    /// table (none: leave the option without values).
+    #[arg(long, value_enum, value_delimiter = ',', num_args = 0.., default_value = "random,dis")]
+    pub squared_inits: Vec<InitArg>,
     /// Train on the first N training images only.
     #[arg(long)]
     pub train_limit: Option<usize>,
@@ -383,19 +389,68 @@ pub struct ExperimentArgs {
     pub partitions: usize,
     #[command(flatten)]
     pub recipe: RecipeArgs,
-    /// Initialisation of the table2 and speedup runs (table1 runs all three).
-    #[arg(long, value_enum, default_value = "random")]
+    /// Initialisation of the speedup runs (the tables name their own).
+    #[arg(long, value_enum, default_value = "dis")]
     pub init: InitArg,
-    /// Table 1's validation slice: the last N of the training images used.
+    /// Hold out the last N of the training images used, for choosing the best epoch.
     #[arg(long, default_value_t = 5000)]
     pub validation: usize,
+    /// Save each run's checkpoint every N epochs.
+    #[arg(long, default_value_t = 1)]
+    pub checkpoint_every: usize,
     /// Speedup: run 1..=N executors (default: the cores of this machine, at most 4).
     #[arg(long)]
     pub max_executors: Option<usize>,
+    /// The command as typed (relative paths kept), for the report.
+    #[arg(skip)]
+    pub command: Option<String>,
+}
+
+fn value_name<T: ValueEnum>(v: &T) -> String {
+    v.to_possible_value()
+        .map_or_else(String::new, |p| p.get_name().to_string())
 }
 
 impl ExperimentArgs {
+    /// The command that runs this experiment, every option spelled out.
+    fn command(&self) -> String {
+        let r = &self.recipe;
+        let mut c = format!(
+            "driver submit cnn-experiment {} --data {} --output {} --epochs {} --seeds {} --loss {} --squared-inits {} --partitions {} --lr {} --momentum {} --weight-decay {} --schedule {} --warmup {} --augment {} --batch-size {} --validation {} --checkpoint-every {}",
+            value_name(&self.which),
+            self.data.display(),
+            self.output.display(),
+            self.epochs,
+            self.seeds,
+            value_name(&self.loss),
+            self.squared_inits.iter().map(value_name).collect::<Vec<_>>().join(","),
+            self.partitions,
+            r.lr,
+            r.momentum,
+            r.weight_decay,
+            value_name(&r.schedule),
+            r.warmup,
+            value_name(&r.augment),
+            r.batch_size,
+            self.validation,
+            self.checkpoint_every,
+        );
+        if let Some(n) = self.train_limit {
+            c.push_str(&format!(" --train-limit {n}"));
+        }
+        if self.which == WhichArg::Speedup {
+            c.push_str(&format!(" --init {}", value_name(&self.init)));
+            if let Some(n) = self.max_executors {
+                c.push_str(&format!(" --max-executors {n}"));
+            }
+        }
+        c
+    }
+
     pub fn absolutize(&mut self, cwd: &std::path::Path) {
+        if self.command.is_none() {
+            self.command = Some(self.command());
+        }
         self.data = super::absolute(&self.data, cwd);
         self.output = super::absolute(&self.output, cwd);
     }
@@ -428,6 +483,9 @@ impl ExperimentArgs {
                     .map_or(1, usize::from)
                     .min(4)
             }),
+            squared_inits: self.squared_inits.iter().map(|&i| init(i)).collect(),
+            checkpoint_every: self.checkpoint_every,
+            command: self.command.clone().unwrap_or_else(|| self.command()),
         };
         let report = experiment::run(ctx, &cfg, log).map_err(job_error)?;
         out(format!("report: {}", report.display()));

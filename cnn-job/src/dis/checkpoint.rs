@@ -45,11 +45,12 @@ pub struct Resumed {
 }
 
 /// The options that must be the same for a run to continue another. The epoch count may grow
-/// on resume, except under a cosine schedule, whose every rate depends on it.
+/// on resume, except under a cosine schedule, whose every rate depends on it. Where the data
+/// lies may change (a run may span machines); the job checks the data set itself.
 pub fn options(cfg: &DisConfig) -> serde_json::Value {
     let mut v = serde_json::to_value(cfg).unwrap_or_default();
     if let Some(o) = v.as_object_mut() {
-        for k in ["output", "overwrite", "checkpoint_every", "resume"] {
+        for k in ["data", "output", "overwrite", "checkpoint_every", "resume"] {
             o.remove(k);
         }
         if cfg.recipe.schedule != super::LrSchedule::Cosine {
@@ -59,7 +60,8 @@ pub fn options(cfg: &DisConfig) -> serde_json::Value {
     v
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// The SHA-256 of `bytes` in lower-case hex, as `sha256sum` prints it.
+pub fn hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))

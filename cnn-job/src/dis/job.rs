@@ -44,6 +44,12 @@ pub enum JobError {
     Checkpoint(#[from] super::checkpoint::CheckpointError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error("{failed} of {total} runs failed (their errors are in {report})")]
+    RunsFailed {
+        failed: usize,
+        total: usize,
+        report: PathBuf,
+    },
 }
 
 impl JobError {
@@ -373,7 +379,7 @@ pub fn run(
         None
     };
     let work = output::begin(&cfg.output, cfg.overwrite, cfg.resume)?;
-    output::write_run_json(cfg, &work)?;
+    output::write_run_json(cfg, &work, resumed.as_ref().map(|r| r.state.epoch))?;
 
     let p = cfg.partitions;
     let train = cached_shards(ctx, shard_specs(&cfg.data, SplitName::Train, 0, n_train, p))?;

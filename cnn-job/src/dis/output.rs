@@ -2,8 +2,10 @@
 //! output directory and swaps it in by rename when it succeeds, so an `--overwrite` run that
 //! fails or is killed leaves the previous DIR as it was. The in-progress directory is also where
 //! the running job's checkpoints live: `--resume DIR` continues an interrupted run from there,
-//! or extends a finished DIR through a copy of it. Also what a run writes beside its model:
-//! `run.json` and `metrics.jsonl`.
+//! or extends a finished DIR through a copy of it. The last file written before the swap is
+//! `SHA256SUMS` (as `sha256sum` writes it) over the run's files, so a finished run can be
+//! checked later, by `sha256sum -c` or by an experiment deciding to skip it. Also what a run
+//! writes beside its model: `run.json` and `metrics.jsonl`.
 
 use super::job::JobError;
 use super::{Aggregation, DisConfig};
@@ -59,8 +61,65 @@ pub fn begin(output: &Path, overwrite: bool, resume: bool) -> Result<PathBuf, Jo
     Ok(work)
 }
 
+/// The digest list a finished run carries.
+pub const DIGESTS: &str = "SHA256SUMS";
+
+/// Writes `DIR/SHA256SUMS` over the run's top-level files (the checkpoint has its own).
+fn write_digests(dir: &Path) -> Result<(), JobError> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(failed(dir))? {
+        let entry = entry.map_err(failed(dir))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type().map_err(failed(dir))?.is_file() && name != DIGESTS {
+            names.push(name);
+        }
+    }
+    names.sort();
+    let mut text = String::new();
+    for name in names {
+        let p = dir.join(&name);
+        let bytes = std::fs::read(&p).map_err(failed(&p))?;
+        text.push_str(&format!("{}  {name}\n", super::checkpoint::hex(&bytes)));
+    }
+    let p = dir.join(DIGESTS);
+    std::fs::write(&p, text).map_err(failed(&p))
+}
+
+/// Checks a finished run's files against its `SHA256SUMS`. Every listed file must match;
+/// those in `optional` may be absent (a results tree keeps no models). Returns why not.
+pub fn verify_digests(dir: &Path, optional: &[&str]) -> Result<(), String> {
+    let list = dir.join(DIGESTS);
+    let text = std::fs::read_to_string(&list)
+        .map_err(|e| format!("{}: {e} (not a finished run)", list.display()))?;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let (digest, name) = line
+            .split_once("  ")
+            .ok_or_else(|| format!("{}: malformed line {line:?}", list.display()))?;
+        if name.contains('/') || name.contains('\\') {
+            return Err(format!(
+                "{}: names a path outside it: {name}",
+                list.display()
+            ));
+        }
+        let p = dir.join(name);
+        match std::fs::read(&p) {
+            Ok(bytes) if super::checkpoint::hex(&bytes) == digest => {}
+            Ok(_) => {
+                return Err(format!(
+                    "{}: its SHA-256 does not match {DIGESTS}",
+                    p.display()
+                ))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && optional.contains(&name) => {}
+            Err(e) => return Err(format!("{}: {e}", p.display())),
+        }
+    }
+    Ok(())
+}
+
 /// Swaps the finished `work` in as `output`, replacing what was there.
 pub fn commit(work: &Path, output: &Path) -> Result<(), JobError> {
+    write_digests(work)?;
     let mut old = output.as_os_str().to_os_string();
     old.push(".old");
     let old = PathBuf::from(old);
@@ -92,15 +151,60 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), JobError> {
     Ok(())
 }
 
-/// `DIR/run.json`: every option of the run, the training recipe in words and the build that
-/// ran it, so a metrics file can always be traced to what produced it.
-pub fn write_run_json(cfg: &DisConfig, dir: &Path) -> Result<(), JobError> {
+/// The machine a run is on: its CPU model (from /proc/cpuinfo where there is one) and cores.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    /// Epochs already done when this machine took the run over.
+    pub from_epoch: usize,
+}
+
+impl Machine {
+    pub fn this(from_epoch: usize) -> Machine {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, v)| v.trim().to_string())
+            })
+            .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+        Machine {
+            cpu,
+            cores: std::thread::available_parallelism().map_or(1, usize::from),
+            from_epoch,
+        }
+    }
+}
+
+/// `DIR/run.json`: every option of the run, the training recipe in words, the build that ran
+/// it and the machines it ran on, so a metrics file can always be traced to what produced
+/// it. A resumed run (`resumed_at` = epochs done) keeps the machines before it.
+pub fn write_run_json(
+    cfg: &DisConfig,
+    dir: &Path,
+    resumed_at: Option<usize>,
+) -> Result<(), JobError> {
     let path = dir.join("run.json");
+    let mut machines: Vec<Machine> = match resumed_at {
+        Some(_) => std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|v| serde_json::from_value(v.get("machines")?.clone()).ok())
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let here = Machine::this(resumed_at.unwrap_or(0));
+    if machines.last().map(|m| (&m.cpu, m.cores)) != Some((&here.cpu, here.cores)) {
+        machines.push(here);
+    }
     let v = serde_json::json!({
         "options": cfg,
         "recipe": recipe(cfg),
         "build": format!("discnn {}", discnn_engine::op::fingerprint()),
-        "cores": std::thread::available_parallelism().map_or(1, usize::from),
+        "machines": machines,
     });
     let text = serde_json::to_string_pretty(&v).map_err(|e| EngineError::Codec(e.to_string()))?;
     std::fs::write(&path, text + "\n").map_err(failed(&path))
