@@ -5,7 +5,7 @@
 //! where s = 1e-2 · the largest |numeric| of that gradient (entries near zero are compared at
 //! the gradient's own scale, where f32 rounding of long sums is otherwise all there is).
 
-use discnn_cnn::layers::conv_avx512::force_portable;
+use discnn_cnn::layers::conv_wide::{force_avx2, force_portable};
 use discnn_cnn::layers::{loss, Layer, LayerCache, Loss};
 use discnn_cnn::network::Network;
 use discnn_cnn::spec::{LayerSpec, NetSpec, Padding};
@@ -14,16 +14,25 @@ use rand_chacha::ChaCha8Rng;
 
 const H: f64 = 1e-5;
 
-/// Runs `f` on the AVX-512 convolution path (where the CPU has it) and on the portable
-/// im2col + GEMM path; the lock keeps the global switch from changing under another test.
-fn on_both_paths(f: impl Fn()) {
+/// Runs `f` on every convolution path this CPU has: AVX-512 (where it is), AVX2 (where it
+/// is) and the portable im2col + GEMM path; the lock keeps the global switch from changing
+/// under another test.
+fn on_every_path(f: impl Fn()) {
+    static_guard(|| {
+        f();
+        force_avx2(true);
+        f();
+        force_portable(true);
+        f();
+        force_portable(false);
+    })
+}
+
+/// Holds the lock on the global kernel switch while `f` runs.
+fn static_guard(f: impl FnOnce()) {
     static PATH: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _guard = PATH.lock().unwrap_or_else(|e| e.into_inner());
-    for portable in [false, true] {
-        force_portable(portable);
-        f();
-    }
-    force_portable(false);
+    f()
 }
 
 fn rand_vec(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
@@ -205,7 +214,7 @@ fn check_layer(spec_text: &str, input: [usize; 3], n: usize, seed: u64) {
 
 #[test]
 fn conv_valid_and_same_on_odd_shapes() {
-    on_both_paths(|| {
+    on_every_path(|| {
         check_layer("conv5x3", [2, 7, 9], 3, 1);
         check_layer("conv3x4same", [3, 5, 6], 2, 2);
         check_layer("conv5x2same", [1, 7, 7], 1, 3);
@@ -220,7 +229,7 @@ fn conv_valid_and_same_on_odd_shapes() {
 /// finite differences).
 #[test]
 fn conv_forward_matches_naive_direct_convolution() {
-    on_both_paths(|| {
+    on_every_path(|| {
         for (text, input, n, seed) in [
             ("conv5x8", [3, 32, 32], 3, 7),
             ("conv5x16", [8, 14, 14], 2, 8),
@@ -343,7 +352,7 @@ fn both_losses_on_the_softmax() {
 /// The whole network, several chunks of a minibatch, against the composed reference layers.
 #[test]
 fn whole_network_gradient_over_several_chunks() {
-    on_both_paths(whole_network);
+    on_every_path(whole_network);
 }
 
 fn whole_network() {
@@ -372,4 +381,37 @@ fn whole_network() {
         assert!((stats.loss - forward(&p)).abs() < 1e-5);
         close(&format!("network {kind:?}"), &grads, &numeric(&p, forward));
     }
+}
+
+/// Where the CPU has AVX-512F, the AVX2 kernels' forward pass is bit-identical to it (same
+/// terms in the same order, fused the same way); elsewhere there is one wide path to compare.
+#[test]
+fn avx2_forward_is_bit_identical_to_avx512() {
+    use discnn_cnn::layers::conv_wide::{simd, Simd};
+    static_guard(|| {
+        if simd() != Simd::Avx512 {
+            eprintln!("no AVX-512F here: nothing to compare the AVX2 kernels with");
+            return;
+        }
+        let input = [5, 13, 11];
+        let spec = NetSpec::parse(input, "conv5x13same,dense1").unwrap();
+        let out = spec.shapes().unwrap()[0];
+        let layer = Layer::new(&spec.layers[0], input, out);
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let p = f32s(&rand_vec(&mut rng, layer.param_len()));
+        let x = f32s(&rand_vec(&mut rng, 3 * input.iter().product::<usize>()));
+        let run = || {
+            let mut y = vec![0f32; 3 * out.iter().product::<usize>()];
+            layer.forward(&p, &x, &mut y, 3, &mut LayerCache::default(), None);
+            y
+        };
+        let wide = run();
+        force_avx2(true);
+        let narrow = run();
+        force_avx2(false);
+        assert!(wide
+            .iter()
+            .zip(&narrow)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+    });
 }

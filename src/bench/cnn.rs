@@ -33,6 +33,8 @@ pub struct Report {
     pub threads: usize,
     pub reps: usize,
     pub spec: String,
+    /// The convolution kernels that ran (avx512, avx2, portable).
+    pub kernels: String,
     pub train_samples: Vec<f64>,
     pub infer_samples: Vec<f64>,
 }
@@ -110,6 +112,7 @@ pub fn run(o: &Options) -> anyhow::Result<Report> {
         threads: o.threads,
         reps: o.reps,
         spec: o.spec.clone(),
+        kernels: format!("{:?}", discnn_cnn::layers::conv_wide::simd()).to_lowercase(),
         train_samples,
         infer_samples,
     })

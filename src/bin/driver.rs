@@ -111,6 +111,13 @@ struct Bench {
     which: BenchKind,
 }
 
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+enum Kernels {
+    Auto,
+    Avx2,
+    Portable,
+}
+
 #[derive(Subcommand)]
 enum BenchKind {
     /// Write the W1 input (10 Zipf-distributed words a line, vocabulary 10,000, seed 42), so a
@@ -136,6 +143,9 @@ enum BenchKind {
         images: usize,
         #[arg(long, default_value = discnn_cnn::spec::PAPER)]
         spec: String,
+        /// The convolution kernels: the best this CPU has, AVX2 at most, or im2col + GEMM.
+        #[arg(long, value_enum, default_value = "auto")]
+        kernels: Kernels,
         /// Print exactly one JSON object on stdout.
         #[arg(long)]
         json: bool,
@@ -344,8 +354,15 @@ fn bench(b: Bench) -> anyhow::Result<()> {
             reps,
             images,
             spec,
+            kernels,
             json,
         } => {
+            use discnn_cnn::layers::conv_wide;
+            match kernels {
+                Kernels::Auto => {}
+                Kernels::Avx2 => conv_wide::force_avx2(true),
+                Kernels::Portable => conv_wide::force_portable(true),
+            }
             if batch == 0 || reps == 0 || images == 0 || threads == Some(0) {
                 return Err(UsageError(
                     "--batch, --threads, --reps and --images must be positive".into(),
@@ -368,10 +385,11 @@ fn bench(b: Bench) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
                 println!(
-                    "cnn-train ({} params, batch {}, {} threads): train {:.0} img/s ({:.1} GFLOP/s at {:.2} MFLOP/img), inference {:.0} img/s",
+                    "cnn-train ({} params, batch {}, {} threads, {} kernels): train {:.0} img/s ({:.1} GFLOP/s at {:.2} MFLOP/img), inference {:.0} img/s",
                     r.params,
                     r.batch,
                     r.threads,
+                    r.kernels,
                     r.train_img_per_s,
                     r.gflops,
                     r.flop_per_img as f64 / 1e6,

@@ -156,6 +156,10 @@ fn copy_dir(from: &Path, to: &Path) -> Result<(), JobError> {
 pub struct Machine {
     pub cpu: String,
     pub cores: usize,
+    /// The convolution kernels this machine ran (avx512, avx2, portable): results differ in
+    /// the last bits between them.
+    #[serde(default)]
+    pub kernels: String,
     /// Epochs already done when this machine took the run over.
     pub from_epoch: usize,
 }
@@ -174,6 +178,7 @@ impl Machine {
         Machine {
             cpu,
             cores: std::thread::available_parallelism().map_or(1, usize::from),
+            kernels: format!("{:?}", crate::layers::conv_wide::simd()).to_lowercase(),
             from_epoch,
         }
     }
@@ -197,7 +202,9 @@ pub fn write_run_json(
         None => Vec::new(),
     };
     let here = Machine::this(resumed_at.unwrap_or(0));
-    if machines.last().map(|m| (&m.cpu, m.cores)) != Some((&here.cpu, here.cores)) {
+    let same =
+        |m: &Machine| (&m.cpu, m.cores, &m.kernels) == (&here.cpu, here.cores, &here.kernels);
+    if !machines.last().is_some_and(same) {
         machines.push(here);
     }
     let v = serde_json::json!({

@@ -164,6 +164,15 @@ fn chart(dir: &Path, file: &str, title: &str, y: &str, series: &[Series]) -> Res
     })
 }
 
+fn machine(m: &crate::dis::output::Machine) -> String {
+    let kernels = if m.kernels.is_empty() {
+        "unrecorded"
+    } else {
+        &m.kernels
+    };
+    format!("{} ({} cores, {kernels} kernels)", m.cpu, m.cores)
+}
+
 fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
@@ -202,11 +211,7 @@ pub fn render(cfg: &ExperimentConfig) -> Result<String, JobError> {
         .rows
         .iter()
         .flat_map(|(_, o)| finished(o))
-        .flat_map(|f| {
-            f.machines
-                .iter()
-                .map(|m| format!("{} ({} cores)", m.cpu, m.cores))
-        })
+        .flat_map(|f| f.machines.iter().map(machine))
         .collect();
     if !machines.is_empty() {
         let _ = writeln!(
@@ -506,10 +511,7 @@ fn runs(g: &Gathered, out: &mut String) {
                     cell(
                         &f.machines
                             .iter()
-                            .map(|m| format!(
-                                "{} ({} cores) from epoch {}",
-                                m.cpu, m.cores, m.from_epoch
-                            ))
+                            .map(|m| format!("{} from epoch {}", machine(m), m.from_epoch + 1))
                             .collect::<Vec<_>>()
                             .join("; ")
                     ),

@@ -4,7 +4,7 @@
 
 pub mod activation;
 pub mod conv;
-pub mod conv_avx512;
+pub mod conv_wide;
 pub mod dense;
 pub mod gemm;
 pub mod loss;
@@ -36,7 +36,7 @@ pub struct LayerCache {
     dcol: Vec<f32>,
     idx: Vec<u32>,
     mask: Vec<f32>,
-    wide: conv_avx512::Wide,
+    wide: conv_wide::Wide,
 }
 
 impl Layer {
@@ -115,9 +115,7 @@ impl Layer {
         rng: Option<&mut rand_chacha::ChaCha8Rng>,
     ) {
         match self {
-            Layer::Conv(c) if conv_avx512::available() => {
-                c.forward_wide(p, x, y, n, &mut cache.wide)
-            }
+            Layer::Conv(c) if conv_wide::available() => c.forward_wide(p, x, y, n, &mut cache.wide),
             Layer::Conv(c) => c.forward(p, x, y, n, &mut cache.col),
             Layer::MaxPool(pool) => pool.max_forward(x, y, n, &mut cache.idx),
             Layer::AvgPool(pool) => pool.avg_forward(x, y),
@@ -145,7 +143,7 @@ impl Layer {
         cache: &mut LayerCache,
     ) {
         match self {
-            Layer::Conv(c) if conv_avx512::available() => {
+            Layer::Conv(c) if conv_wide::available() => {
                 c.backward_wide(p, x, dy, dx, dp, n, &mut cache.wide)
             }
             Layer::Conv(c) => c.backward(p, x, dy, dx, dp, n, &mut cache.col, &mut cache.dcol),

@@ -1,33 +1,68 @@
-//! Convolution without im2col on CPUs with AVX-512F: the "wide" direct formulation.
+//! Convolution without im2col on CPUs with AVX-512F or AVX2 + FMA: the "wide" direct
+//! formulation.
 //!
 //! Each input image is copied once, zero-padded, into a plane buffer of width `wp = w + 2·pad`.
 //! Output pixel (oy, ox) then sits at flat position `j = oy·wp + ox`, and kernel tap
 //! r = (ci, ky, kx) reads the input at `off(r) + j` with `off(r) = ci·hp·wp + ky·wp + kx`: every
 //! tap is one contiguous run of the input, so the kernels stream it in 16-float vectors with no
 //! column matrix and no packing. Positions with ox ≥ wo are computed and thrown away (forward)
-//! or held at zero (backward). Register blocks of 8 output channels × 2 vectors give 16 FMAs per
-//! 2 loads; every accumulator adds its terms in a fixed order, so results are deterministic.
+//! or held at zero (backward). The layout is the same for both instruction sets (16-float
+//! logical vectors); `avx512` and `avx2` hold the kernels. Every accumulator adds its terms in
+//! a fixed order, so results are deterministic on a machine; the forward pass and the input
+//! gradient are bit-identical across the two sets (same terms, same order, fused), the weight
+//! gradient's final reduction is not.
 
 use super::conv::Conv;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
-static PORTABLE: AtomicBool = AtomicBool::new(false);
-
-/// Forces the portable im2col + GEMM path even where AVX-512F is present (tests use it to
-/// check both paths on one machine).
-pub fn force_portable(on: bool) {
-    PORTABLE.store(on, Ordering::Relaxed);
+/// The kernels a conv layer runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Simd {
+    Avx512,
+    Avx2,
+    /// im2col + the `gemm` crate.
+    Portable,
 }
 
-pub fn available() -> bool {
+/// 0: the best the CPU has; 1: portable; 2: AVX2 at most.
+static FORCE: AtomicU8 = AtomicU8::new(0);
+
+/// Forces the portable im2col + GEMM path even where a wide path is there (tests use it to
+/// check every path on one machine).
+pub fn force_portable(on: bool) {
+    FORCE.store(u8::from(on), Ordering::Relaxed);
+}
+
+/// Caps the wide kernels at AVX2 where AVX-512F is present (for tests and comparisons).
+pub fn force_avx2(on: bool) {
+    FORCE.store(if on { 2 } else { 0 }, Ordering::Relaxed);
+}
+
+/// What conv layers run on now.
+pub fn simd() -> Simd {
     #[cfg(target_arch = "x86_64")]
     {
-        !PORTABLE.load(Ordering::Relaxed) && std::arch::is_x86_feature_detected!("avx512f")
+        let force = FORCE.load(Ordering::Relaxed);
+        if force == 1 {
+            Simd::Portable
+        } else if force == 0 && std::arch::is_x86_feature_detected!("avx512f") {
+            Simd::Avx512
+        } else if std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            Simd::Avx2
+        } else {
+            Simd::Portable
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        false
+        Simd::Portable
     }
+}
+
+pub fn available() -> bool {
+    simd() != Simd::Portable
 }
 
 const L: usize = 16;
@@ -118,133 +153,13 @@ impl Wide {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod kernels {
-    use super::{Geo, CB, L};
-    use std::arch::x86_64::*;
-
-    /// `yw[co][j] = Σ_r wt[co-block][r][c] · xp[off[r] + j]` for every (padded) channel and
-    /// output vector.
-    ///
-    /// # Safety
-    /// AVX-512F must be available. `wt` holds `coutp·taps` floats, `yw` `coutp·nj·16`, every
-    /// `off[r] + nj·16 ≤ xp.len()`: the caller asserts all three, and every load and store
-    /// below stays inside those bounds (j + 32 ≤ nj·16 because nj is even).
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn forward(g: &Geo, wt: &[f32], xp: &[f32], off: &[usize], yw: &mut [f32]) {
-        let (xp, wt, yw) = (xp.as_ptr(), wt.as_ptr(), yw.as_mut_ptr());
-        for b in 0..g.coutp / CB {
-            let wb = wt.add(b * g.taps * CB);
-            for jv in (0..g.nj).step_by(2) {
-                let mut acc = [[_mm512_setzero_ps(); 2]; CB];
-                for (r, &o) in off.iter().enumerate() {
-                    let x0 = _mm512_loadu_ps(xp.add(o + jv * L));
-                    let x1 = _mm512_loadu_ps(xp.add(o + jv * L + L));
-                    let wr = wb.add(r * CB);
-                    for (c, a) in acc.iter_mut().enumerate() {
-                        let w = _mm512_set1_ps(*wr.add(c));
-                        a[0] = _mm512_fmadd_ps(w, x0, a[0]);
-                        a[1] = _mm512_fmadd_ps(w, x1, a[1]);
-                    }
-                }
-                for (c, a) in acc.iter().enumerate() {
-                    let dst = yw.add((b * CB + c) * g.nj * L + jv * L);
-                    _mm512_storeu_ps(dst, a[0]);
-                    _mm512_storeu_ps(dst.add(L), a[1]);
-                }
-            }
-        }
-    }
-
-    /// `dw[co][r] += Σ_j dyp[co][front + j] · xp[off[r] + j]` for the real channels.
-    ///
-    /// # Safety
-    /// AVX-512F must be available; `dyp` holds `coutp·s` floats with `front + nj·16 ≤ s`,
-    /// `off[r] + nj·16 ≤ xp.len()` and `dw` holds `cout·taps`: asserted by the caller.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn weight_grad(
-        g: &Geo,
-        cout: usize,
-        dyp: &[f32],
-        xp: &[f32],
-        off: &[usize],
-        dw: &mut [f32],
-    ) {
-        let (xp, dyp) = (xp.as_ptr(), dyp.as_ptr());
-        let taps = off.len();
-        for b in 0..g.coutp / CB {
-            for r in (0..taps).step_by(2) {
-                let r1 = (r + 1).min(taps - 1);
-                let (o0, o1) = (off[r], off[r1]);
-                let mut acc = [[_mm512_setzero_ps(); 2]; CB];
-                for jv in 0..g.nj {
-                    let x0 = _mm512_loadu_ps(xp.add(o0 + jv * L));
-                    let x1 = _mm512_loadu_ps(xp.add(o1 + jv * L));
-                    for (c, a) in acc.iter_mut().enumerate() {
-                        let d = _mm512_loadu_ps(dyp.add((b * CB + c) * g.s + g.front + jv * L));
-                        a[0] = _mm512_fmadd_ps(d, x0, a[0]);
-                        a[1] = _mm512_fmadd_ps(d, x1, a[1]);
-                    }
-                }
-                for (c, a) in acc.iter().enumerate() {
-                    let co = b * CB + c;
-                    if co < cout {
-                        dw[co * taps + r] += _mm512_reduce_add_ps(a[0]);
-                        if r1 != r {
-                            dw[co * taps + r1] += _mm512_reduce_add_ps(a[1]);
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// `dxp[ci][p] = Σ_{co,ky,kx} w2[(co,ky,kx)][ci] · dyp[co][front + p − ky·wp − kx]`.
-    ///
-    /// # Safety
-    /// AVX-512F must be available; `w2` holds `cout·k·k·cinp` floats, `dyp` `cout·s` with
-    /// `front + np·16 ≤ s`, `dxp` `cinp·np·16`: asserted by the caller. The read offset
-    /// `front − ky·wp − kx` is never negative because `front = (k−1)·wp + (k−1)`.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn input_grad(
-        g: &Geo,
-        cout: usize,
-        k: usize,
-        w2: &[f32],
-        dyp: &[f32],
-        dxp: &mut [f32],
-    ) {
-        let (w2, dyp, dxp) = (w2.as_ptr(), dyp.as_ptr(), dxp.as_mut_ptr());
-        for b in 0..g.cinp / CB {
-            for pv in (0..g.np).step_by(2) {
-                let mut acc = [[_mm512_setzero_ps(); 2]; CB];
-                for co in 0..cout {
-                    for ky in 0..k {
-                        for kx in 0..k {
-                            let src = dyp.add(co * g.s + g.front - ky * g.wp - kx + pv * L);
-                            let d0 = _mm512_loadu_ps(src);
-                            let d1 = _mm512_loadu_ps(src.add(L));
-                            let wr = w2.add(((co * k + ky) * k + kx) * g.cinp + b * CB);
-                            for (c, a) in acc.iter_mut().enumerate() {
-                                let w = _mm512_set1_ps(*wr.add(c));
-                                a[0] = _mm512_fmadd_ps(w, d0, a[0]);
-                                a[1] = _mm512_fmadd_ps(w, d1, a[1]);
-                            }
-                        }
-                    }
-                }
-                for (c, a) in acc.iter().enumerate() {
-                    let dst = dxp.add((b * CB + c) * g.np * L + pv * L);
-                    _mm512_storeu_ps(dst, a[0]);
-                    _mm512_storeu_ps(dst.add(L), a[1]);
-                }
-            }
-        }
-    }
-}
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
 impl Conv {
     /// The forward pass through the wide kernels; only call when [`available`] is true.
-    pub(super) fn forward_wide(
+    pub(in crate::layers) fn forward_wide(
         &self,
         p: &[f32],
         x: &[f32],
@@ -253,6 +168,7 @@ impl Conv {
         ws: &mut Wide,
     ) {
         let g = Geo::of(self);
+        let level = simd();
         let (weight, bias) = p.split_at(self.weight_len());
         ws.wt.clear();
         ws.wt.resize(g.coutp * g.taps, 0.0);
@@ -269,10 +185,13 @@ impl Conv {
         for i in 0..n {
             ws.load_input(self, &g, &x[i * in_len..(i + 1) * in_len]);
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `available()` (checked by the caller) detected AVX-512F; the sizes the
-            // kernel needs are established by the resizes above and the assert.
+            // SAFETY: `simd()` detected the instruction set of the kernel it names; the sizes
+            // the kernels need are established by the resizes above and the assert.
             unsafe {
-                kernels::forward(&g, &ws.wt, &ws.xp, &ws.off, &mut ws.yw)
+                match level {
+                    Simd::Avx512 => avx512::forward(&g, &ws.wt, &ws.xp, &ws.off, &mut ws.yw),
+                    _ => avx2::forward(&g, &ws.wt, &ws.xp, &ws.off, &mut ws.yw),
+                }
             };
             let yi = &mut y[i * self.cout * hw..(i + 1) * self.cout * hw];
             for (co, plane) in yi.chunks_exact_mut(hw).enumerate() {
@@ -290,7 +209,7 @@ impl Conv {
 
     /// The backward pass through the wide kernels; only call when [`available`] is true.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn backward_wide(
+    pub(in crate::layers) fn backward_wide(
         &self,
         p: &[f32],
         x: &[f32],
@@ -301,6 +220,7 @@ impl Conv {
         ws: &mut Wide,
     ) {
         let g = Geo::of(self);
+        let level = simd();
         let (wl, k) = (self.weight_len(), self.k);
         let weight = &p[..wl];
         let (dw, db) = dp.split_at_mut(wl);
@@ -337,16 +257,26 @@ impl Conv {
             }
             ws.load_input(self, &g, &x[i * in_len..(i + 1) * in_len]);
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: AVX-512F was detected by the caller's `available()`; `dyp` and `dw` sizes
+            // SAFETY: `simd()` detected the kernel's instruction set; `dyp` and `dw` sizes
             // follow from the resize and split above, the rest from the asserts.
             unsafe {
-                kernels::weight_grad(&g, self.cout, &ws.dyp, &ws.xp, &ws.off, dw)
+                match level {
+                    Simd::Avx512 => {
+                        avx512::weight_grad(&g, self.cout, &ws.dyp, &ws.xp, &ws.off, dw)
+                    }
+                    _ => avx2::weight_grad(&g, self.cout, &ws.dyp, &ws.xp, &ws.off, dw),
+                }
             };
             if let Some(dx) = dx.as_deref_mut() {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: as above; `wt` was sized cout·k·k·cinp and `dxp` cinp·np·16.
                 unsafe {
-                    kernels::input_grad(&g, self.cout, k, &ws.wt, &ws.dyp, &mut ws.dxp)
+                    match level {
+                        Simd::Avx512 => {
+                            avx512::input_grad(&g, self.cout, k, &ws.wt, &ws.dyp, &mut ws.dxp)
+                        }
+                        _ => avx2::input_grad(&g, self.cout, k, &ws.wt, &ws.dyp, &mut ws.dxp),
+                    }
                 };
                 let dxi = &mut dx[i * in_len..(i + 1) * in_len];
                 for ci in 0..self.cin {
