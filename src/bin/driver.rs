@@ -39,6 +39,12 @@ enum Command {
     Status(Status),
     /// Run a benchmark and print its measurements.
     Bench(Bench),
+    /// Rewrite a cnn-experiment's report.md and charts from DIR/experiment.json and the runs
+    /// under DIR/runs, running nothing (after adding the PyTorch peer's runs, for instance).
+    Report {
+        /// The experiment's --output directory.
+        dir: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -428,6 +434,14 @@ fn bench(b: Bench) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn report(dir: &std::path::Path) -> anyhow::Result<()> {
+    use discnn_cnn::experiment::{report, ExperimentConfig};
+    let cfg = ExperimentConfig::load(dir).map_err(|e| UsageError(e.to_string()))?;
+    let path = report::write(&cfg)?;
+    println!("report: {}", path.display());
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     cli::init_logging(cli.verbose);
@@ -436,6 +450,7 @@ fn main() -> ExitCode {
         Command::Serve(s) => serve(s),
         Command::Status(s) => status(s),
         Command::Bench(b) => bench(b),
+        Command::Report { dir } => report(&dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,6 @@
 //! Line charts as SVG (plotters, SVG backend only: no fonts or bitmaps needed).
 
 use plotters::prelude::*;
-use std::path::Path;
 
 pub struct Series {
     pub name: String,
@@ -31,15 +30,27 @@ fn range(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
+/// The chart as an SVG document.
 pub fn line_chart(
-    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    series: &[Series],
+) -> Result<String, String> {
+    let mut svg = String::new();
+    draw(&mut svg, title, x_desc, y_desc, series)?;
+    Ok(svg)
+}
+
+fn draw(
+    out: &mut String,
     title: &str,
     x_desc: &str,
     y_desc: &str,
     series: &[Series],
 ) -> Result<(), String> {
-    let e = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
-    let root = SVGBackend::new(path, (720, 440)).into_drawing_area();
+    let e = |e: &dyn std::fmt::Display| format!("chart {title:?}: {e}");
+    let root = SVGBackend::with_string(out, (720, 440)).into_drawing_area();
     root.fill(&WHITE).map_err(|x| e(&x))?;
     let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
     let ys = series.iter().flat_map(|s| s.points.iter().map(|p| p.1));

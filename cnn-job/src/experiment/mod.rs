@@ -103,8 +103,15 @@ pub fn run(
             "--seeds, --epochs and --checkpoint-every must be at least 1".into(),
         ));
     }
-    // Bad data is refused once, not once per run.
-    crate::cifar::count(&cfg.data, crate::cifar::Split::Train)?;
+    // Bad data and a validation slice that leaves nothing are refused once, not once per run.
+    let n_all = crate::cifar::count(&cfg.data, crate::cifar::Split::Train)?;
+    let n_used = cfg.train_limit.map_or(n_all, |l| l.min(n_all));
+    if cfg.which != Which::Speedup && cfg.validation >= n_used {
+        return Err(JobError::BadOption(format!(
+            "--validation {} leaves no training images (of {n_used})",
+            cfg.validation
+        )));
+    }
     let runs_dir = cfg.output.join("runs");
     std::fs::create_dir_all(&runs_dir).map_err(|source| JobError::Io {
         path: runs_dir.clone(),

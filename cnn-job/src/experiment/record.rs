@@ -103,10 +103,15 @@ pub fn finished(output: &Path, planned: &PlannedRun) -> Result<Option<Finished>,
         .cloned()
         .ok_or_else(|| bad(&run, "no options"))
         .and_then(|o| serde_json::from_value(o).map_err(|e| bad(&run, e)))?;
-    let (had, want) = (
-        checkpoint::options(&made),
-        checkpoint::options(&planned.config),
-    );
+    // A finished run's length is part of what it is, whatever the schedule.
+    let with_epochs = |c: &DisConfig| {
+        let mut v = checkpoint::options(c);
+        if let Some(o) = v.as_object_mut() {
+            o.insert("epochs".into(), c.epochs.into());
+        }
+        v
+    };
+    let (had, want) = (with_epochs(&made), with_epochs(&planned.config));
     if had != want {
         let differ: Vec<String> = match (had.as_object(), want.as_object()) {
             (Some(a), Some(b)) => b

@@ -9,7 +9,6 @@ use super::{ExperimentConfig, Which};
 use crate::dis::job::{EpochMetrics, JobError};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::path::Path;
 
 fn mean_std(v: &[f64]) -> (f64, f64) {
     let n = v.len().max(1) as f64;
@@ -151,17 +150,27 @@ fn mean_curve(runs: &[&Finished], metric: fn(&EpochMetrics) -> f64) -> Vec<(f64,
         .collect()
 }
 
-fn chart(dir: &Path, file: &str, title: &str, y: &str, series: &[Series]) -> Result<(), JobError> {
-    let path = dir.join(file);
+/// What a report consists of: its text and its charts (file name, SVG).
+pub struct Rendered {
+    pub report: String,
+    pub charts: Vec<(String, String)>,
+}
+
+fn chart(
+    charts: &mut Vec<(String, String)>,
+    file: &str,
+    title: &str,
+    y: &str,
+    series: &[Series],
+) -> Result<(), JobError> {
     let x = if series.iter().any(|s| s.reference) {
         "executors"
     } else {
         "epoch"
     };
-    line_chart(&path, title, x, y, series).map_err(|e| JobError::Io {
-        path,
-        source: std::io::Error::other(e),
-    })
+    let svg = line_chart(title, x, y, series).map_err(JobError::BadOption)?;
+    charts.push((file.to_string(), svg));
+    Ok(())
 }
 
 fn machine(m: &crate::dis::output::Machine) -> String {
@@ -178,7 +187,8 @@ fn cell(text: &str) -> String {
 }
 
 /// Rebuilds `DIR/report.md` and the charts from the files under `DIR`; returns the report.
-pub fn render(cfg: &ExperimentConfig) -> Result<String, JobError> {
+pub fn render(cfg: &ExperimentConfig) -> Result<Rendered, JobError> {
+    let mut charts = Vec::new();
     let g = gather(cfg)?;
     let mut out = String::new();
     let planned: usize = g
@@ -222,12 +232,15 @@ pub fn render(cfg: &ExperimentConfig) -> Result<String, JobError> {
         );
     }
     match cfg.which {
-        Which::Table1 => table1(cfg, &g, &mut out)?,
-        Which::Table2 => table2(cfg, &g, &mut out)?,
-        Which::Speedup => speedup(cfg, &g, &mut out)?,
+        Which::Table1 => table1(cfg, &g, &mut out, &mut charts)?,
+        Which::Table2 => table2(&g, &mut out, &mut charts)?,
+        Which::Speedup => speedup(&g, &mut out, &mut charts)?,
     }
     runs(&g, &mut out);
-    Ok(out)
+    Ok(Rendered {
+        report: out,
+        charts,
+    })
 }
 
 fn title(which: Which) -> &'static str {
@@ -299,7 +312,12 @@ fn figures(outcomes: &[Outcome], metric: fn(&EpochMetrics) -> f64) -> String {
 
 const FIGURE_HEAD: &str = "seeds | best epoch by validation | {m} at it, per seed | {m} mean ± std | paper's way: best test epoch | {m} there, mean ± std | wall time (s)";
 
-fn table1(cfg: &ExperimentConfig, g: &Gathered, out: &mut String) -> Result<(), JobError> {
+fn table1(
+    cfg: &ExperimentConfig,
+    g: &Gathered,
+    out: &mut String,
+    charts: &mut Vec<(String, String)>,
+) -> Result<(), JobError> {
     let _ = writeln!(
         out,
         "Same net, `--aggregation mean`, no pruning. Best epoch = the epoch with the highest validation accuracy; OA = \
@@ -362,7 +380,7 @@ fn table1(cfg: &ExperimentConfig, g: &Gathered, out: &mut String) -> Result<(), 
         }
         let _ = writeln!(out, "\n![test accuracy per epoch]({file})\n");
         chart(
-            &cfg.output,
+            charts,
             file,
             "Test accuracy (mean over finished seeds)",
             "test accuracy (%)",
@@ -372,7 +390,11 @@ fn table1(cfg: &ExperimentConfig, g: &Gathered, out: &mut String) -> Result<(), 
     Ok(())
 }
 
-fn table2(cfg: &ExperimentConfig, g: &Gathered, out: &mut String) -> Result<(), JobError> {
+fn table2(
+    g: &Gathered,
+    out: &mut String,
+    charts: &mut Vec<(String, String)>,
+) -> Result<(), JobError> {
     let _ = writeln!(
         out,
         "Pruning decided at the end of epoch 1; `dis` aggregation with group weights 0.55/0.45 (divisor: the weights); \
@@ -426,7 +448,7 @@ fn table2(cfg: &ExperimentConfig, g: &Gathered, out: &mut String) -> Result<(), 
     }
     let _ = writeln!(out, "\n![mean recall per epoch](table2.svg)\n");
     chart(
-        &cfg.output,
+        charts,
         "table2.svg",
         "Mean recall (mean over finished seeds)",
         "mean recall (%)",
@@ -434,7 +456,11 @@ fn table2(cfg: &ExperimentConfig, g: &Gathered, out: &mut String) -> Result<(), 
     )
 }
 
-fn speedup(cfg: &ExperimentConfig, g: &Gathered, out: &mut String) -> Result<(), JobError> {
+fn speedup(
+    g: &Gathered,
+    out: &mut String,
+    charts: &mut Vec<(String, String)>,
+) -> Result<(), JobError> {
     let _ = writeln!(
         out,
         "`local-cluster[n,1]`: n executor processes of 1 core, the driver in this process; the same data and partitions \
@@ -491,7 +517,7 @@ fn speedup(cfg: &ExperimentConfig, g: &Gathered, out: &mut String) -> Result<(),
     });
     let _ = writeln!(out, "\n![speedup](speedup.svg)\n");
     chart(
-        &cfg.output,
+        charts,
         "speedup.svg",
         "Speedup by number of executors",
         "t1 / tn",
@@ -528,11 +554,15 @@ fn runs(g: &Gathered, out: &mut String) {
 
 /// Writes `DIR/report.md` (and the charts) from what is on disk now.
 pub fn write(cfg: &ExperimentConfig) -> Result<std::path::PathBuf, JobError> {
-    let text = render(cfg)?;
-    let path = cfg.output.join("report.md");
-    std::fs::write(&path, text).map_err(|source| JobError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    Ok(path)
+    let r = render(cfg)?;
+    let save = |name: &str, text: &str| {
+        let path = cfg.output.join(name);
+        std::fs::write(&path, text)
+            .map(|()| path.clone())
+            .map_err(|source| JobError::Io { path, source })
+    };
+    for (name, svg) in &r.charts {
+        save(name, svg)?;
+    }
+    save("report.md", &r.report)
 }
