@@ -16,8 +16,7 @@ fn committed_reports_are_recomputed_from_the_committed_runs() {
             continue;
         }
         for run in std::fs::read_dir(dir.join("runs")).unwrap().flatten() {
-            if run.path().is_dir() && !run.file_name().to_string_lossy().ends_with(".in-progress")
-            {
+            if run.path().is_dir() && !run.file_name().to_string_lossy().ends_with(".in-progress") {
                 verify_digests(&run.path(), &["model.safetensors", "model.pt"])
                     .unwrap_or_else(|e| panic!("{e}"));
             }
@@ -33,7 +32,10 @@ fn committed_reports_are_recomputed_from_the_committed_runs() {
             "results/{name}/report.md is not what its runs give; `driver report results/{name}` rewrites it"
         );
         for (file, svg) in &r.charts {
-            assert!(*svg == read(file), "results/{name}/{file} is not what its runs give");
+            assert!(
+                *svg == read(file),
+                "results/{name}/{file} is not what its runs give"
+            );
         }
         checked += 1;
     }

@@ -208,7 +208,11 @@ fn table2(cfg: &ExperimentConfig) -> Vec<Row> {
             a,
             b: Some(b),
             init: InitMethod::Dis,
-            label: "",
+            label: if (a, b) == (0.25, 0.5) {
+                "the paper's grid (its best cell)"
+            } else {
+                "the paper's grid"
+            },
             paper: Some(p),
         })
         .collect();

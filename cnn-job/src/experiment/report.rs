@@ -405,7 +405,7 @@ fn table2(
     );
     let head = FIGURE_HEAD.replace("{m}", "MR");
     let _ = writeln!(out, "| init | A | B | row | {head} | maps pruned per conv layer | low-error share | paper: MR (%) |");
-    let _ = writeln!(out, "|{}", "---|".repeat(15));
+    let _ = writeln!(out, "|{}", "---|".repeat(14));
     let mut series = Vec::new();
     for (row, outcomes) in &g.rows {
         let runs = finished(outcomes);
