@@ -416,14 +416,13 @@ impl ExperimentArgs {
     fn command(&self) -> String {
         let r = &self.recipe;
         let mut c = format!(
-            "driver submit cnn-experiment {} --data {} --output {} --epochs {} --seeds {} --loss {} --squared-inits {} --partitions {} --lr {} --momentum {} --weight-decay {} --schedule {} --warmup {} --augment {} --batch-size {} --validation {} --checkpoint-every {}",
+            "driver submit cnn-experiment {} --data {} --output {} --epochs {} --seeds {} --loss {} --partitions {} --lr {} --momentum {} --weight-decay {} --schedule {} --warmup {} --augment {} --batch-size {} --checkpoint-every {}",
             value_name(&self.which),
             self.data.display(),
             self.output.display(),
             self.epochs,
             self.seeds,
             value_name(&self.loss),
-            self.squared_inits.iter().map(value_name).collect::<Vec<_>>().join(","),
             self.partitions,
             r.lr,
             r.momentum,
@@ -432,9 +431,15 @@ impl ExperimentArgs {
             r.warmup,
             value_name(&r.augment),
             r.batch_size,
-            self.validation,
             self.checkpoint_every,
         );
+        if self.which != WhichArg::Speedup {
+            c.push_str(&format!(" --validation {}", self.validation));
+        }
+        if self.which == WhichArg::Table1 {
+            let inits: Vec<String> = self.squared_inits.iter().map(value_name).collect();
+            c.push_str(&format!(" --squared-inits {}", inits.join(",")));
+        }
         if let Some(n) = self.train_limit {
             c.push_str(&format!(" --train-limit {n}"));
         }
