@@ -123,6 +123,13 @@ fn finished_runs_are_skipped_only_as_they_were_made() {
         "{err}"
     );
 
+    // Another experiment running on the same directory: refused while it holds the lock.
+    let other = std::fs::File::open(out.join(".lock")).unwrap();
+    other.lock().unwrap();
+    let err = run(&ctx, &cfg).0.unwrap_err().to_string();
+    assert!(err.contains("another cnn-experiment is running"), "{err}");
+    other.unlock().unwrap();
+
     // A metrics file changed after the run: refused by its digest.
     let metrics = out.join("runs/table1-kmeans-seed0/metrics.jsonl");
     let changed = read(&metrics).replacen("\"epoch\":1", "\"epoch\":7", 1);

@@ -92,6 +92,31 @@ fn write(path: &std::path::Path, text: &str) -> Result<(), JobError> {
     })
 }
 
+/// Holds `DIR/.lock` for as long as the returned file lives: two experiments on one output
+/// would run the same runs into the same directories. The OS drops the lock with the process,
+/// so a killed experiment leaves nothing to clean up.
+fn lock(dir: &std::path::Path) -> Result<std::fs::File, JobError> {
+    let path = dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| JobError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(JobError::BadOption(format!(
+            "another cnn-experiment is running on {} (it holds {})",
+            dir.display(),
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(source)) => Err(JobError::Io { path, source }),
+    }
+}
+
 /// Runs what is not yet done of the experiment; returns the report's path.
 pub fn run(
     ctx: &Context,
@@ -117,6 +142,7 @@ pub fn run(
         path: runs_dir.clone(),
         source,
     })?;
+    let _lock = lock(&cfg.output)?;
     let settings =
         serde_json::to_string_pretty(cfg).map_err(|e| JobError::BadOption(e.to_string()))?;
     write(&cfg.output.join(SETTINGS), &(settings + "\n"))?;
