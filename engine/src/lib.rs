@@ -29,6 +29,7 @@ pub mod storage;
 mod stream;
 pub mod task;
 pub mod task_context;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use accumulator::{Accumulator, AccumulatorParam, Count, Sum};

@@ -1,5 +1,6 @@
-//! Ops used by tests. They live in the library, not in test files, so that executor binaries
-//! (which must carry every op a driver may ship) have them too.
+//! Ops used by tests. They live in the library, not in test files, so that the executor
+//! binaries a test run builds (which must carry every op a driver may ship) have them too;
+//! only with the `testing` feature, which the test builds turn on and release builds do not.
 
 use crate::accumulator::{Accumulator, Sum};
 use crate::broadcast::Broadcast;
