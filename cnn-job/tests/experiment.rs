@@ -119,7 +119,7 @@ fn finished_runs_are_skipped_only_as_they_were_made() {
     };
     let err = run(&ctx, &longer).0.unwrap_err().to_string();
     assert!(
-        err.contains("table1-random-seed0") && err.contains("epochs 2 (planned 3)"),
+        err.contains("table1-random-seed0") && err.contains("epochs was 2, now 3"),
         "{err}"
     );
 

@@ -60,6 +60,29 @@ pub fn options(cfg: &DisConfig) -> serde_json::Value {
     v
 }
 
+/// The options that differ between what a run was made with and what is asked for now, as
+/// `lr was 0.05, now 0.02`.
+pub fn differences(had: &serde_json::Value, want: &serde_json::Value) -> String {
+    let null = serde_json::Value::Null;
+    match (had.as_object(), want.as_object()) {
+        (Some(a), Some(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            keys.into_iter()
+                .filter(|k| a.get(*k) != b.get(*k))
+                .map(|k| {
+                    format!(
+                        "{k} was {}, now {}",
+                        a.get(k).unwrap_or(&null),
+                        b.get(k).unwrap_or(&null)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+        _ => "the options".into(),
+    }
+}
+
 /// The SHA-256 of `bytes` in lower-case hex, as `sha256sum` prints it.
 pub fn hex(bytes: &[u8]) -> String {
     Sha256::digest(bytes)
@@ -177,19 +200,10 @@ pub fn load(output: &Path, cfg: &DisConfig) -> Result<Resumed, CheckpointError> 
     let momentum = read("momentum.safetensors", &state.momentum_sha256)?.params;
     let want = options(cfg);
     if state.options != want {
-        let (a, b) = (state.options.as_object(), want.as_object());
-        let differ: Vec<String> = match (a, b) {
-            (Some(a), Some(b)) => a
-                .iter()
-                .filter(|(k, v)| b.get(*k) != Some(*v))
-                .map(|(k, v)| format!("{k} was {v}"))
-                .collect(),
-            _ => vec!["the options".into()],
-        };
         return Err(CheckpointError::Mismatch(format!(
             "the run in {} used other options: {}",
             output.display(),
-            differ.join(", ")
+            differences(&state.options, &want)
         )));
     }
     if state.epoch > 0 && momentum.len() != model.params.len() {

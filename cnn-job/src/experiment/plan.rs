@@ -109,13 +109,13 @@ pub fn rows(cfg: &ExperimentConfig) -> Vec<Row> {
 }
 
 /// The runs in the order they are run: seed by seed across the rows, so that a partial
-/// experiment already has every row.
+/// experiment already has every row. The peer's rows are not run here.
 pub fn runs(rows: &[Row]) -> Vec<&PlannedRun> {
     let most = rows.iter().map(|r| r.runs.len()).max().unwrap_or(0);
     let mut order = Vec::new();
     for section_first in [true, false] {
         for i in 0..most {
-            for row in rows {
+            for row in rows.iter().filter(|r| !r.peer) {
                 let first = matches!(row.section, Section::Table1 | Section::Table2);
                 if first == section_first {
                     order.extend(row.runs.get(i));
@@ -137,6 +137,23 @@ fn table1(cfg: &ExperimentConfig) -> Vec<Row> {
         .into_iter()
         .zip(paper)
     {
+        if m == InitMethod::Kmeans {
+            // The peer's row goes right after the random initialisation's.
+            rows.push(Row {
+                section: Section::Table1,
+                label: "random (PyTorch peer)".into(),
+                peer: true,
+                paper: None,
+                runs: (0..cfg.seeds)
+                    .map(|seed| PlannedRun {
+                        name: peer_run(seed),
+                        seed,
+                        executors: None,
+                        config: cfg.base(&peer_run(seed), seed),
+                    })
+                    .collect(),
+            });
+        }
         let init = init_name(m);
         rows.push(cfg.seeds(
             init.into(),

@@ -48,6 +48,13 @@ fn bad(path: &Path, why: impl std::fmt::Display) -> JobError {
     ))
 }
 
+fn read_json(path: &Path) -> Result<serde_json::Value, JobError> {
+    std::fs::read(path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        .map_err(|e| bad(path, e))
+}
+
 /// Reads a finished run's metrics and run.json.
 pub fn read_finished(dir: &Path) -> Result<Finished, JobError> {
     let metrics = dir.join("metrics.jsonl");
@@ -62,10 +69,7 @@ pub fn read_finished(dir: &Path) -> Result<Finished, JobError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     let run = dir.join("run.json");
-    let v: serde_json::Value = std::fs::read(&run)
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-        .map_err(|e| bad(&run, e))?;
+    let v = read_json(&run)?;
     let machines = v
         .get("machines")
         .cloned()
@@ -94,10 +98,7 @@ pub fn finished(output: &Path, planned: &PlannedRun) -> Result<Option<Finished>,
     }
     output::verify_digests(&dir, &["model.safetensors"]).map_err(|e| bad(&dir, e))?;
     let run = dir.join("run.json");
-    let v: serde_json::Value = std::fs::read(&run)
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-        .map_err(|e| bad(&run, e))?;
+    let v = read_json(&run)?;
     let made: DisConfig = v
         .get("options")
         .cloned()
@@ -113,24 +114,11 @@ pub fn finished(output: &Path, planned: &PlannedRun) -> Result<Option<Finished>,
     };
     let (had, want) = (with_epochs(&made), with_epochs(&planned.config));
     if had != want {
-        let differ: Vec<String> = match (had.as_object(), want.as_object()) {
-            (Some(a), Some(b)) => b
-                .iter()
-                .filter(|(k, v)| a.get(*k) != Some(*v))
-                .map(|(k, v)| {
-                    format!(
-                        "{k} {} (planned {v})",
-                        a.get(k).unwrap_or(&serde_json::Value::Null)
-                    )
-                })
-                .collect(),
-            _ => vec!["the options".into()],
-        };
         return Err(bad(
             &dir,
             format!(
                 "made with other options than planned: {}",
-                differ.join(", ")
+                checkpoint::differences(&had, &want)
             ),
         ));
     }

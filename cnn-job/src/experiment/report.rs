@@ -3,7 +3,7 @@
 //! after every run; a test rebuilds the committed reports from the committed runs.
 
 use super::chart::{line_chart, Series};
-use super::plan::{self, PlannedRun, Row, Section};
+use super::plan::{self, Row, Section};
 use super::record::{self, Finished, Outcome};
 use super::{ExperimentConfig, Which};
 use crate::dis::job::{EpochMetrics, JobError};
@@ -87,44 +87,26 @@ fn gather(cfg: &ExperimentConfig) -> Result<Gathered, JobError> {
         let outcomes = row
             .runs
             .iter()
-            .map(|r| record::outcome(&cfg.output, &r.name))
+            .map(|r| {
+                if !row.peer {
+                    return record::outcome(&cfg.output, &r.name);
+                }
+                // The experiment never checked the peer's runs: their digests are checked
+                // here, and a bad one is shown rather than stopping the report.
+                Ok(match record::outcome(&cfg.output, &r.name) {
+                    Ok(Outcome::Finished(f)) => {
+                        let dir = record::run_dir(&cfg.output, &r.name);
+                        match crate::dis::output::verify_digests(&dir, &["model.pt"]) {
+                            Ok(()) => Outcome::Finished(f),
+                            Err(e) => Outcome::Failed(e),
+                        }
+                    }
+                    Ok(o) => o,
+                    Err(e) => Outcome::Failed(e.to_string()),
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         rows.push((row, outcomes));
-    }
-    if cfg.which == Which::Table1 {
-        // The peer's rows go right after the random initialisation's.
-        let runs: Vec<PlannedRun> = (0..cfg.seeds)
-            .map(|seed| PlannedRun {
-                name: plan::peer_run(seed),
-                seed,
-                executors: None,
-                config: Default::default(),
-            })
-            .collect();
-        let outcomes: Vec<Outcome> = runs
-            .iter()
-            .map(|r| match record::outcome(&cfg.output, &r.name) {
-                Ok(Outcome::Finished(f)) => {
-                    match crate::dis::output::verify_digests(
-                        &record::run_dir(&cfg.output, &r.name),
-                        &["model.pt"],
-                    ) {
-                        Ok(()) => Outcome::Finished(f),
-                        Err(e) => Outcome::Failed(e),
-                    }
-                }
-                Ok(o) => o,
-                Err(e) => Outcome::Failed(e.to_string()),
-            })
-            .collect();
-        let peer = Row {
-            section: Section::Table1,
-            label: "random (PyTorch peer)".into(),
-            peer: true,
-            paper: None,
-            runs,
-        };
-        rows.insert(1.min(rows.len()), (peer, outcomes));
     }
     Ok(Gathered { rows })
 }
