@@ -160,7 +160,7 @@ pub fn run(
     let mut report = report::write(cfg)?;
     let mut failed = 0;
     for (i, r) in todo.iter().enumerate() {
-        let pending = output::in_progress(&cfg.output.join("runs").join(&r.name));
+        let pending = output::in_progress(&record::run_dir(&cfg.output, &r.name));
         let resume = checkpoint::dir(&pending).join("state.json").exists();
         let config = DisConfig {
             resume,
