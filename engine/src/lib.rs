@@ -5,53 +5,42 @@
 //! registered ops ([`op`]) so that the same code runs in local mode and, unchanged, on remote
 //! executors. See ARCHITECTURE.md at the repository root for the life of a job.
 
-pub mod accumulator;
-mod backend;
-pub mod broadcast;
+// The layers, bottom up; each imports only those below it (see ARCHITECTURE.md, and
+// tests/layers.rs, which enforces it).
 pub mod cluster;
-mod codec;
-pub mod context;
-pub mod error;
-pub mod events;
+mod core;
+mod driver;
 mod exec;
-mod executor;
-mod io;
-pub mod key;
-pub mod op;
-pub mod plan;
-pub mod process;
-pub mod progress;
-pub mod rdd;
-mod scheduler;
-mod shuffle;
-mod shuffle_store;
-pub mod storage;
-mod stream;
-pub mod task;
-pub mod task_context;
+mod master;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use accumulator::{Accumulator, AccumulatorParam, Count, Sum};
-pub use broadcast::Broadcast;
-pub use codec::Data;
-pub use context::{Config, Context, ContextStats};
-pub use error::{EngineError, Result, TaskFailure};
-pub use events::{Event, EventLog, Listener};
-pub use key::Key;
-pub use op::{
+// The module paths users name (`discnn_engine::context::Config`, …), kept where they were.
+pub use crate::core::{error, events, key, plan, process, task};
+pub use crate::driver::{context, progress, rdd};
+pub use crate::exec::{accumulator, broadcast, op, storage, task_context};
+
+pub use crate::core::cancel::CancelToken;
+pub use crate::core::codec::Data;
+pub use crate::core::error::{EngineError, Result, TaskFailure};
+pub use crate::core::events::{Event, EventLog, Listener};
+pub use crate::core::key::Key;
+pub use crate::driver::context::{Config, Context, ContextStats};
+pub use crate::driver::rdd::{HashPartitioner, RangePartitioner, Rdd};
+pub use crate::exec::accumulator::{Accumulator, AccumulatorParam, Count, Sum};
+pub use crate::exec::broadcast::Broadcast;
+pub use crate::exec::op::{
     AggregateFn, CombineFn, FilterFn, FlatMapFn, ForeachFn, ForeachPartitionFn, MapFn, PartitionFn,
     Partitioner, ReduceFn, ZipFn,
 };
-pub use rdd::{HashPartitioner, RangePartitioner, Rdd};
-pub use storage::StorageLevel;
-pub use stream::BoxIter;
-pub use task_context::TaskContext;
+pub use crate::exec::storage::StorageLevel;
+pub use crate::exec::stream::BoxIter;
+pub use crate::exec::task_context::TaskContext;
 
 /// What the registration macros expand to; not part of the API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::key::{KeyCodecImpl, KeyRegistration};
-    pub use crate::op::registry::OpRegistration;
+    pub use crate::core::key::{KeyCodecImpl, KeyRegistration};
+    pub use crate::exec::op::registry::OpRegistration;
     pub use inventory;
 }

@@ -2,12 +2,13 @@
 //! binaries a test run builds (which must carry every op a driver may ship) have them too;
 //! only with the `testing` feature, which the test builds turn on and release builds do not.
 
-use crate::accumulator::{Accumulator, Sum};
-use crate::broadcast::Broadcast;
-use crate::op::*;
+use crate::core::sync::Locked;
+use crate::exec::accumulator::{Accumulator, Sum};
+use crate::exec::broadcast::Broadcast;
+use crate::exec::op::*;
+use crate::exec::stream::BoxIter;
+use crate::exec::task_context::TaskContext;
 use crate::register_op;
-use crate::stream::BoxIter;
-use crate::task_context::TaskContext;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -19,20 +20,11 @@ fn counters() -> &'static Mutex<HashMap<String, u64>> {
 }
 
 pub fn calls(name: &str) -> u64 {
-    counters()
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(name)
-        .copied()
-        .unwrap_or(0)
+    counters().locked().get(name).copied().unwrap_or(0)
 }
 
 fn bump(name: &str) {
-    *counters()
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .entry(name.to_string())
-        .or_default() += 1;
+    *counters().locked().entry(name.to_string()).or_default() += 1;
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -345,3 +337,62 @@ impl MapFn for BlockOnce {
     }
 }
 register_op!(map BlockOnce);
+
+/// Handles on an executor's block manager and shuffle store, for benchmarks of them under
+/// concurrent use (`engine/benches/stores.rs`).
+pub mod stores {
+    use crate::core::codec::Frames;
+    use crate::exec::shuffle::MapOutput;
+    use crate::exec::shuffle_store::ShuffleStore;
+    use crate::exec::storage::{Block, BlockManager, StorageLevel, VecBlock};
+    use std::sync::Arc;
+
+    /// A block manager with `budget` bytes of memory, spilling under the system's temp dir.
+    pub struct Blocks(BlockManager);
+
+    impl Blocks {
+        pub fn new(budget: usize) -> std::io::Result<Self> {
+            BlockManager::new_in(budget, &std::env::temp_dir()).map(Blocks)
+        }
+
+        /// Caches partition `partition` of rdd `rdd`: `records` numbers, in memory.
+        pub fn put(&self, rdd: u64, partition: usize, records: usize) -> bool {
+            let block = Block::Typed(Arc::new(VecBlock::new((0..records as i64).collect())));
+            self.0
+                .put((rdd, partition), block, StorageLevel::MemoryOnly)
+                .unwrap_or(false)
+        }
+
+        /// Reads a cached partition's first record, as a task starting on it does.
+        pub fn read_first(&self, rdd: u64, partition: usize) -> bool {
+            matches!(self.0.get((rdd, partition)), Ok(Some(_)))
+        }
+    }
+
+    /// A shuffle store with `budget` bytes of memory, spilling under the system's temp dir.
+    pub struct Shuffles(ShuffleStore);
+
+    impl Shuffles {
+        pub fn new(budget: usize) -> std::io::Result<Self> {
+            ShuffleStore::new_in(budget, &std::env::temp_dir()).map(Shuffles)
+        }
+
+        /// Keeps map output `map` of `shuffle`: `reducers` buckets of `bytes` bytes each.
+        pub fn put(&self, shuffle: u64, map: u32, reducers: usize, bytes: usize) -> bool {
+            let bucket = || {
+                let mut f = Frames::default();
+                f.push(&vec![7u8; bytes]);
+                Arc::new(f)
+            };
+            let out = MapOutput {
+                buckets: (0..reducers).map(|_| bucket()).collect(),
+            };
+            self.0.put(shuffle, map, out).is_ok()
+        }
+
+        /// Reads one bucket, as a reducer does.
+        pub fn read(&self, shuffle: u64, map: u32, reduce: u32) -> bool {
+            self.0.bucket(shuffle, map, reduce).is_ok()
+        }
+    }
+}

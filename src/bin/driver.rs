@@ -4,7 +4,9 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use discnn::cli::{self, TlsArgs, UsageError};
 use discnn::jobs::{Job, JobSpec};
-use discnn_engine::cluster::{self, pb, ClusterConfig, ClusterDriver, Credentials, Secret};
+use discnn_engine::cluster::{
+    self, pb, ClusterConfig, ClusterDriver, ClusterTimings, Credentials, Secret,
+};
 use discnn_engine::{Config, Context};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -270,9 +272,11 @@ fn serve(s: Serve) -> anyhow::Result<()> {
         listen: listen.clone(),
         secret,
         tls: s.tls.load()?,
-        heartbeat_timeout: secure(s.heartbeat_timeout, "heartbeat-timeout")?,
-        no_executor_grace: secure(s.grace, "grace")?,
-        ..ClusterConfig::default()
+        timings: ClusterTimings {
+            heartbeat_timeout: secure(s.heartbeat_timeout, "heartbeat-timeout")?,
+            no_executor_grace: secure(s.grace, "grace")?,
+            ..ClusterTimings::default()
+        },
     };
     if config.secret.is_none() {
         tracing::warn!("no shared secret: any process that reaches {listen} can join or submit");

@@ -5,7 +5,7 @@
 
 pub mod served;
 
-use discnn_engine::cluster::ClusterConfig;
+use discnn_engine::cluster::ClusterTimings;
 use discnn_engine::{Config, Context};
 use std::time::Duration;
 
@@ -28,12 +28,11 @@ pub fn cluster_with(
         master: format!("local-cluster[{n},1]"),
         executor_binary: Some(env!("CARGO_BIN_EXE_executor").into()),
         memory_budget: 256 << 20,
-        cluster: ClusterConfig {
+        cluster: ClusterTimings {
             heartbeat_interval: Duration::from_millis(200),
             heartbeat_timeout,
             no_executor_grace: grace,
             locality_wait: Duration::from_millis(500),
-            ..ClusterConfig::default()
         },
         ..Config::default()
     };

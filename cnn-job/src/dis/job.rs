@@ -522,6 +522,8 @@ pub fn run(
         };
         let line = serde_json::to_string(&em).map_err(|e| EngineError::Codec(e.to_string()))?;
         writeln!(metrics_file, "{line}").map_err(io(&metrics_path))?;
+        // The same line on the listener bus, for whoever watches the run.
+        ctx.post_event("epoch", line);
         let done = epoch + 1;
         if cfg.checkpoint_every.is_some_and(|n| n > 0 && done % n == 0) {
             super::checkpoint::save(

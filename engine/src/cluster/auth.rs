@@ -9,6 +9,7 @@
 //! and are not covered by the token: an attacker who can intercept *and hold back* a call can
 //! change its body; use TLS on a network you do not trust.
 
+use crate::core::sync::Locked;
 use hmac::{KeyInit, Mac};
 use rand::RngCore;
 use std::collections::HashMap;
@@ -262,7 +263,7 @@ impl ServerAuth {
             .mac(ts, nonce, &self.audience, method)
             .verify_slice(&tag)
             .map_err(|_| "wrong secret, or a token for another process or method")?;
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = self.seen.locked();
         let horizon = now.saturating_sub(2 * MAX_SKEW.as_millis() as u64);
         if seen.len() > 100_000 {
             seen.retain(|_, at| *at >= horizon);

@@ -2,6 +2,7 @@
 //! chunks no larger than [`CHUNK`], so a message size limit never bounds a payload; the receiver
 //! bounds the total instead.
 
+use crate::core::sync::Locked;
 use std::net::IpAddr;
 use tonic::{Status, Streaming};
 
@@ -27,7 +28,7 @@ static PER_PEER: std::sync::Mutex<Option<std::collections::HashMap<IpAddr, usize
 
 /// Takes `n` bytes of `peer`'s share, or refuses with what it holds already.
 fn reserve_peer(peer: IpAddr, n: usize) -> Result<(), usize> {
-    let mut guard = PER_PEER.lock().unwrap_or_else(|p| p.into_inner());
+    let mut guard = PER_PEER.locked();
     let used = guard
         .get_or_insert_with(Default::default)
         .entry(peer)
@@ -42,7 +43,7 @@ fn reserve_peer(peer: IpAddr, n: usize) -> Result<(), usize> {
 }
 
 fn release_peer(peer: IpAddr, n: usize) {
-    let mut guard = PER_PEER.lock().unwrap_or_else(|p| p.into_inner());
+    let mut guard = PER_PEER.locked();
     if let Some(map) = guard.as_mut() {
         if let Some(used) = map.get_mut(&peer) {
             *used = used.saturating_sub(n);

@@ -86,7 +86,7 @@ pub fn submit(
         let mut driver = connect(master, creds)?;
         let mut events = driver
             .submit(pb::SubmitRequest {
-                fingerprint: crate::op::fingerprint(),
+                fingerprint: crate::exec::op::fingerprint(),
                 job_json: job_json.to_string(),
             })
             .await

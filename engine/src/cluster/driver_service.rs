@@ -4,8 +4,8 @@
 use super::backend::ClusterBackend;
 use super::chunks;
 use super::jobs::JobQueue;
-use crate::codec;
-use crate::task::TaskResult;
+use crate::core::codec;
+use crate::core::task::TaskResult;
 use discnn_proto::pb;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<pb::JobEvent, Status>> + Sen
 
 /// Refuses a peer built from different code: it could not decode our plans (or we its results).
 pub(crate) fn check_fingerprint(theirs: &str, who: &str) -> Result<(), Status> {
-    let ours = crate::op::fingerprint();
+    let ours = crate::exec::op::fingerprint();
     if theirs == ours {
         return Ok(());
     }
@@ -53,7 +53,8 @@ impl pb::driver_server::Driver for DriverService {
             .map_err(Status::invalid_argument)?;
         Ok(Response::new(pb::RegisterResponse {
             executor_id: id,
-            heartbeat_interval_ms: self.backend.config.heartbeat_interval.as_millis() as u32,
+            heartbeat_interval_ms: self.backend.config.timings.heartbeat_interval.as_millis()
+                as u32,
         }))
     }
 
@@ -153,7 +154,7 @@ impl pb::driver_server::Driver for DriverService {
             })
             .collect();
         Ok(Response::new(pb::StatusReply {
-            fingerprint: crate::op::fingerprint(),
+            fingerprint: crate::exec::op::fingerprint(),
             executors,
             jobs: self.jobs.list(),
         }))

@@ -11,7 +11,8 @@ use super::chunks::{self, MAX_MESSAGE};
 use super::remote::{self, DriverRpc, RemoteBroadcasts, RemoteFetcher};
 use super::tls::{self, Tls};
 use super::{ClusterError, Credentials};
-use crate::executor::{run_task, ExecutorEnv, MemoryBudgets};
+use crate::core::sync::Locked;
+use crate::exec::executor::{run_task, ExecutorEnv, MemoryBudgets};
 use discnn_proto::pb;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -260,7 +261,7 @@ async fn register(
     let mut attempts = 0u32;
     loop {
         let req = pb::RegisterRequest {
-            fingerprint: crate::op::fingerprint(),
+            fingerprint: crate::exec::op::fingerprint(),
             address: address.to_string(),
             cores: opts.cores as u32,
             memory_bytes: opts.memory as u64,
@@ -331,7 +332,7 @@ fn new_env(
         runtime: shared.runtime.clone(),
         creds: opts.credentials(),
         deadline: opts.fetch_deadline,
-        peers: Mutex::default(),
+        peers: dashmap::DashMap::new(),
         lost: super::remote::LostPeers::default(),
     }));
     Ok(Arc::new(env))
@@ -385,7 +386,7 @@ fn start_slots(shared: &Arc<Shared>, rx: Receiver<Work>, n: usize) -> Result<(),
         std::thread::Builder::new()
             .name(format!("discnn-slot-{i}"))
             .spawn(move || loop {
-                let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                let next = rx.locked().recv();
                 let Ok(w) = next else { return };
                 let result = run_task(&w.env, w.task_id, &w.bytes);
                 shared.tasks_run.fetch_add(1, Ordering::Relaxed);
@@ -462,16 +463,11 @@ impl pb::executor_server::Executor for ExecutorService {
         }
         let env = env.ok_or_else(|| Status::failed_precondition("executor is not registered"))?;
         self.shared.busy.fetch_add(1, Ordering::SeqCst);
-        let queued = self
-            .shared
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(Work {
-                env,
-                task_id,
-                bytes,
-            });
+        let queued = self.shared.queue.locked().send(Work {
+            env,
+            task_id,
+            bytes,
+        });
         if queued.is_err() {
             self.shared.busy.fetch_sub(1, Ordering::SeqCst);
             return Err(Status::unavailable("executor slots stopped"));

@@ -4,7 +4,9 @@
 //! A client that goes away (Ctrl-C) cancels its job.
 
 use super::backend::ClusterBackend;
-use crate::context::{Config, Context};
+use crate::core::cancel::CancelToken;
+use crate::core::sync::Locked;
+use crate::driver::context::{Config, Context};
 use discnn_proto::pb;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -86,11 +88,11 @@ impl JobQueue {
     }
 
     pub fn list(&self) -> Vec<pb::JobInfo> {
-        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.jobs.locked().clone()
     }
 
     fn set(&self, id: u64, state: &str, error: Option<String>) {
-        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let mut jobs = self.jobs.locked();
         if let Some(j) = jobs.iter_mut().find(|j| j.id == id) {
             j.state = state.into();
             j.error = error.unwrap_or_default();
@@ -110,17 +112,14 @@ impl JobQueue {
         })?;
         let name = runner.name(&job_json).map_err(Status::invalid_argument)?;
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
-        self.jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(pb::JobInfo {
-                id,
-                name: name.clone(),
-                state: "queued".into(),
-                error: String::new(),
-            });
+        self.jobs.locked().push(pb::JobInfo {
+            id,
+            name: name.clone(),
+            state: "queued".into(),
+            error: String::new(),
+        });
         let (tx, rx) = mpsc::channel(1024);
-        let cancel = Arc::new(AtomicBool::new(false));
+        let cancel = CancelToken::new();
         let done = Arc::new(AtomicBool::new(false));
         // The watcher's sender must go when the job ends: the stream ends only when every
         // sender has, and a generic client reads until it does.
@@ -131,7 +130,7 @@ impl JobQueue {
             tokio::spawn(async move {
                 tokio::select! {
                     _ = tx.closed() => {
-                        if !done.load(Ordering::SeqCst) && !cancel.swap(true, Ordering::SeqCst) {
+                        if !done.load(Ordering::SeqCst) && !cancel.cancel() {
                             tracing::warn!("job {id}: the client went away; cancelling");
                         }
                     }
@@ -166,10 +165,10 @@ impl JobQueue {
         runner: Arc<dyn JobRunner>,
         job_json: String,
         tx: &mpsc::Sender<Result<pb::JobEvent, Status>>,
-        cancel: Arc<AtomicBool>,
+        cancel: CancelToken,
     ) -> Option<pb::JobDone> {
-        let _turn = self.turn.lock().unwrap_or_else(|p| p.into_inner());
-        if cancel.load(Ordering::SeqCst) {
+        let _turn = self.turn.locked();
+        if cancel.is_cancelled() {
             self.set(id, "cancelled", None);
             return None;
         }
@@ -184,15 +183,17 @@ impl JobQueue {
         let outcome = match Context::on_cluster(config, backend) {
             Ok(ctx) => {
                 let ptx = tx.clone();
-                ctx.add_listener(crate::progress::ConsoleProgressBar::start_with(move |d| {
-                    let line = match d {
-                        crate::progress::Draw::Line(l) => l,
-                        crate::progress::Draw::Clear => String::new(),
-                    };
-                    let _ = ptx.try_send(Ok(pb::JobEvent {
-                        event: Some(pb::job_event::Event::Progress(line)),
-                    }));
-                }));
+                ctx.add_listener(crate::driver::progress::ConsoleProgressBar::start_with(
+                    move |d| {
+                        let line = match d {
+                            crate::driver::progress::Draw::Line(l) => l,
+                            crate::driver::progress::Draw::Clear => String::new(),
+                        };
+                        let _ = ptx.try_send(Ok(pb::JobEvent {
+                            event: Some(pb::job_event::Event::Progress(line)),
+                        }));
+                    },
+                ));
                 runner.run(&ctx, &job_json, &out)
             }
             Err(e) => JobOutcome {
@@ -202,7 +203,7 @@ impl JobQueue {
         };
         let state = if outcome.exit_code == 0 {
             "succeeded"
-        } else if cancel.load(Ordering::SeqCst) {
+        } else if cancel.is_cancelled() {
             "cancelled"
         } else {
             "failed"

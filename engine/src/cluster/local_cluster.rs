@@ -3,7 +3,7 @@
 //! benchmarks use it to exercise everything that crosses a process boundary.
 
 use super::{ClusterConfig, ClusterDriver, ClusterError, Secret};
-use crate::context::Config;
+use crate::driver::context::Config;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -68,7 +68,8 @@ impl LocalCluster {
         let cluster = ClusterConfig {
             listen: "127.0.0.1:0".into(),
             secret: Some(secret.clone()),
-            ..config.cluster.clone()
+            tls: None,
+            timings: config.cluster,
         };
         let driver = ClusterDriver::start(cluster, None, config.clone())?;
         let logs = tempfile::Builder::new()

@@ -17,6 +17,7 @@ pub mod executor_process;
 pub mod jobs;
 pub(crate) mod local_cluster;
 mod remote;
+pub(crate) mod scheduling;
 pub mod tls;
 pub mod traffic;
 
@@ -34,10 +35,11 @@ pub struct Credentials {
     pub tls: Option<Arc<Tls>>,
 }
 
-use crate::context::Config;
+use crate::core::error::EngineError;
+pub use crate::driver::context::ClusterTimings;
+use crate::driver::context::Config;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// How a cluster driver behaves.
 #[derive(Debug, Clone)]
@@ -47,14 +49,8 @@ pub struct ClusterConfig {
     pub secret: Option<Secret>,
     /// Serve over TLS, and dial executors over TLS.
     pub tls: Option<Arc<Tls>>,
-    /// How often executors heartbeat.
-    pub heartbeat_interval: Duration,
-    /// An executor silent for longer is declared lost.
-    pub heartbeat_timeout: Duration,
-    /// How long tasks wait for an executor when none is alive before the job fails.
-    pub no_executor_grace: Duration,
-    /// How long a task waits for a busy executor that holds its cached input.
-    pub locality_wait: Duration,
+    /// Heartbeats, loss and locality waits.
+    pub timings: ClusterTimings,
 }
 
 impl Default for ClusterConfig {
@@ -63,10 +59,7 @@ impl Default for ClusterConfig {
             listen: "0.0.0.0:7077".into(),
             secret: None,
             tls: None,
-            heartbeat_interval: Duration::from_secs(1),
-            heartbeat_timeout: Duration::from_secs(10),
-            no_executor_grace: Duration::from_secs(30),
-            locality_wait: Duration::from_secs(3),
+            timings: ClusterTimings::default(),
         }
     }
 }
@@ -94,6 +87,12 @@ pub enum ClusterError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+}
+
+impl From<ClusterError> for EngineError {
+    fn from(e: ClusterError) -> Self {
+        EngineError::Cluster(Box::new(e))
+    }
 }
 
 /// A running driver service. Dropping it stops the service.

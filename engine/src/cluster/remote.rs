@@ -6,16 +6,16 @@ use super::auth::ClientAuth;
 use super::chunks::MAX_MESSAGE;
 use super::tls::endpoint;
 use super::Credentials;
-use crate::broadcast::BroadcastSource;
-use crate::codec::Frames;
-use crate::error::TaskFailure;
-use crate::executor::ShuffleFetcher;
-use crate::plan::ShuffleId;
+use crate::core::codec::Frames;
+use crate::core::error::TaskFailure;
+use crate::core::plan::ShuffleId;
+use crate::exec::broadcast::BroadcastSource;
+use crate::exec::executor::ShuffleFetcher;
+use dashmap::{DashMap, DashSet};
 use discnn_proto::pb;
 use pb::driver_client::DriverClient;
 use pb::executor_client::ExecutorClient;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
@@ -40,8 +40,8 @@ pub(crate) struct RemoteFetcher {
     pub runtime: tokio::runtime::Handle,
     pub creds: Credentials,
     pub deadline: Duration,
-    /// Clients by (address, instance).
-    pub peers: Mutex<HashMap<(String, String), PeerRpc>>,
+    /// Clients by (address, instance). Every reduce task looks its peers up here: a sharded map.
+    pub peers: DashMap<(String, String), PeerRpc>,
     pub lost: LostPeers,
 }
 
@@ -49,14 +49,14 @@ pub(crate) struct RemoteFetcher {
 /// never reused (an executor that comes back registers under a new one), so a fetch from a
 /// lost id fails at once, and one in flight fails when its holder joins the set.
 pub(crate) struct LostPeers {
-    ids: Mutex<std::collections::HashSet<String>>,
+    ids: DashSet<String>,
     changed: tokio::sync::watch::Sender<u64>,
 }
 
 impl Default for LostPeers {
     fn default() -> Self {
         LostPeers {
-            ids: Mutex::default(),
+            ids: DashSet::new(),
             changed: tokio::sync::watch::channel(0).0,
         }
     }
@@ -64,17 +64,11 @@ impl Default for LostPeers {
 
 impl LostPeers {
     fn contains(&self, id: &str) -> bool {
-        self.ids
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(id)
+        self.ids.contains(id)
     }
 
     fn declare(&self, id: &str) {
-        self.ids
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.to_string());
+        self.ids.insert(id.to_string());
         self.changed.send_modify(|g| *g += 1);
     }
 
@@ -92,10 +86,11 @@ impl LostPeers {
 impl RemoteFetcher {
     fn peer(&self, address: &str, instance: &str) -> Result<PeerRpc, String> {
         let key = (address.to_string(), instance.to_string());
-        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(p) = peers.get(&key) {
+        if let Some(p) = self.peers.get(&key) {
             return Ok(p.clone());
         }
+        // Made outside the map's lock (connect_lazy does no I/O); two tasks that race here
+        // make two equal clients, and the map keeps the first.
         let _guard = self.runtime.enter();
         let channel = endpoint(address, self.creds.tls.as_deref())?
             .timeout(self.deadline)
@@ -104,8 +99,7 @@ impl RemoteFetcher {
         let rpc = ExecutorClient::with_interceptor(channel, auth)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
-        peers.insert(key, rpc.clone());
-        Ok(rpc)
+        Ok(self.peers.entry(key).or_insert(rpc).clone())
     }
 }
 
@@ -219,7 +213,7 @@ mod tests {
             runtime: rt.handle().clone(),
             creds: Credentials::default(),
             deadline: Duration::from_secs(60),
-            peers: Mutex::default(),
+            peers: DashMap::new(),
             lost: LostPeers::default(),
         });
         let f = fetcher.clone();

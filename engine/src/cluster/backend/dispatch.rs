@@ -19,7 +19,7 @@ impl ClusterBackend {
     }
 
     fn check_heartbeats(&self) {
-        let timeout = self.config.heartbeat_timeout;
+        let timeout = self.config.timings.heartbeat_timeout;
         let silent: Vec<(String, Duration)> = self
             .lock()
             .executors
@@ -48,7 +48,7 @@ impl ClusterBackend {
                 return out;
             }
             let since = *st.idle_since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= self.config.no_executor_grace {
+            if since.elapsed() >= self.config.timings.no_executor_grace {
                 let waited = since.elapsed().as_secs();
                 for p in st.pending.drain(..) {
                     let failure = TaskFailure::NoExecutors { waited_s: waited };
@@ -64,7 +64,7 @@ impl ClusterBackend {
         st.idle_since = None;
         let mut keep = VecDeque::new();
         while let Some(p) = st.pending.pop_front() {
-            match pick(&st.executors, &p, self.config.locality_wait) {
+            match pick(&st.executors, &p, self.config.timings.locality_wait) {
                 Some(id) => {
                     let Some(e) = st.executors.get_mut(&id) else {
                         keep.push_back(p);

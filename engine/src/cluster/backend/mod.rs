@@ -7,17 +7,20 @@
 
 mod dispatch;
 
+use crate::core::sync::Locked;
 use dispatch::lost_result;
 
 use super::auth::{ClientAuth, Secret};
 use super::chunks::{self, MAX_MESSAGE};
 use super::ClusterConfig;
-use crate::broadcast::BroadcastManager;
-use crate::codec;
-use crate::error::TaskFailure;
-use crate::executor::Launch;
-use crate::plan::RddId;
-use crate::task::{TaskMetrics, TaskResult};
+use crate::core::codec;
+use crate::core::error::TaskFailure;
+use crate::core::events::Event;
+use crate::core::plan::RddId;
+use crate::core::task::{TaskMetrics, TaskResult};
+use crate::driver::listener_bus::ListenerBus;
+use crate::exec::broadcast::BroadcastManager;
+use crate::exec::executor::Launch;
 use discnn_proto::pb;
 use pb::executor_client::ExecutorClient;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
@@ -112,6 +115,8 @@ pub struct ClusterBackend {
     state: Mutex<State>,
     wake: tokio::sync::Notify,
     broadcasts: Mutex<Vec<Weak<BroadcastManager>>>,
+    /// The listener buses of the contexts on this cluster: each hears executors come and go.
+    buses: Mutex<Vec<Weak<ListenerBus>>>,
     contexts: AtomicU64,
     /// Random per driver start and part of every executor id, so that an executor registered
     /// with a driver that has since restarted is unknown to the new one, never mistaken for
@@ -133,13 +138,14 @@ impl ClusterBackend {
             state: Mutex::default(),
             wake: tokio::sync::Notify::new(),
             broadcasts: Mutex::default(),
+            buses: Mutex::default(),
             contexts: AtomicU64::new(1),
             incarnation: rand::random(),
         })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.locked()
     }
 
     /// The address executors and clients reach this driver at.
@@ -158,16 +164,53 @@ impl ClusterBackend {
     }
 
     pub(crate) fn attach_broadcasts(&self, m: &Arc<BroadcastManager>) {
-        let mut v = self.broadcasts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v = self.broadcasts.locked();
         v.retain(|w| w.strong_count() > 0);
         v.push(Arc::downgrade(m));
     }
 
     pub(crate) fn broadcast_bytes(&self, id: u64) -> Option<Arc<Vec<u8>>> {
-        let v = self.broadcasts.lock().unwrap_or_else(|p| p.into_inner());
+        let v = self.broadcasts.locked();
         v.iter()
             .filter_map(Weak::upgrade)
             .find_map(|m| m.fetch_bytes(id))
+    }
+
+    /// Posts executor events to `bus` from now on, after an `ExecutorAdded` for each executor
+    /// alive now.
+    pub(crate) fn subscribe(&self, bus: &Arc<ListenerBus>) {
+        let alive: Vec<Event> = {
+            let st = self.lock();
+            // Pushed under the state lock: an executor registering meanwhile is either in
+            // `alive` or posted to this bus by `register`, not both.
+            let mut buses = self.buses.locked();
+            buses.retain(|w| w.strong_count() > 0);
+            buses.push(Arc::downgrade(bus));
+            st.executors
+                .iter()
+                .filter(|(_, e)| matches!(e.state, ExecutorState::Alive | ExecutorState::Draining))
+                .map(|(id, e)| Event::ExecutorAdded {
+                    executor: id.clone(),
+                    address: e.address.clone(),
+                    cores: e.cores as usize,
+                })
+                .collect()
+        };
+        for e in alive {
+            bus.post(e);
+        }
+    }
+
+    fn post(&self, event: Event) {
+        let buses: Vec<Arc<ListenerBus>> = self
+            .buses
+            .locked()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for b in buses {
+            b.post(event.clone());
+        }
     }
 
     // ---- executors -------------------------------------------------------------------------
@@ -203,7 +246,22 @@ impl ClusterBackend {
             },
         );
         st.idle_since = None;
+        let added = Event::ExecutorAdded {
+            executor: id.clone(),
+            address: address.clone(),
+            cores: cores.max(1) as usize,
+        };
+        // Posted before the state lock goes: see `subscribe`.
+        let buses: Vec<Arc<ListenerBus>> = self
+            .buses
+            .locked()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
         drop(st);
+        for b in buses {
+            b.post(added.clone());
+        }
         tracing::info!("executor {id} registered from {address} with {cores} cores (pid {pid})");
         self.wake.notify_one();
         Ok(id)
@@ -262,6 +320,10 @@ impl ClusterBackend {
                 .filter_map(|t| st.running.remove(&t).map(|r| (t, r)))
                 .collect()
         };
+        self.post(Event::ExecutorLost {
+            executor: id.to_string(),
+            reason: why.to_string(),
+        });
         if to == ExecutorState::Lost {
             // Reducers fetching from it would otherwise wait out their fetch deadline.
             self.cleanup(pb::cleanup::What::ExecutorLost(id.to_string()));

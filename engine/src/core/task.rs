@@ -1,0 +1,63 @@
+//! Tasks and their results on the wire. Local mode encodes and decodes these exactly as cluster
+//! mode will, so a field that does not survive encoding fails a local test.
+
+use crate::core::error::TaskFailure;
+use crate::core::plan::{RddId, ResultSink, ShuffleId, ShuffleWriterSpec, WireNode};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct TaskDescription {
+    pub task_id: u64,
+    pub job: u64,
+    pub stage: u64,
+    pub stage_attempt: u32,
+    pub partition: u32,
+    pub attempt: u32,
+    pub nodes: Vec<WireNode>,
+    pub root: RddId,
+    pub kind: TaskKind,
+    /// For every shuffle the task reads: the executor holding each map output, by map index.
+    pub shuffle_locations: Vec<(ShuffleId, Vec<String>)>,
+    /// (id, address, instance) of the executors named in `shuffle_locations` (empty in local
+    /// mode): where to fetch, and the audience of the fetch's token.
+    pub executors: Vec<(String, String, String)>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum TaskKind {
+    ShuffleMap {
+        shuffle: ShuffleId,
+        writer: ShuffleWriterSpec,
+    },
+    Result(ResultSink),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) enum TaskOutput {
+    /// A map task stored its output on its executor; `bytes` is its size.
+    MapOutput {
+        bytes: u64,
+        /// Bytes per reduce partition (Spark's MapStatus sizes).
+        buckets: Vec<u64>,
+    },
+    Value(#[serde(with = "serde_bytes")] Vec<u8>),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskMetrics {
+    pub run_micros: u64,
+    pub decode_micros: u64,
+    pub result_bytes: u64,
+    pub shuffle_write_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct TaskResult {
+    pub task_id: u64,
+    pub executor: String,
+    pub outcome: Result<TaskOutput, TaskFailure>,
+    pub accumulators: Vec<(u64, serde_bytes::ByteBuf)>,
+    pub metrics: TaskMetrics,
+    /// Blocks (rdd, partition) this attempt stored in its executor's block manager.
+    pub cached: Vec<(RddId, u32)>,
+}

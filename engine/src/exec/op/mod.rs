@@ -1,0 +1,151 @@
+//! User code that travels to executors.
+//!
+//! A transformation's function is a value of a concrete type that implements one of the traits
+//! below and is registered with [`register_op!`](crate::register_op). The driver ships the op's
+//! registered name and its serde encoding (its captured values); an executor — the same binary —
+//! looks the name up in a table filled at link time (`inventory`) and decodes the value. No
+//! pointer or vtable ever crosses the wire, so a forged message can at worst name an op that is
+//! not in the table, which is a clear [`TaskFailure::UnknownOp`](crate::TaskFailure).
+//!
+//! ```
+//! use discnn_engine::{register_op, Context, FlatMapFn};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Clone, Serialize, Deserialize)]
+//! struct SplitWords;
+//! impl FlatMapFn for SplitWords {
+//!     type In = String;
+//!     type Out = String;
+//!     type Iter = Vec<String>;
+//!     fn call(&self, line: String) -> Vec<String> {
+//!         line.split_whitespace().map(str::to_owned).collect()
+//!     }
+//! }
+//! register_op!(flat_map SplitWords);
+//!
+//! let ctx = Context::local(2)?;
+//! let lines = ctx.parallelize(vec!["a b".to_string(), "c".to_string()], 2)?;
+//! assert_eq!(lines.flat_map(SplitWords).collect()?, ["a", "b", "c"]);
+//! # Ok::<(), discnn_engine::EngineError>(())
+//! ```
+
+pub(crate) mod erased;
+pub(crate) mod registry;
+
+use crate::core::codec::{self, Data};
+use crate::core::error::TaskFailure;
+use crate::core::key::Key;
+use crate::exec::stream::BoxIter;
+use serde::{de::DeserializeOwned, Serialize};
+
+pub use registry::{fingerprint, registered_ops};
+
+/// Anything that can travel as an op: serde-encodable, shareable between threads.
+pub trait Op: Serialize + DeserializeOwned + Send + Sync + 'static {}
+impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Op for T {}
+
+/// One record in, one record out: `map`, `key_by`, `map_values`.
+pub trait MapFn: Op {
+    type In: Data;
+    type Out: Data;
+    fn call(&self, x: Self::In) -> Self::Out;
+}
+
+/// One record in, any number out: `flat_map`, `flat_map_values`.
+pub trait FlatMapFn: Op {
+    type In: Data;
+    type Out: Data;
+    type Iter: IntoIterator<Item = Self::Out, IntoIter: Send + 'static>;
+    fn call(&self, x: Self::In) -> Self::Iter;
+}
+
+/// Keeps the records for which it returns true: `filter`.
+pub trait FilterFn: Op {
+    type Item: Data;
+    fn call(&self, x: &Self::Item) -> bool;
+}
+
+/// A whole partition at once: `map_partitions`, `map_partitions_with_index`.
+pub trait PartitionFn: Op {
+    type In: Data;
+    type Out: Data;
+    fn call(&self, partition: usize, input: BoxIter<Self::In>) -> BoxIter<Self::Out>;
+}
+
+/// Two partitions with the same index at once: `zip_partitions`.
+pub trait ZipFn: Op {
+    type A: Data;
+    type B: Data;
+    type Out: Data;
+    fn call(&self, a: BoxIter<Self::A>, b: BoxIter<Self::B>) -> BoxIter<Self::Out>;
+}
+
+/// An associative (and, for the keyed forms, commutative) binary operator: `reduce`, `fold`,
+/// `reduce_by_key`, `fold_by_key`.
+pub trait ReduceFn: Op {
+    type Value: Data;
+    fn call(&self, a: Self::Value, b: Self::Value) -> Self::Value;
+}
+
+/// Spark's `aggregate(zero)(seqOp, combOp)`: `aggregate`, `tree_aggregate`, `aggregate_by_key`.
+pub trait AggregateFn: Op {
+    type Value: Data;
+    type Acc: Data;
+    fn seq(&self, acc: Self::Acc, value: Self::Value) -> Self::Acc;
+    fn comb(&self, a: Self::Acc, b: Self::Acc) -> Self::Acc;
+}
+
+/// Spark's `combineByKey(createCombiner, mergeValue, mergeCombiners)`.
+pub trait CombineFn: Op {
+    type Value: Data;
+    type Combiner: Data;
+    fn create(&self, value: Self::Value) -> Self::Combiner;
+    fn merge_value(&self, c: Self::Combiner, value: Self::Value) -> Self::Combiner;
+    fn merge_combiners(&self, a: Self::Combiner, b: Self::Combiner) -> Self::Combiner;
+}
+
+/// A side effect per record: `foreach`.
+pub trait ForeachFn: Op {
+    type Item: Data;
+    fn call(&self, x: Self::Item);
+}
+
+/// A side effect per partition: `foreach_partition`.
+pub trait ForeachPartitionFn: Op {
+    type Item: Data;
+    fn call(&self, partition: usize, items: BoxIter<Self::Item>);
+}
+
+/// A user-defined partitioner for `partition_by`.
+pub trait Partitioner: Op {
+    type Key: Key;
+    fn num_partitions(&self) -> usize;
+    /// Must return a value below `num_partitions()`.
+    fn partition(&self, key: &Self::Key) -> usize;
+}
+
+pub use crate::core::plan::{OpKind, OpRef};
+
+impl OpRef {
+    pub(crate) fn new<F: Op>(kind: OpKind, op: &F) -> Result<Self, TaskFailure> {
+        Ok(OpRef {
+            kind,
+            name: std::any::type_name::<F>().to_string(),
+            bytes: codec::encode(op)?,
+        })
+    }
+}
+
+/// Registers a concrete op type so executors can rebuild it from its name.
+///
+/// `register_op!(KIND Type)` where KIND is one of `map`, `flat_map`, `filter`, `partitions`,
+/// `zip`, `reduce`, `aggregate`, `combine`, `foreach`, `foreach_partition`, `partitioner` and
+/// `Type` implements the matching trait. Write it once, next to the type, at module level.
+#[macro_export]
+macro_rules! register_op {
+    ($kind:ident $ty:ty) => {
+        $crate::__private::inventory::submit! {
+            $crate::__private::OpRegistration::$kind::<$ty>()
+        }
+    };
+}

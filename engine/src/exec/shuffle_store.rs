@@ -1,0 +1,295 @@
+//! Where an executor keeps the map outputs it wrote until reducers have read them: in memory up
+//! to a byte budget, then in files under its work directory (Spark's shuffle files, with the
+//! index kept in memory). A spilled output keeps the chunk layout it was written with, so a
+//! bucket read back from disk streams to a remote reducer in the same whole-pair chunks.
+
+use crate::core::codec::Frames;
+use crate::core::error::TaskFailure;
+use crate::core::plan::ShuffleId;
+use crate::core::sync::Locked;
+use crate::exec::shuffle::MapOutput;
+use std::collections::HashMap;
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+type Key = (ShuffleId, u32);
+
+/// A bucket on disk: its chunks as `(offset, length)` in the output's file.
+struct SpilledBucket {
+    chunks: Vec<(u64, usize)>,
+    count: usize,
+}
+
+struct Spilled {
+    path: PathBuf,
+    buckets: Vec<SpilledBucket>,
+    bytes: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    memory: HashMap<Key, Arc<MapOutput>>,
+    disk: HashMap<Key, Spilled>,
+    memory_bytes: u64,
+    disk_bytes: u64,
+}
+
+impl Inner {
+    /// Forgets an output; returns its file, if it had one, for the caller to delete.
+    fn remove(&mut self, key: &Key) -> Option<PathBuf> {
+        if let Some(out) = self.memory.remove(key) {
+            self.memory_bytes -= out.bytes();
+        }
+        self.disk.remove(key).map(|s| {
+            self.disk_bytes -= s.bytes;
+            s.path
+        })
+    }
+}
+
+pub(crate) struct ShuffleStore {
+    budget: u64,
+    dir: tempfile::TempDir,
+    inner: Mutex<Inner>,
+}
+
+impl ShuffleStore {
+    /// A store holding up to `budget` bytes of map output in memory and spilling the rest
+    /// under a fresh directory in `parent`.
+    pub fn new_in(budget: usize, parent: &Path) -> std::io::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("discnn-shuffle-")
+            .tempdir_in(parent)?;
+        Ok(ShuffleStore {
+            budget: budget as u64,
+            dir,
+            inner: Mutex::new(Inner::default()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.locked()
+    }
+
+    /// Keeps one map task's output (replacing an earlier attempt's); spills it to disk when it
+    /// does not fit in what is left of the budget.
+    pub fn put(&self, shuffle: ShuffleId, map: u32, out: MapOutput) -> Result<(), TaskFailure> {
+        let key = (shuffle, map);
+        let bytes = out.bytes();
+        let stale = {
+            let mut inner = self.lock();
+            let stale = inner.remove(&key);
+            if inner.memory_bytes + bytes <= self.budget {
+                inner.memory_bytes += bytes;
+                inner.memory.insert(key, Arc::new(out));
+                drop(inner);
+                remove_file(stale);
+                return Ok(());
+            }
+            stale
+        };
+        remove_file(stale);
+        let path = self
+            .dir
+            .path()
+            .join(format!("shuffle_{shuffle}_{map}.data"));
+        let spilled = write_spill(&path, &out).map_err(|e| TaskFailure::io(path.display(), e))?;
+        tracing::debug!(shuffle, map, bytes, path = %path.display(), "map output spilled to disk");
+        let mut inner = self.lock();
+        inner.disk_bytes += spilled.bytes;
+        inner.disk.insert(key, spilled);
+        Ok(())
+    }
+
+    /// One reduce partition's bucket of a map output, read back from disk if it was spilled.
+    pub fn bucket(
+        &self,
+        shuffle: ShuffleId,
+        map: u32,
+        reduce: u32,
+    ) -> Result<Arc<Frames>, TaskFailure> {
+        let lost = |message: String| TaskFailure::FetchFailed {
+            shuffle,
+            map,
+            message,
+        };
+        let (path, layout) = {
+            let inner = self.lock();
+            if let Some(out) = inner.memory.get(&(shuffle, map)) {
+                return out
+                    .buckets
+                    .get(reduce as usize)
+                    .cloned()
+                    .ok_or_else(|| lost(format!("no bucket {reduce}")));
+            }
+            let spilled = inner
+                .disk
+                .get(&(shuffle, map))
+                .ok_or_else(|| lost("no such map output on this executor".into()))?;
+            let b = spilled
+                .buckets
+                .get(reduce as usize)
+                .ok_or_else(|| lost(format!("no bucket {reduce}")))?;
+            (spilled.path.clone(), (b.chunks.clone(), b.count))
+        };
+        read_spill(&path, &layout.0, layout.1)
+            .map(Arc::new)
+            .map_err(|e| lost(format!("reading {}: {e}", path.display())))
+    }
+
+    pub fn remove_shuffle(&self, shuffle: ShuffleId) {
+        let files: Vec<PathBuf> = {
+            let mut inner = self.lock();
+            let keys: Vec<Key> = inner
+                .memory
+                .keys()
+                .chain(inner.disk.keys())
+                .filter(|(s, _)| *s == shuffle)
+                .copied()
+                .collect();
+            keys.iter().filter_map(|k| inner.remove(k)).collect()
+        };
+        files.into_iter().for_each(|f| remove_file(Some(f)));
+    }
+
+    pub fn clear(&self) {
+        let files: Vec<PathBuf> = {
+            let mut inner = self.lock();
+            let old = std::mem::take(&mut *inner);
+            old.disk.into_values().map(|s| s.path).collect()
+        };
+        files.into_iter().for_each(|f| remove_file(Some(f)));
+    }
+
+    /// Map outputs held, in memory or on disk.
+    pub fn len(&self) -> usize {
+        let inner = self.lock();
+        inner.memory.len() + inner.disk.len()
+    }
+
+    /// Bytes of map output held, in memory or on disk.
+    pub fn bytes(&self) -> u64 {
+        let inner = self.lock();
+        inner.memory_bytes + inner.disk_bytes
+    }
+
+    /// Bytes of map output held on disk.
+    pub fn spilled_bytes(&self) -> u64 {
+        self.lock().disk_bytes
+    }
+}
+
+fn remove_file(path: Option<PathBuf>) {
+    if let Some(p) = path {
+        if let Err(e) = std::fs::remove_file(&p) {
+            tracing::warn!(path = %p.display(), error = %e, "could not delete a shuffle file");
+        }
+    }
+}
+
+fn write_spill(path: &Path, out: &MapOutput) -> std::io::Result<Spilled> {
+    let mut w = BufWriter::new(std::fs::File::create(path)?);
+    let mut offset = 0u64;
+    let mut buckets = Vec::with_capacity(out.buckets.len());
+    for bucket in &out.buckets {
+        let mut chunks = Vec::with_capacity(bucket.chunks().len());
+        for c in bucket.chunks() {
+            w.write_all(c)?;
+            chunks.push((offset, c.len()));
+            offset += c.len() as u64;
+        }
+        buckets.push(SpilledBucket {
+            chunks,
+            count: bucket.count,
+        });
+    }
+    w.into_inner().map_err(|e| e.into_error())?.sync_data()?;
+    Ok(Spilled {
+        path: path.to_path_buf(),
+        buckets,
+        bytes: offset,
+    })
+}
+
+fn read_spill(path: &Path, chunks: &[(u64, usize)], count: usize) -> std::io::Result<Frames> {
+    let mut f = std::fs::File::open(path)?;
+    let mut out = Vec::with_capacity(chunks.len());
+    for &(offset, len) in chunks {
+        f.seek(SeekFrom::Start(offset))?;
+        let mut buf = vec![0u8; len];
+        f.read_exact(&mut buf)?;
+        out.push(buf);
+    }
+    Ok(Frames::from_chunks(out, count))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output(pairs_per_bucket: &[usize]) -> MapOutput {
+        MapOutput {
+            buckets: pairs_per_bucket
+                .iter()
+                .enumerate()
+                .map(|(b, &n)| {
+                    let mut f = Frames::default();
+                    for i in 0..n {
+                        f.push_pair(format!("k{b}-{i}").as_bytes(), &[b as u8; 3]);
+                    }
+                    Arc::new(f)
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn outputs_past_the_budget_spill_and_read_back_identical() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = output(&[10, 0, 3]);
+        let budget = a.bytes() as usize;
+        let store = ShuffleStore::new_in(budget, dir.path()).unwrap();
+        let expect_a: Vec<Frames> = a.buckets.iter().map(|b| (**b).clone()).collect();
+        store.put(7, 0, a).unwrap();
+        assert_eq!(store.spilled_bytes(), 0);
+        let b = output(&[5, 5, 5]);
+        let expect_b: Vec<Frames> = b.buckets.iter().map(|b| (**b).clone()).collect();
+        let b_bytes = b.bytes();
+        store.put(7, 1, b).unwrap();
+        assert_eq!(store.spilled_bytes(), b_bytes);
+        assert_eq!(store.len(), 2);
+        for r in 0..3u32 {
+            assert_eq!(*store.bucket(7, 0, r).unwrap(), expect_a[r as usize]);
+            assert_eq!(*store.bucket(7, 1, r).unwrap(), expect_b[r as usize]);
+        }
+        assert!(matches!(
+            store.bucket(7, 1, 3),
+            Err(TaskFailure::FetchFailed { .. })
+        ));
+        let files = || std::fs::read_dir(store.dir.path()).unwrap().count();
+        assert_eq!(files(), 1);
+        store.remove_shuffle(7);
+        assert_eq!((store.len(), store.bytes(), files()), (0, 0, 0));
+    }
+
+    #[test]
+    fn a_lost_spill_file_is_a_fetch_failure_and_a_rerun_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ShuffleStore::new_in(0, dir.path()).unwrap();
+        store.put(1, 0, output(&[4])).unwrap();
+        for e in std::fs::read_dir(store.dir.path()).unwrap() {
+            std::fs::remove_file(e.unwrap().path()).unwrap();
+        }
+        match store.bucket(1, 0, 0) {
+            Err(TaskFailure::FetchFailed { message, .. }) => {
+                assert!(message.contains("shuffle_1_0.data"), "{message}")
+            }
+            other => panic!("expected a fetch failure, got {other:?}"),
+        }
+        store.put(1, 0, output(&[2])).unwrap();
+        assert_eq!(store.bucket(1, 0, 0).unwrap().count, 2);
+        store.clear();
+        assert_eq!(store.len(), 0);
+    }
+}

@@ -1,0 +1,331 @@
+//! The block manager: cached RDD partitions keyed by (rdd, partition), bounded by a byte budget
+//! with least-recently-used eviction. `MemoryAndDisk` blocks spill to the block manager's own
+//! directory when evicted; `MemoryOnly` blocks are dropped and recomputed from lineage.
+
+use crate::core::codec::{self, Data, FrameReader, Frames};
+use crate::core::error::TaskFailure;
+use crate::core::plan::RddId;
+use crate::core::sync::Locked;
+use crate::exec::stream::{typed, Records};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+pub use crate::core::plan::StorageLevel;
+
+/// A materialized partition that still knows its record type.
+#[doc(hidden)]
+pub trait TypedBlock: Send + Sync {
+    fn records(&self) -> Records;
+    fn encode_all(&self) -> Result<Frames, TaskFailure>;
+    fn estimated_bytes(&self) -> usize;
+}
+
+pub(crate) struct VecBlock<T> {
+    items: Arc<Vec<T>>,
+    bytes: usize,
+}
+
+impl<T: Data> VecBlock<T> {
+    pub fn new(items: Vec<T>) -> Self {
+        // Like Spark's SizeEstimator, sample rather than measure every record.
+        let n = items.len();
+        let step = (n / 16).max(1);
+        let (mut sampled, mut total) = (0usize, 0usize);
+        for item in items.iter().step_by(step).take(16) {
+            total += codec::encode(item).map(|b| b.len()).unwrap_or(0);
+            sampled += 1;
+        }
+        let avg = total.checked_div(sampled).unwrap_or(0);
+        let bytes = n * (avg + std::mem::size_of::<T>()) + 64;
+        VecBlock {
+            items: Arc::new(items),
+            bytes,
+        }
+    }
+}
+
+impl<T: Data> TypedBlock for VecBlock<T> {
+    fn records(&self) -> Records {
+        let items = self.items.clone();
+        typed((0..items.len()).map(move |i| items[i].clone()))
+    }
+
+    fn encode_all(&self) -> Result<Frames, TaskFailure> {
+        let mut f = Frames::default();
+        let mut buf = Vec::new();
+        for item in self.items.iter() {
+            buf.clear();
+            codec::encode_into(item, &mut buf)?;
+            f.push(&buf);
+        }
+        Ok(f)
+    }
+
+    fn estimated_bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+#[derive(Clone)]
+pub(crate) enum Block {
+    Typed(Arc<dyn TypedBlock>),
+    Encoded(Arc<Frames>),
+}
+
+impl Block {
+    pub fn records(&self) -> Records {
+        match self {
+            Block::Typed(t) => t.records(),
+            Block::Encoded(f) => encoded_records(f.clone()),
+        }
+    }
+
+    pub fn size(&self) -> usize {
+        match self {
+            Block::Typed(t) => t.estimated_bytes(),
+            Block::Encoded(f) => f.byte_len() + 64,
+        }
+    }
+
+    fn encode(&self) -> Result<Arc<Frames>, TaskFailure> {
+        match self {
+            Block::Typed(t) => Ok(Arc::new(t.encode_all()?)),
+            Block::Encoded(f) => Ok(f.clone()),
+        }
+    }
+}
+
+/// Iterates the records of framed chunks (already validated when they were written).
+pub(crate) fn encoded_records(frames: Arc<Frames>) -> Records {
+    let (mut chunk, mut pos) = (0usize, 0usize);
+    Records::Encoded(Box::new(std::iter::from_fn(move || loop {
+        let c = frames.chunks().get(chunk)?;
+        match FrameReader::new(&c[pos..]).next_frame() {
+            Some(Ok(f)) => {
+                pos += 4 + f.len();
+                return Some(f.to_vec());
+            }
+            _ => {
+                chunk += 1;
+                pos = 0;
+            }
+        }
+    })))
+}
+
+pub(crate) type BlockId = (RddId, usize);
+
+struct MemEntry {
+    block: Block,
+    size: usize,
+    level: StorageLevel,
+    last_used: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    memory: HashMap<BlockId, MemEntry>,
+    disk: HashMap<BlockId, (PathBuf, usize)>,
+    used: usize,
+    clock: u64,
+    stats: BlockStats,
+}
+
+/// Counters for tests and the status page.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BlockStats {
+    pub memory_blocks: usize,
+    pub disk_blocks: usize,
+    pub memory_bytes: usize,
+    pub hits: u64,
+    pub evictions: u64,
+    pub spills: u64,
+}
+
+pub(crate) struct BlockManager {
+    budget: usize,
+    dir: tempfile::TempDir,
+    inner: Mutex<Inner>,
+}
+
+impl BlockManager {
+    /// A block manager spilling under `parent`.
+    pub fn new_in(budget: usize, parent: &std::path::Path) -> std::io::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("discnn-blocks-")
+            .tempdir_in(parent)?;
+        Ok(BlockManager {
+            budget,
+            dir,
+            inner: Mutex::new(Inner::default()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.locked()
+    }
+
+    pub fn get(&self, id: BlockId) -> Result<Option<Records>, TaskFailure> {
+        let path = {
+            let mut inner = self.lock();
+            inner.clock += 1;
+            let now = inner.clock;
+            if let Some(e) = inner.memory.get_mut(&id) {
+                e.last_used = now;
+                let r = e.block.records();
+                inner.stats.hits += 1;
+                return Ok(Some(r));
+            }
+            match inner.disk.get(&id) {
+                Some((p, _)) => p.clone(),
+                None => return Ok(None),
+            }
+        };
+        match std::fs::read(&path) {
+            Ok(buf) => {
+                self.lock().stats.hits += 1;
+                let count = codec::frames_to_vecs(&buf)?.len();
+                Ok(Some(encoded_records(Arc::new(Frames::from_bytes(
+                    buf, count,
+                )))))
+            }
+            // A block file that vanished is a lost block: recompute it from lineage.
+            Err(_) => {
+                self.lock().disk.remove(&id);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Stores a block. Returns false if it did not fit anywhere (then it is simply not cached).
+    pub fn put(&self, id: BlockId, block: Block, level: StorageLevel) -> Result<bool, TaskFailure> {
+        if level == StorageLevel::DiskOnly {
+            return self.write_disk(id, &block).map(|_| true);
+        }
+        let size = block.size();
+        let mut spill = Vec::new();
+        let stored = {
+            let mut inner = self.lock();
+            if let Some(old) = inner.memory.remove(&id) {
+                inner.used -= old.size;
+            }
+            // Evict least recently used blocks of other RDDs until this one fits.
+            while inner.used + size > self.budget {
+                let victim = inner
+                    .memory
+                    .iter()
+                    .filter(|(k, _)| k.0 != id.0)
+                    .min_by_key(|(_, e)| e.last_used)
+                    .map(|(k, _)| *k);
+                let Some(victim) = victim else { break };
+                if let Some(e) = inner.memory.remove(&victim) {
+                    inner.used -= e.size;
+                    inner.stats.evictions += 1;
+                    if e.level == StorageLevel::MemoryAndDisk {
+                        spill.push((victim, e.block));
+                    }
+                }
+            }
+            if inner.used + size <= self.budget {
+                inner.clock += 1;
+                let now = inner.clock;
+                inner.used += size;
+                inner.memory.insert(
+                    id,
+                    MemEntry {
+                        block: block.clone(),
+                        size,
+                        level,
+                        last_used: now,
+                    },
+                );
+                true
+            } else {
+                false
+            }
+        };
+        for (victim, b) in spill {
+            self.write_disk(victim, &b)?;
+            self.lock().stats.spills += 1;
+        }
+        if !stored && level == StorageLevel::MemoryAndDisk {
+            self.write_disk(id, &block)?;
+            return Ok(true);
+        }
+        Ok(stored)
+    }
+
+    fn write_disk(&self, id: BlockId, block: &Block) -> Result<(), TaskFailure> {
+        let frames = block.encode()?;
+        let path = self.dir.path().join(format!("rdd_{}_{}", id.0, id.1));
+        std::fs::write(&path, frames.chunks().concat())
+            .map_err(|e| TaskFailure::io(path.display(), e))?;
+        self.lock().disk.insert(id, (path, frames.byte_len()));
+        Ok(())
+    }
+
+    pub fn remove_rdd(&self, rdd: RddId) {
+        let files: Vec<PathBuf> = {
+            let mut inner = self.lock();
+            let keys: Vec<BlockId> = inner
+                .memory
+                .keys()
+                .filter(|k| k.0 == rdd)
+                .copied()
+                .collect();
+            for k in keys {
+                if let Some(e) = inner.memory.remove(&k) {
+                    inner.used -= e.size;
+                }
+            }
+            let keys: Vec<BlockId> = inner.disk.keys().filter(|k| k.0 == rdd).copied().collect();
+            keys.into_iter()
+                .filter_map(|k| inner.disk.remove(&k).map(|(p, _)| p))
+                .collect()
+        };
+        for f in files {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+
+    /// Drops every block, as when an executor is lost (used by tests of recovery).
+    pub fn clear(&self) {
+        let rdds: Vec<RddId> = {
+            let inner = self.lock();
+            inner
+                .memory
+                .keys()
+                .chain(inner.disk.keys())
+                .map(|k| k.0)
+                .collect()
+        };
+        for r in rdds {
+            self.remove_rdd(r);
+        }
+    }
+
+    pub fn cached_partitions(&self, rdd: RddId) -> Vec<usize> {
+        let inner = self.lock();
+        let mut v: Vec<usize> = inner
+            .memory
+            .keys()
+            .chain(inner.disk.keys())
+            .filter(|k| k.0 == rdd)
+            .map(|k| k.1)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    pub fn stats(&self) -> BlockStats {
+        let inner = self.lock();
+        BlockStats {
+            memory_blocks: inner.memory.len(),
+            disk_blocks: inner.disk.len(),
+            memory_bytes: inner.used,
+            ..inner.stats
+        }
+    }
+}
