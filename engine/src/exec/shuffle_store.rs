@@ -8,9 +8,10 @@ use crate::core::error::TaskFailure;
 use crate::core::plan::ShuffleId;
 use crate::core::sync::Locked;
 use crate::exec::shuffle::MapOutput;
-use std::collections::HashMap;
+use dashmap::DashMap;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 type Key = (ShuffleId, u32);
@@ -27,31 +28,18 @@ struct Spilled {
     bytes: u64,
 }
 
-#[derive(Default)]
-struct Inner {
-    memory: HashMap<Key, Arc<MapOutput>>,
-    disk: HashMap<Key, Spilled>,
-    memory_bytes: u64,
-    disk_bytes: u64,
-}
-
-impl Inner {
-    /// Forgets an output; returns its file, if it had one, for the caller to delete.
-    fn remove(&mut self, key: &Key) -> Option<PathBuf> {
-        if let Some(out) = self.memory.remove(key) {
-            self.memory_bytes -= out.bytes();
-        }
-        self.disk.remove(key).map(|s| {
-            self.disk_bytes -= s.bytes;
-            s.path
-        })
-    }
-}
-
+/// Reducers read buckets here concurrently (every reduce task, and remote executors' fetches),
+/// so a read takes no global lock: outputs sit in sharded maps. What changes the bytes held —
+/// storing an output, removing one — holds `writes`, one lock, so that the memory budget check
+/// and the byte counts agree with the maps.
 pub(crate) struct ShuffleStore {
     budget: u64,
     dir: tempfile::TempDir,
-    inner: Mutex<Inner>,
+    memory: DashMap<Key, Arc<MapOutput>>,
+    disk: DashMap<Key, Spilled>,
+    writes: Mutex<()>,
+    memory_bytes: AtomicU64,
+    disk_bytes: AtomicU64,
 }
 
 impl ShuffleStore {
@@ -64,12 +52,24 @@ impl ShuffleStore {
         Ok(ShuffleStore {
             budget: budget as u64,
             dir,
-            inner: Mutex::new(Inner::default()),
+            memory: DashMap::new(),
+            disk: DashMap::new(),
+            writes: Mutex::new(()),
+            memory_bytes: AtomicU64::new(0),
+            disk_bytes: AtomicU64::new(0),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.locked()
+    /// Forgets an output (the caller holds `writes`); returns its file, if it had one, for the
+    /// caller to delete.
+    fn remove(&self, key: &Key) -> Option<PathBuf> {
+        if let Some((_, out)) = self.memory.remove(key) {
+            self.memory_bytes.fetch_sub(out.bytes(), Ordering::Relaxed);
+        }
+        self.disk.remove(key).map(|(_, s)| {
+            self.disk_bytes.fetch_sub(s.bytes, Ordering::Relaxed);
+            s.path
+        })
     }
 
     /// Keeps one map task's output (replacing an earlier attempt's); spills it to disk when it
@@ -78,12 +78,12 @@ impl ShuffleStore {
         let key = (shuffle, map);
         let bytes = out.bytes();
         let stale = {
-            let mut inner = self.lock();
-            let stale = inner.remove(&key);
-            if inner.memory_bytes + bytes <= self.budget {
-                inner.memory_bytes += bytes;
-                inner.memory.insert(key, Arc::new(out));
-                drop(inner);
+            let _writes = self.writes.locked();
+            let stale = self.remove(&key);
+            if self.memory_bytes.load(Ordering::Relaxed) + bytes <= self.budget {
+                self.memory_bytes.fetch_add(bytes, Ordering::Relaxed);
+                self.memory.insert(key, Arc::new(out));
+                drop(_writes);
                 remove_file(stale);
                 return Ok(());
             }
@@ -96,9 +96,9 @@ impl ShuffleStore {
             .join(format!("shuffle_{shuffle}_{map}.data"));
         let spilled = write_spill(&path, &out).map_err(|e| TaskFailure::io(path.display(), e))?;
         tracing::debug!(shuffle, map, bytes, path = %path.display(), "map output spilled to disk");
-        let mut inner = self.lock();
-        inner.disk_bytes += spilled.bytes;
-        inner.disk.insert(key, spilled);
+        let _writes = self.writes.locked();
+        self.disk_bytes.fetch_add(spilled.bytes, Ordering::Relaxed);
+        self.disk.insert(key, spilled);
         Ok(())
     }
 
@@ -114,16 +114,15 @@ impl ShuffleStore {
             map,
             message,
         };
+        if let Some(out) = self.memory.get(&(shuffle, map)) {
+            return out
+                .buckets
+                .get(reduce as usize)
+                .cloned()
+                .ok_or_else(|| lost(format!("no bucket {reduce}")));
+        }
         let (path, layout) = {
-            let inner = self.lock();
-            if let Some(out) = inner.memory.get(&(shuffle, map)) {
-                return out
-                    .buckets
-                    .get(reduce as usize)
-                    .cloned()
-                    .ok_or_else(|| lost(format!("no bucket {reduce}")));
-            }
-            let spilled = inner
+            let spilled = self
                 .disk
                 .get(&(shuffle, map))
                 .ok_or_else(|| lost("no such map output on this executor".into()))?;
@@ -140,43 +139,46 @@ impl ShuffleStore {
 
     pub fn remove_shuffle(&self, shuffle: ShuffleId) {
         let files: Vec<PathBuf> = {
-            let mut inner = self.lock();
-            let keys: Vec<Key> = inner
+            let _writes = self.writes.locked();
+            let keys: Vec<Key> = self
                 .memory
-                .keys()
-                .chain(inner.disk.keys())
+                .iter()
+                .map(|e| *e.key())
+                .chain(self.disk.iter().map(|e| *e.key()))
                 .filter(|(s, _)| *s == shuffle)
-                .copied()
                 .collect();
-            keys.iter().filter_map(|k| inner.remove(k)).collect()
+            keys.iter().filter_map(|k| self.remove(k)).collect()
         };
         files.into_iter().for_each(|f| remove_file(Some(f)));
     }
 
     pub fn clear(&self) {
         let files: Vec<PathBuf> = {
-            let mut inner = self.lock();
-            let old = std::mem::take(&mut *inner);
-            old.disk.into_values().map(|s| s.path).collect()
+            let _writes = self.writes.locked();
+            let keys: Vec<Key> = self
+                .memory
+                .iter()
+                .map(|e| *e.key())
+                .chain(self.disk.iter().map(|e| *e.key()))
+                .collect();
+            keys.iter().filter_map(|k| self.remove(k)).collect()
         };
         files.into_iter().for_each(|f| remove_file(Some(f)));
     }
 
     /// Map outputs held, in memory or on disk.
     pub fn len(&self) -> usize {
-        let inner = self.lock();
-        inner.memory.len() + inner.disk.len()
+        self.memory.len() + self.disk.len()
     }
 
     /// Bytes of map output held, in memory or on disk.
     pub fn bytes(&self) -> u64 {
-        let inner = self.lock();
-        inner.memory_bytes + inner.disk_bytes
+        self.memory_bytes.load(Ordering::Relaxed) + self.disk_bytes.load(Ordering::Relaxed)
     }
 
     /// Bytes of map output held on disk.
     pub fn spilled_bytes(&self) -> u64 {
-        self.lock().disk_bytes
+        self.disk_bytes.load(Ordering::Relaxed)
     }
 }
 

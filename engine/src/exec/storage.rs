@@ -7,8 +7,10 @@ use crate::core::error::TaskFailure;
 use crate::core::plan::RddId;
 use crate::core::sync::Locked;
 use crate::exec::stream::{typed, Records};
-use std::collections::HashMap;
+
+use dashmap::DashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub use crate::core::plan::StorageLevel;
@@ -120,16 +122,8 @@ struct MemEntry {
     block: Block,
     size: usize,
     level: StorageLevel,
-    last_used: u64,
-}
-
-#[derive(Default)]
-struct Inner {
-    memory: HashMap<BlockId, MemEntry>,
-    disk: HashMap<BlockId, (PathBuf, usize)>,
-    used: usize,
-    clock: u64,
-    stats: BlockStats,
+    /// The block manager's clock at the last read: the LRU order.
+    last_used: AtomicU64,
 }
 
 /// Counters for tests and the status page.
@@ -143,10 +137,22 @@ pub struct BlockStats {
     pub spills: u64,
 }
 
+/// Every task of an executor reads its cached input here, so a read takes no global lock: the
+/// blocks sit in sharded maps and the LRU clock and counters are atomics. What changes the
+/// bytes held — storing (and evicting to make room) and removing — holds `writes`, one lock,
+/// because `used` must stay the sum of the memory blocks' sizes and an eviction picks its
+/// victim among all blocks.
 pub(crate) struct BlockManager {
     budget: usize,
     dir: tempfile::TempDir,
-    inner: Mutex<Inner>,
+    memory: DashMap<BlockId, MemEntry>,
+    disk: DashMap<BlockId, (PathBuf, usize)>,
+    writes: Mutex<()>,
+    used: AtomicUsize,
+    clock: AtomicU64,
+    hits: AtomicU64,
+    evictions: AtomicU64,
+    spills: AtomicU64,
 }
 
 impl BlockManager {
@@ -158,33 +164,33 @@ impl BlockManager {
         Ok(BlockManager {
             budget,
             dir,
-            inner: Mutex::new(Inner::default()),
+            memory: DashMap::new(),
+            disk: DashMap::new(),
+            writes: Mutex::new(()),
+            used: AtomicUsize::new(0),
+            clock: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+            spills: AtomicU64::new(0),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.locked()
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     pub fn get(&self, id: BlockId) -> Result<Option<Records>, TaskFailure> {
-        let path = {
-            let mut inner = self.lock();
-            inner.clock += 1;
-            let now = inner.clock;
-            if let Some(e) = inner.memory.get_mut(&id) {
-                e.last_used = now;
-                let r = e.block.records();
-                inner.stats.hits += 1;
-                return Ok(Some(r));
-            }
-            match inner.disk.get(&id) {
-                Some((p, _)) => p.clone(),
-                None => return Ok(None),
-            }
+        if let Some(e) = self.memory.get(&id) {
+            e.last_used.store(self.tick(), Ordering::Relaxed);
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(Some(e.block.records()));
+        }
+        let Some(path) = self.disk.get(&id).map(|d| d.0.clone()) else {
+            return Ok(None);
         };
         match std::fs::read(&path) {
             Ok(buf) => {
-                self.lock().stats.hits += 1;
+                self.hits.fetch_add(1, Ordering::Relaxed);
                 let count = codec::frames_to_vecs(&buf)?.len();
                 Ok(Some(encoded_records(Arc::new(Frames::from_bytes(
                     buf, count,
@@ -192,7 +198,7 @@ impl BlockManager {
             }
             // A block file that vanished is a lost block: recompute it from lineage.
             Err(_) => {
-                self.lock().disk.remove(&id);
+                self.disk.remove(&id);
                 Ok(None)
             }
         }
@@ -206,38 +212,36 @@ impl BlockManager {
         let size = block.size();
         let mut spill = Vec::new();
         let stored = {
-            let mut inner = self.lock();
-            if let Some(old) = inner.memory.remove(&id) {
-                inner.used -= old.size;
+            let _writes = self.writes.locked();
+            if let Some((_, old)) = self.memory.remove(&id) {
+                self.used.fetch_sub(old.size, Ordering::Relaxed);
             }
             // Evict least recently used blocks of other RDDs until this one fits.
-            while inner.used + size > self.budget {
-                let victim = inner
+            while self.used.load(Ordering::Relaxed) + size > self.budget {
+                let victim = self
                     .memory
                     .iter()
-                    .filter(|(k, _)| k.0 != id.0)
-                    .min_by_key(|(_, e)| e.last_used)
-                    .map(|(k, _)| *k);
+                    .filter(|e| e.key().0 != id.0)
+                    .min_by_key(|e| e.last_used.load(Ordering::Relaxed))
+                    .map(|e| *e.key());
                 let Some(victim) = victim else { break };
-                if let Some(e) = inner.memory.remove(&victim) {
-                    inner.used -= e.size;
-                    inner.stats.evictions += 1;
+                if let Some((_, e)) = self.memory.remove(&victim) {
+                    self.used.fetch_sub(e.size, Ordering::Relaxed);
+                    self.evictions.fetch_add(1, Ordering::Relaxed);
                     if e.level == StorageLevel::MemoryAndDisk {
                         spill.push((victim, e.block));
                     }
                 }
             }
-            if inner.used + size <= self.budget {
-                inner.clock += 1;
-                let now = inner.clock;
-                inner.used += size;
-                inner.memory.insert(
+            if self.used.load(Ordering::Relaxed) + size <= self.budget {
+                self.used.fetch_add(size, Ordering::Relaxed);
+                self.memory.insert(
                     id,
                     MemEntry {
                         block: block.clone(),
                         size,
                         level,
-                        last_used: now,
+                        last_used: AtomicU64::new(self.tick()),
                     },
                 );
                 true
@@ -247,7 +251,7 @@ impl BlockManager {
         };
         for (victim, b) in spill {
             self.write_disk(victim, &b)?;
-            self.lock().stats.spills += 1;
+            self.spills.fetch_add(1, Ordering::Relaxed);
         }
         if !stored && level == StorageLevel::MemoryAndDisk {
             self.write_disk(id, &block)?;
@@ -261,27 +265,27 @@ impl BlockManager {
         let path = self.dir.path().join(format!("rdd_{}_{}", id.0, id.1));
         std::fs::write(&path, frames.chunks().concat())
             .map_err(|e| TaskFailure::io(path.display(), e))?;
-        self.lock().disk.insert(id, (path, frames.byte_len()));
+        self.disk.insert(id, (path, frames.byte_len()));
         Ok(())
     }
 
     pub fn remove_rdd(&self, rdd: RddId) {
         let files: Vec<PathBuf> = {
-            let mut inner = self.lock();
-            let keys: Vec<BlockId> = inner
-                .memory
-                .keys()
-                .filter(|k| k.0 == rdd)
-                .copied()
-                .collect();
-            for k in keys {
-                if let Some(e) = inner.memory.remove(&k) {
-                    inner.used -= e.size;
+            let _writes = self.writes.locked();
+            self.memory.retain(|k, e| {
+                if k.0 == rdd {
+                    self.used.fetch_sub(e.size, Ordering::Relaxed);
                 }
-            }
-            let keys: Vec<BlockId> = inner.disk.keys().filter(|k| k.0 == rdd).copied().collect();
+                k.0 != rdd
+            });
+            let keys: Vec<BlockId> = self
+                .disk
+                .iter()
+                .map(|e| *e.key())
+                .filter(|k| k.0 == rdd)
+                .collect();
             keys.into_iter()
-                .filter_map(|k| inner.disk.remove(&k).map(|(p, _)| p))
+                .filter_map(|k| self.disk.remove(&k).map(|(_, (p, _))| p))
                 .collect()
         };
         for f in files {
@@ -291,26 +295,25 @@ impl BlockManager {
 
     /// Drops every block, as when an executor is lost (used by tests of recovery).
     pub fn clear(&self) {
-        let rdds: Vec<RddId> = {
-            let inner = self.lock();
-            inner
-                .memory
-                .keys()
-                .chain(inner.disk.keys())
-                .map(|k| k.0)
-                .collect()
-        };
+        let mut rdds: Vec<RddId> = self
+            .memory
+            .iter()
+            .map(|e| e.key().0)
+            .chain(self.disk.iter().map(|e| e.key().0))
+            .collect();
+        rdds.sort_unstable();
+        rdds.dedup();
         for r in rdds {
             self.remove_rdd(r);
         }
     }
 
     pub fn cached_partitions(&self, rdd: RddId) -> Vec<usize> {
-        let inner = self.lock();
-        let mut v: Vec<usize> = inner
+        let mut v: Vec<usize> = self
             .memory
-            .keys()
-            .chain(inner.disk.keys())
+            .iter()
+            .map(|e| *e.key())
+            .chain(self.disk.iter().map(|e| *e.key()))
             .filter(|k| k.0 == rdd)
             .map(|k| k.1)
             .collect();
@@ -320,12 +323,13 @@ impl BlockManager {
     }
 
     pub fn stats(&self) -> BlockStats {
-        let inner = self.lock();
         BlockStats {
-            memory_blocks: inner.memory.len(),
-            disk_blocks: inner.disk.len(),
-            memory_bytes: inner.used,
-            ..inner.stats
+            memory_blocks: self.memory.len(),
+            disk_blocks: self.disk.len(),
+            memory_bytes: self.used.load(Ordering::Relaxed),
+            hits: self.hits.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
+            spills: self.spills.load(Ordering::Relaxed),
         }
     }
 }
