@@ -9,12 +9,11 @@
 //! and are not covered by the token: an attacker who can intercept *and hold back* a call can
 //! change its body; use TLS on a network you do not trust.
 
-use crate::core::sync::Locked;
+use dashmap::DashMap;
 use hmac::{KeyInit, Mac};
 use rand::RngCore;
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Status};
@@ -228,7 +227,8 @@ where
 #[derive(Clone)]
 pub struct ServerAuth {
     secret: Option<Secret>,
-    seen: Arc<Mutex<HashMap<String, u64>>>,
+    /// Nonces seen within the clock-skew window; every RPC checks one: a sharded map.
+    seen: Arc<DashMap<String, u64>>,
     role: &'static str,
     /// Who this process is, as its callers' tokens must say.
     audience: String,
@@ -263,7 +263,7 @@ impl ServerAuth {
             .mac(ts, nonce, &self.audience, method)
             .verify_slice(&tag)
             .map_err(|_| "wrong secret, or a token for another process or method")?;
-        let mut seen = self.seen.locked();
+        let seen = &self.seen;
         let horizon = now.saturating_sub(2 * MAX_SKEW.as_millis() as u64);
         if seen.len() > 100_000 {
             seen.retain(|_, at| *at >= horizon);

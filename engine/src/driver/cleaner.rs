@@ -6,7 +6,7 @@ use crate::driver::backend::SchedulerBackend;
 use crate::driver::map_output::MapOutputTracker;
 use crate::exec::broadcast::{BroadcastManager, BroadcastOwner, Release};
 use crate::exec::executor::ExecutorEnv;
-use std::collections::HashMap;
+use dashmap::DashMap;
 use std::sync::{Arc, Mutex};
 
 /// What the cleaner frees.
@@ -26,7 +26,7 @@ pub(crate) struct Cleaner {
     env: Arc<ExecutorEnv>,
     broadcasts: Arc<BroadcastManager>,
     tracker: Arc<MapOutputTracker>,
-    shuffle_stages: Arc<Mutex<HashMap<ShuffleId, u64>>>,
+    shuffle_stages: Arc<DashMap<ShuffleId, u64>>,
     /// Where the executors hear of each cleanup (on a cluster, with their next heartbeat).
     /// Held strongly: the cleaner's last run, when the context is gone, still reaches them.
     backend: Arc<dyn SchedulerBackend>,
@@ -37,7 +37,7 @@ impl Cleaner {
         env: Arc<ExecutorEnv>,
         broadcasts: Arc<BroadcastManager>,
         tracker: Arc<MapOutputTracker>,
-        shuffle_stages: Arc<Mutex<HashMap<ShuffleId, u64>>>,
+        shuffle_stages: Arc<DashMap<ShuffleId, u64>>,
         backend: Arc<dyn SchedulerBackend>,
     ) -> Self {
         Cleaner {
@@ -63,7 +63,7 @@ impl Cleaner {
                 Cleanup::Shuffle(id) => {
                     self.env.shuffle.remove_shuffle(id);
                     self.tracker.remove(id);
-                    self.shuffle_stages.locked().remove(&id);
+                    self.shuffle_stages.remove(&id);
                 }
                 Cleanup::Broadcast(id) => {
                     self.broadcasts.remove(id);

@@ -6,7 +6,6 @@ use crate::core::codec::Data;
 use crate::core::error::{EngineError, Result};
 use crate::core::events::{Event, Listener};
 use crate::core::plan::ShuffleId;
-use crate::core::sync::Locked;
 use crate::driver::backend::{LocalBackend, SchedulerBackend};
 use crate::driver::cleaner::Cleaner;
 use crate::driver::listener_bus::ListenerBus;
@@ -15,7 +14,7 @@ use crate::exec::accumulator::{Accumulator, AccumulatorParam, DriverAccumulator}
 use crate::exec::broadcast::{Broadcast, BroadcastHandle, BroadcastManager};
 use crate::exec::executor::{ExecutorEnv, MemoryBudgets};
 use crate::exec::storage::BlockStats;
-use std::collections::HashMap;
+use dashmap::DashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -136,11 +135,12 @@ pub(crate) struct ContextInner {
     pub env: Arc<ExecutorEnv>,
     pub broadcasts: Arc<BroadcastManager>,
     pub tracker: Arc<MapOutputTracker>,
-    pub accumulators: Mutex<HashMap<u64, Weak<dyn DriverAccumulator>>>,
+    /// Every task result looks its accumulators up here: a sharded map.
+    pub accumulators: DashMap<u64, Weak<dyn DriverAccumulator>>,
     pub bus: Arc<ListenerBus>,
     pub cleaner: Arc<Cleaner>,
     pub job_lock: Mutex<()>,
-    pub shuffle_stages: Arc<Mutex<HashMap<ShuffleId, u64>>>,
+    pub shuffle_stages: Arc<DashMap<ShuffleId, u64>>,
     /// Dropped last, with the context: stops the executors a `local-cluster` master started.
     started: Option<Box<dyn StartedExecutors>>,
 }
@@ -222,7 +222,7 @@ impl Context {
         backend.attach_broadcasts(&broadcasts);
         let first_id = backend.first_id();
         let tracker = Arc::new(MapOutputTracker::default());
-        let shuffle_stages = Arc::new(Mutex::new(HashMap::new()));
+        let shuffle_stages = Arc::new(DashMap::new());
         let cleaner = Arc::new(Cleaner::new(
             env.clone(),
             broadcasts.clone(),
@@ -242,7 +242,7 @@ impl Context {
                 env,
                 broadcasts,
                 tracker,
-                accumulators: Mutex::new(HashMap::new()),
+                accumulators: DashMap::new(),
                 bus,
                 cleaner,
                 job_lock: Mutex::new(()),
@@ -320,7 +320,7 @@ impl Context {
     pub fn accumulator<P: AccumulatorParam>(&self) -> Accumulator<P> {
         let id = self.inner.next_id();
         let (acc, driver) = Accumulator::<P>::new(id);
-        let mut map = self.inner.accumulators.locked();
+        let map = &self.inner.accumulators;
         map.retain(|_, w| w.strong_count() > 0);
         map.insert(id, Arc::downgrade(&driver));
         // The handle owns the driver value; the registry only points at it.

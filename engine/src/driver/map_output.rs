@@ -15,7 +15,9 @@ pub(crate) struct MapStatus {
     pub finished: u64,
 }
 
-/// Which map outputs of each shuffle exist (Spark's MapOutputTracker).
+/// Which map outputs of each shuffle exist (Spark's MapOutputTracker). One lock over all
+/// shuffles, not a sharded map: losing an executor removes its outputs from every shuffle at
+/// once, and a stage deciding what is missing must not see half of that.
 #[derive(Default)]
 pub(crate) struct MapOutputTracker {
     shuffles: Mutex<HashMap<ShuffleId, Vec<Option<MapStatus>>>>,

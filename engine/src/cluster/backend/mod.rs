@@ -93,6 +93,9 @@ struct Running {
     reply: std::sync::mpsc::Sender<(u64, Vec<u8>)>,
 }
 
+/// The executors, the tasks queued and running, and who holds which block, under one lock (not
+/// sharded maps): placing a task, an executor's loss and a result's arrival each change several
+/// of them together, and the dispatcher must see them agree.
 #[derive(Default)]
 struct State {
     executors: BTreeMap<String, Executor>,

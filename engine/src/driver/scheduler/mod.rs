@@ -138,7 +138,6 @@ impl DagScheduler<'_> {
             let id = *self
                 .inner
                 .shuffle_stages
-                .locked()
                 .entry(dep.id)
                 .or_insert_with(|| self.inner.next_id());
             self.run_stage(job, &mut Stage::shuffle_map(id, dep))?;
@@ -189,9 +188,9 @@ impl DagScheduler<'_> {
     }
 
     fn apply_accumulators(&self, updates: &[(u64, serde_bytes::ByteBuf)]) {
-        let accs = self.inner.accumulators.locked();
         for (id, bytes) in updates {
-            if let Some(acc) = accs.get(id).and_then(|w| w.upgrade()) {
+            let acc = self.inner.accumulators.get(id).and_then(|w| w.upgrade());
+            if let Some(acc) = acc {
                 if let Err(e) = acc.merge_encoded(bytes) {
                     tracing::warn!("accumulator {id}: {e}");
                 }
