@@ -267,7 +267,7 @@ fn violations(rel: &Path, src: &str) -> Vec<String> {
         }
         _ => {
             out.push(format!(
-                "{name}: belongs to no layer (put it under {} or make it a top file)",
+                "{name}: belongs to no layer (put it under {}/ or make it a top file)",
                 LAYERS.join("/, ")
             ));
             return out;
