@@ -138,21 +138,15 @@ impl ShuffleStore {
     }
 
     pub fn remove_shuffle(&self, shuffle: ShuffleId) {
-        let files: Vec<PathBuf> = {
-            let _writes = self.writes.locked();
-            let keys: Vec<Key> = self
-                .memory
-                .iter()
-                .map(|e| *e.key())
-                .chain(self.disk.iter().map(|e| *e.key()))
-                .filter(|(s, _)| *s == shuffle)
-                .collect();
-            keys.iter().filter_map(|k| self.remove(k)).collect()
-        };
-        files.into_iter().for_each(|f| remove_file(Some(f)));
+        self.remove_where(|(s, _)| *s == shuffle);
     }
 
     pub fn clear(&self) {
+        self.remove_where(|_| true);
+    }
+
+    /// Forgets every output whose key `gone` picks, and deletes their files.
+    fn remove_where(&self, gone: impl Fn(&Key) -> bool) {
         let files: Vec<PathBuf> = {
             let _writes = self.writes.locked();
             let keys: Vec<Key> = self
@@ -160,6 +154,7 @@ impl ShuffleStore {
                 .iter()
                 .map(|e| *e.key())
                 .chain(self.disk.iter().map(|e| *e.key()))
+                .filter(|k| gone(k))
                 .collect();
             keys.iter().filter_map(|k| self.remove(k)).collect()
         };

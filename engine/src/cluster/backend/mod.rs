@@ -204,14 +204,17 @@ impl ClusterBackend {
         }
     }
 
-    fn post(&self, event: Event) {
-        let buses: Vec<Arc<ListenerBus>> = self
-            .buses
+    /// The buses of the contexts still alive.
+    fn buses(&self) -> Vec<Arc<ListenerBus>> {
+        self.buses
             .locked()
             .iter()
             .filter_map(Weak::upgrade)
-            .collect();
-        for b in buses {
+            .collect()
+    }
+
+    fn post(&self, event: Event) {
+        for b in self.buses() {
             b.post(event.clone());
         }
     }
@@ -254,13 +257,8 @@ impl ClusterBackend {
             address: address.clone(),
             cores: cores.max(1) as usize,
         };
-        // Posted before the state lock goes: see `subscribe`.
-        let buses: Vec<Arc<ListenerBus>> = self
-            .buses
-            .locked()
-            .iter()
-            .filter_map(Weak::upgrade)
-            .collect();
+        // Read before the state lock goes: see `subscribe`.
+        let buses = self.buses();
         drop(st);
         for b in buses {
             b.post(added.clone());
