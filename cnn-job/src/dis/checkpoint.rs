@@ -155,23 +155,25 @@ pub fn save(
     // The state names the other files' digests; this one covers the state itself.
     let d = fresh.join(STATE_DIGEST);
     std::fs::write(&d, hex(&json) + "\n").map_err(io(&d))?;
-    let current = dir(output);
-    let old = output.join("checkpoint.old");
-    if current.exists() {
-        std::fs::rename(&current, &old).map_err(io(&current))?;
-    }
-    std::fs::rename(&fresh, &current).map_err(io(&fresh))?;
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(io(&old))?;
-    }
-    Ok(())
+    super::swap::replace(&fresh, &dir(output)).map_err(swap_failed)
+}
+
+fn swap_failed((path, source): super::swap::Failure) -> CheckpointError {
+    CheckpointError::Io { path, source }
+}
+
+/// Whether `output` holds a checkpoint, after finishing a swap a killed run left half done.
+pub fn exists(output: &Path) -> Result<bool, CheckpointError> {
+    let d = dir(output);
+    super::swap::recover(&d).map_err(swap_failed)?;
+    Ok(d.join("state.json").exists())
 }
 
 /// Loads and verifies `output`'s checkpoint for a run configured as `cfg`.
 pub fn load(output: &Path, cfg: &DisConfig) -> Result<Resumed, CheckpointError> {
     let d = dir(output);
     let state_path = d.join("state.json");
-    if !state_path.exists() {
+    if !exists(output)? {
         return Err(CheckpointError::Mismatch(format!(
             "no checkpoint in {} (a run saves one with --checkpoint-every N)",
             output.display()

@@ -12,6 +12,7 @@ pub mod predict;
 pub mod prune;
 pub mod response;
 pub mod shards;
+pub mod swap;
 
 use crate::layers::Loss;
 use serde::{Deserialize, Serialize};

@@ -31,6 +31,7 @@ fn failed(path: &Path) -> impl FnOnce(std::io::Error) -> JobError + '_ {
 /// the interrupted run's directory, else a copy of the finished DIR.
 pub fn begin(output: &Path, overwrite: bool, resume: bool) -> Result<PathBuf, JobError> {
     let work = in_progress(output);
+    super::swap::recover(output).map_err(swap_failed)?;
     if resume {
         if !work.exists() {
             if !output.is_dir() {
@@ -120,20 +121,11 @@ pub fn verify_digests(dir: &Path, optional: &[&str]) -> Result<(), String> {
 /// Swaps the finished `work` in as `output`, replacing what was there.
 pub fn commit(work: &Path, output: &Path) -> Result<(), JobError> {
     write_digests(work)?;
-    let mut old = output.as_os_str().to_os_string();
-    old.push(".old");
-    let old = PathBuf::from(old);
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(failed(&old))?;
-    }
-    if output.exists() {
-        std::fs::rename(output, &old).map_err(failed(output))?;
-    }
-    std::fs::rename(work, output).map_err(failed(output))?;
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(failed(&old))?;
-    }
-    Ok(())
+    super::swap::replace(work, output).map_err(swap_failed)
+}
+
+fn swap_failed((path, source): super::swap::Failure) -> JobError {
+    JobError::Output { path, source }
 }
 
 /// Copies a run directory (files and one level of subdirectories, as a run writes them).

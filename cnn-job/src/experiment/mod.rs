@@ -161,7 +161,7 @@ pub fn run(
     let mut failed = 0;
     for (i, r) in todo.iter().enumerate() {
         let pending = output::in_progress(&record::run_dir(&cfg.output, &r.name));
-        let resume = checkpoint::dir(&pending).join("state.json").exists();
+        let resume = checkpoint::exists(&pending)?;
         let config = DisConfig {
             resume,
             overwrite: !resume,
