@@ -83,22 +83,10 @@ pub(crate) enum NodeKind {
         op: OpRef,
         key_type: String,
     },
-    Keys {
+    /// One of the engine's own narrow ops (`exec::narrow`: keys, values, sample, glom).
+    Narrow {
         parent: RddId,
-        key_type: String,
-    },
-    Values {
-        parent: RddId,
-        key_type: String,
-    },
-    Sample {
-        parent: RddId,
-        fraction: f64,
-        with_replacement: bool,
-        seed: u64,
-    },
-    Glom {
-        parent: RddId,
+        op: OpRef,
     },
     Union {
         parents: Vec<(RddId, u32)>,
@@ -239,10 +227,7 @@ pub(crate) fn narrow_inputs(kind: &NodeKind, split: usize) -> Vec<(RddId, usize)
         | NodeKind::KeyBy { parent, .. }
         | NodeKind::MapValues { parent, .. }
         | NodeKind::FlatMapValues { parent, .. }
-        | NodeKind::Keys { parent, .. }
-        | NodeKind::Values { parent, .. }
-        | NodeKind::Sample { parent, .. }
-        | NodeKind::Glom { parent }
+        | NodeKind::Narrow { parent, .. }
         | NodeKind::FoldPartitions { parent, .. } => vec![(*parent, split)],
         NodeKind::Zip { a, b, .. } => vec![(*a, split), (*b, split)],
         NodeKind::Union { parents } => union_input(parents, split).into_iter().collect(),
@@ -316,6 +301,8 @@ pub enum OpKind {
     Foreach,
     ForeachPartition,
     Partitioner,
+    /// The engine's own narrow ops (`exec::narrow`), never a user's.
+    Narrow,
 }
 
 impl OpKind {
@@ -332,6 +319,7 @@ impl OpKind {
             OpKind::Foreach => "foreach",
             OpKind::ForeachPartition => "foreach_partition",
             OpKind::Partitioner => "partitioner",
+            OpKind::Narrow => "narrow",
         }
     }
 }

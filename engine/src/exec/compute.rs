@@ -10,7 +10,7 @@ use crate::exec::io;
 use crate::exec::op::registry;
 use crate::exec::shuffle;
 use crate::exec::storage::Block;
-use crate::exec::stream::{self, into_typed, typed, Records, Sampler};
+use crate::exec::stream::{self, into_typed, typed, Records};
 use crate::exec::task_context::TaskContext;
 use rand::SeedableRng;
 use std::collections::HashMap;
@@ -126,22 +126,11 @@ impl Plan {
                 self.compute(*parent, split, tc)?,
                 tc,
             )?,
-            NodeKind::Keys { parent, key_type } => {
-                split_pairs(self.compute(*parent, split, tc)?, key(key_type)?, tc, true)
-            }
-            NodeKind::Values { parent, key_type } => {
-                split_pairs(self.compute(*parent, split, tc)?, key(key_type)?, tc, false)
-            }
-            NodeKind::Sample {
-                parent,
-                fraction,
-                with_replacement,
-                seed,
-            } => stream::sample(
+            NodeKind::Narrow { parent, op } => registry::decode_narrow(op)?.compute(
+                split,
                 self.compute(*parent, split, tc)?,
-                Sampler::new(*seed, split, *fraction, *with_replacement),
-            ),
-            NodeKind::Glom { parent } => stream::glom(self.compute(*parent, split, tc)?),
+                tc,
+            )?,
             NodeKind::Union { parents } => {
                 let (p, s) = crate::core::plan::union_input(parents, split)
                     .ok_or_else(|| TaskFailure::plan("union partition out of range"))?;
@@ -288,27 +277,4 @@ pub(crate) fn range_len(start: i64, end: i64, step: i64) -> u64 {
     let span = (end as i128 - start as i128).unsigned_abs();
     let step = (step as i128).unsigned_abs();
     span.div_ceil(step) as u64
-}
-
-/// The key (or value) part of encoded `(K, V)` records.
-fn split_pairs(
-    records: Records,
-    codec: &'static dyn crate::core::key::KeyCodec,
-    tc: &Arc<TaskContext>,
-    keys: bool,
-) -> Records {
-    let tc2 = tc.clone();
-    Records::Encoded(Box::new(stream::into_encoded(records, tc).map_while(
-        move |r| match codec.key_len(&r) {
-            Ok(n) => Some(if keys {
-                r[..n].to_vec()
-            } else {
-                r[n..].to_vec()
-            }),
-            Err(e) => {
-                tc2.fail(e);
-                None
-            }
-        },
-    )))
 }

@@ -7,6 +7,7 @@ pub mod broadcast;
 pub(crate) mod compute;
 pub(crate) mod executor;
 pub(crate) mod io;
+pub(crate) mod narrow;
 pub mod op;
 pub(crate) mod shuffle;
 pub(crate) mod shuffle_store;

@@ -13,7 +13,10 @@ use crate::core::key::{key_type_name, Key};
 use crate::core::plan::{
     AggSpec, JoinMode, KeyMode, NodeKind, Partitioning, ReduceSpec, ResultSink, ShuffleWriterSpec,
 };
-use crate::exec::op::{AggregateFn, CombineFn, FlatMapFn, MapFn, OpKind, Partitioner, ReduceFn};
+use crate::exec::narrow;
+use crate::exec::op::{
+    AggregateFn, CombineFn, FlatMapFn, MapFn, Op, OpKind, Partitioner, ReduceFn,
+};
 use std::collections::HashMap;
 
 /// How `partition_by` places keys: hash, range (bounds sampled from the data) or a
@@ -89,53 +92,59 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         self.shuffled("ShuffledRdd", op, writer, reduce, ops)
     }
 
+    /// A shuffle that combines by key with `f` on both sides, each key starting from `zero`
+    /// where there is one.
+    #[track_caller]
+    fn combined_by_key<U, F: Op>(
+        &self,
+        op_name: &str,
+        partitions: usize,
+        kind: OpKind,
+        f: F,
+        zero: Option<Vec<u8>>,
+    ) -> Rdd<U> {
+        let agg = AggSpec {
+            op: op_ref(kind, &f),
+            zero,
+        };
+        let (map, reduce) = (Some(agg.clone()), ReduceSpec::Combine(agg));
+        self.by_key(op_name, partitions, map, reduce, vec![Box::new(f)])
+    }
+
     #[track_caller]
     pub fn map_values<F: MapFn<In = V>>(&self, f: F) -> Rdd<(K, F::Out)> {
-        let kind = NodeKind::MapValues {
-            parent: self.id(),
-            op: op_ref(OpKind::Map, &f),
-            key_type: key_type_name::<K>().into(),
-        };
-        self.narrow_with("MapPartitionsRdd", "map_values", kind, vec![Box::new(f)])
+        let key_type = key_type_name::<K>().into();
+        self.with_op("map_values", OpKind::Map, f, |parent, op| {
+            NodeKind::MapValues {
+                parent,
+                op,
+                key_type,
+            }
+        })
     }
 
     #[track_caller]
     pub fn flat_map_values<F: FlatMapFn<In = V>>(&self, f: F) -> Rdd<(K, F::Out)> {
-        let kind = NodeKind::FlatMapValues {
-            parent: self.id(),
-            op: op_ref(OpKind::FlatMap, &f),
-            key_type: key_type_name::<K>().into(),
-        };
-        self.narrow_with(
-            "MapPartitionsRdd",
-            "flat_map_values",
-            kind,
-            vec![Box::new(f)],
-        )
+        let key_type = key_type_name::<K>().into();
+        self.with_op("flat_map_values", OpKind::FlatMap, f, |parent, op| {
+            NodeKind::FlatMapValues {
+                parent,
+                op,
+                key_type,
+            }
+        })
     }
 
     #[track_caller]
     pub fn keys(&self) -> Rdd<K> {
-        self.narrow(
-            "MapPartitionsRdd",
-            "keys",
-            NodeKind::Keys {
-                parent: self.id(),
-                key_type: key_type_name::<K>().into(),
-            },
-        )
+        let key_type = key_type_name::<K>().into();
+        self.narrow_op("MapPartitionsRdd", "keys", narrow::Keys { key_type })
     }
 
     #[track_caller]
     pub fn values(&self) -> Rdd<V> {
-        self.narrow(
-            "MapPartitionsRdd",
-            "values",
-            NodeKind::Values {
-                parent: self.id(),
-                key_type: key_type_name::<K>().into(),
-            },
-        )
+        let key_type = key_type_name::<K>().into();
+        self.narrow_op("MapPartitionsRdd", "values", narrow::Values { key_type })
     }
 
     #[track_caller]
@@ -193,17 +202,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// Merges the values of each key with `f`, combining on the map side first.
     #[track_caller]
     pub fn reduce_by_key<F: ReduceFn<Value = V>>(&self, f: F, partitions: usize) -> Rdd<(K, V)> {
-        let agg = AggSpec {
-            op: op_ref(OpKind::Reduce, &f),
-            zero: None,
-        };
-        self.by_key(
-            "reduce_by_key",
-            partitions,
-            Some(agg.clone()),
-            ReduceSpec::Combine(agg),
-            vec![Box::new(f)],
-        )
+        self.combined_by_key("reduce_by_key", partitions, OpKind::Reduce, f, None)
     }
 
     /// Like `reduce_by_key`, starting each key (on each map partition) from `zero`.
@@ -239,17 +238,8 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         f: F,
         partitions: usize,
     ) -> Result<Rdd<(K, F::Acc)>> {
-        let agg = AggSpec {
-            op: op_ref(OpKind::Aggregate, &f),
-            zero: Some(codec::encode(&zero)?),
-        };
-        Ok(self.by_key(
-            "aggregate_by_key",
-            partitions,
-            Some(agg.clone()),
-            ReduceSpec::Combine(agg),
-            vec![Box::new(f)],
-        ))
+        let zero = Some(codec::encode(&zero)?);
+        Ok(self.combined_by_key("aggregate_by_key", partitions, OpKind::Aggregate, f, zero))
     }
 
     #[track_caller]
@@ -258,17 +248,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         f: F,
         partitions: usize,
     ) -> Rdd<(K, F::Combiner)> {
-        let agg = AggSpec {
-            op: op_ref(OpKind::Combine, &f),
-            zero: None,
-        };
-        self.by_key(
-            "combine_by_key",
-            partitions,
-            Some(agg.clone()),
-            ReduceSpec::Combine(agg),
-            vec![Box::new(f)],
-        )
+        self.combined_by_key("combine_by_key", partitions, OpKind::Combine, f, None)
     }
 
     /// All values of each key, in the order they arrive (no map-side combine, as in Spark).

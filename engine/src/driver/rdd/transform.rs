@@ -4,7 +4,8 @@
 use super::{callsite, NodeSpec, Rdd, ReducePlacement};
 use crate::core::codec::Data;
 use crate::core::key::Key;
-use crate::core::plan::{KeyMode, NodeKind, Partitioning, ReduceSpec, ShuffleWriterSpec};
+use crate::core::plan::{KeyMode, NodeKind, Partitioning, RddId, ReduceSpec, ShuffleWriterSpec};
+use crate::exec::narrow::{self, NarrowOp};
 use crate::exec::op::{FilterFn, FlatMapFn, MapFn, Op, OpKind, OpRef, PartitionFn, ZipFn};
 
 pub(crate) type Ops = Vec<Box<dyn std::any::Any + Send + Sync>>;
@@ -44,94 +45,96 @@ impl<T: Data> Rdd<T> {
         })
     }
 
+    /// A narrow node over one user op `f` of `kind`; `node` places the op in the plan.
+    #[track_caller]
+    pub(crate) fn with_op<U, F: Op>(
+        &self,
+        op_name: &str,
+        kind: OpKind,
+        f: F,
+        node: impl FnOnce(RddId, OpRef) -> NodeKind,
+    ) -> Rdd<U> {
+        let kind = node(self.id(), op_ref(kind, &f));
+        self.narrow_with("MapPartitionsRdd", op_name, kind, vec![Box::new(f)])
+    }
+
+    /// A narrow node computed by one of the engine's own ops (`exec::narrow`).
+    #[track_caller]
+    pub(crate) fn narrow_op<U, N: NarrowOp>(&self, name: &'static str, op: &str, n: N) -> Rdd<U> {
+        let kind = NodeKind::Narrow {
+            parent: self.id(),
+            op: op_ref(OpKind::Narrow, &n),
+        };
+        self.narrow(name, op, kind)
+    }
+
     #[track_caller]
     pub fn map<F: MapFn<In = T>>(&self, f: F) -> Rdd<F::Out> {
-        let kind = NodeKind::Map {
-            parent: self.id(),
-            op: op_ref(OpKind::Map, &f),
-        };
-        self.narrow_with("MapPartitionsRdd", "map", kind, vec![Box::new(f)])
+        self.with_op("map", OpKind::Map, f, |parent, op| NodeKind::Map {
+            parent,
+            op,
+        })
     }
 
     #[track_caller]
     pub fn flat_map<F: FlatMapFn<In = T>>(&self, f: F) -> Rdd<F::Out> {
-        let kind = NodeKind::FlatMap {
-            parent: self.id(),
-            op: op_ref(OpKind::FlatMap, &f),
-        };
-        self.narrow_with("MapPartitionsRdd", "flat_map", kind, vec![Box::new(f)])
+        self.with_op("flat_map", OpKind::FlatMap, f, |parent, op| {
+            NodeKind::FlatMap { parent, op }
+        })
     }
 
     #[track_caller]
     pub fn filter<F: FilterFn<Item = T>>(&self, f: F) -> Rdd<T> {
-        let kind = NodeKind::Filter {
-            parent: self.id(),
-            op: op_ref(OpKind::Filter, &f),
-        };
-        self.narrow_with("MapPartitionsRdd", "filter", kind, vec![Box::new(f)])
+        self.with_op("filter", OpKind::Filter, f, |parent, op| NodeKind::Filter {
+            parent,
+            op,
+        })
     }
 
     /// `f` sees a whole partition (and its index, which it may ignore).
     #[track_caller]
     pub fn map_partitions<F: PartitionFn<In = T>>(&self, f: F) -> Rdd<F::Out> {
-        let kind = NodeKind::Partitions {
-            parent: self.id(),
-            op: op_ref(OpKind::Partitions, &f),
-        };
-        self.narrow_with(
-            "MapPartitionsRdd",
-            "map_partitions",
-            kind,
-            vec![Box::new(f)],
-        )
+        self.with_op("map_partitions", OpKind::Partitions, f, |parent, op| {
+            NodeKind::Partitions { parent, op }
+        })
     }
 
     /// The same as [`map_partitions`](Self::map_partitions); the index is always passed.
     #[track_caller]
     pub fn map_partitions_with_index<F: PartitionFn<In = T>>(&self, f: F) -> Rdd<F::Out> {
-        let kind = NodeKind::Partitions {
-            parent: self.id(),
-            op: op_ref(OpKind::Partitions, &f),
-        };
-        self.narrow_with(
-            "MapPartitionsRdd",
+        self.with_op(
             "map_partitions_with_index",
-            kind,
-            vec![Box::new(f)],
+            OpKind::Partitions,
+            f,
+            |parent, op| NodeKind::Partitions { parent, op },
         )
     }
 
     /// `(f(x), x)` for every record.
     #[track_caller]
     pub fn key_by<F: MapFn<In = T>>(&self, f: F) -> Rdd<(F::Out, T)> {
-        let kind = NodeKind::KeyBy {
-            parent: self.id(),
-            op: op_ref(OpKind::Map, &f),
-        };
-        self.narrow_with("MapPartitionsRdd", "key_by", kind, vec![Box::new(f)])
+        self.with_op("key_by", OpKind::Map, f, |parent, op| NodeKind::KeyBy {
+            parent,
+            op,
+        })
     }
 
     /// A sample: each record kept with probability `fraction` (without replacement), or
     /// repeated a Poisson(`fraction`) number of times (with replacement). Seeded per partition.
     #[track_caller]
     pub fn sample(&self, with_replacement: bool, fraction: f64, seed: u64) -> Rdd<T> {
-        let kind = NodeKind::Sample {
-            parent: self.id(),
+        let op = narrow::Sample {
             fraction,
             with_replacement,
             seed,
         };
-        self.narrow("PartitionwiseSampledRdd", "sample", kind)
+        self.narrow_op("PartitionwiseSampledRdd", "sample", op)
     }
 
     /// Each partition as one `Vec`.
     #[track_caller]
     pub fn glom(&self) -> Rdd<Vec<T>> {
-        self.narrow(
-            "MapPartitionsRdd",
-            "glom",
-            NodeKind::Glom { parent: self.id() },
-        )
+        self.narrow_op("MapPartitionsRdd", "glom", narrow::Glom)
     }
 
     #[track_caller]

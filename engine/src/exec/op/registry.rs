@@ -21,6 +21,7 @@ pub enum Decoder {
     Agg(Dec<Arc<dyn ErasedAgg>>),
     Foreach(Dec<Arc<dyn ErasedForeach>>),
     Partitioner(Dec<Arc<dyn ErasedPartitioner>>),
+    Narrow(Dec<Arc<dyn crate::exec::narrow::ErasedNarrow>>),
 }
 
 #[doc(hidden)]
@@ -200,4 +201,5 @@ decoder_fns! {
     decode_agg: Agg => Arc<dyn ErasedAgg>;
     decode_foreach: Foreach => Arc<dyn ErasedForeach>;
     decode_partitioner: Partitioner => Arc<dyn ErasedPartitioner>;
+    decode_narrow: Narrow => Arc<dyn crate::exec::narrow::ErasedNarrow>;
 }
