@@ -5,6 +5,8 @@
 //! registered ops ([`op`]) so that the same code runs in local mode and, unchanged, on remote
 //! executors. See ARCHITECTURE.md at the repository root for the life of a job.
 
+#![warn(missing_docs)]
+
 // The layers, bottom up; each imports only those below it (see ARCHITECTURE.md, and
 // tests/layers.rs, which enforces it).
 pub mod cluster;

@@ -19,6 +19,7 @@ fn counters() -> &'static Mutex<HashMap<String, u64>> {
     C.get_or_init(Default::default)
 }
 
+/// How many times ops counted under `name` have run in this process.
 pub fn calls(name: &str) -> u64 {
     counters().locked().get(name).copied().unwrap_or(0)
 }
@@ -27,6 +28,7 @@ fn bump(name: &str) {
     *counters().locked().entry(name.to_string()).or_default() += 1;
 }
 
+/// `x + 1`.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct AddOne;
 impl MapFn for AddOne {
@@ -50,6 +52,7 @@ impl MapFn for Modulo {
 }
 register_op!(map Modulo);
 
+/// `x * x`.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Square;
 impl MapFn for Square {
@@ -61,6 +64,7 @@ impl MapFn for Square {
 }
 register_op!(map Square);
 
+/// `x` as a string.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct ToStr;
 impl MapFn for ToStr {
@@ -72,6 +76,7 @@ impl MapFn for ToStr {
 }
 register_op!(map ToStr);
 
+/// Whether `x` is even.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct IsEven;
 impl FilterFn for IsEven {
@@ -95,6 +100,7 @@ impl FlatMapFn for Repeat {
 }
 register_op!(flat_map Repeat);
 
+/// `a + b` (wrapping).
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Add;
 impl ReduceFn for Add {
@@ -105,6 +111,7 @@ impl ReduceFn for Add {
 }
 register_op!(reduce Add);
 
+/// The larger of `a` and `b`.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct Max;
 impl ReduceFn for Max {
@@ -208,7 +215,9 @@ register_op!(map Counted);
 /// Identity that panics in the first `failures` attempts of partition `partition`.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct FailAttempts {
+    /// The partition whose attempts fail.
     pub partition: usize,
+    /// How many of its attempts fail.
     pub failures: u32,
 }
 impl MapFn for FailAttempts {
@@ -270,6 +279,7 @@ register_op!(map AddFromTable);
 /// that (it runs the decoded copy), which is what a test of the encoding path checks.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct SkippedOffset {
+    /// Added to every record; never encoded.
     #[serde(skip)]
     pub by: i64,
 }
@@ -311,7 +321,9 @@ register_op!(map Words2);
 /// `reached` exists, every record passes straight through (a re-run does not block again).
 #[derive(Clone, Serialize, Deserialize)]
 pub struct BlockOnce {
+    /// The directory for `reached` and `release`.
     pub dir: String,
+    /// The partition whose first attempt blocks.
     pub partition: usize,
 }
 impl MapFn for BlockOnce {
@@ -351,6 +363,7 @@ pub mod stores {
     pub struct Blocks(BlockManager);
 
     impl Blocks {
+        /// A block manager with `budget` bytes of memory.
         pub fn new(budget: usize) -> std::io::Result<Self> {
             BlockManager::new_in(budget, &std::env::temp_dir()).map(Blocks)
         }
@@ -373,6 +386,7 @@ pub mod stores {
     pub struct Shuffles(ShuffleStore);
 
     impl Shuffles {
+        /// A shuffle store with `budget` bytes of memory.
         pub fn new(budget: usize) -> std::io::Result<Self> {
             ShuffleStore::new_in(budget, &std::env::temp_dir()).map(Shuffles)
         }

@@ -20,6 +20,7 @@ use tonic::{Request, Status};
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
+/// The metadata header that carries a call's token.
 pub const HEADER: &str = "x-discnn-auth";
 /// The audience of every call to the driver.
 pub const DRIVER: &str = "driver";
@@ -53,6 +54,7 @@ fn warn_if_readable_by_others(file: &Path) {
 }
 
 impl Secret {
+    /// A secret of these bytes; `None` for an empty one (no secret).
     pub fn new(bytes: impl Into<Vec<u8>>) -> Option<Secret> {
         let b: Vec<u8> = bytes.into();
         (!b.is_empty()).then(|| Secret(Arc::new(b)))
@@ -151,11 +153,14 @@ pub fn new_instance_id() -> String {
 /// Adds a fresh token for `audience` and the call's method to every outgoing request.
 #[derive(Clone)]
 pub struct ClientAuth {
+    /// The secret to sign with; `None` sends no token.
     pub secret: Option<Secret>,
+    /// Whom the tokens are for (the callee's role and id).
     pub audience: String,
 }
 
 impl ClientAuth {
+    /// Signs calls to `audience` with `secret`.
     pub fn new(secret: Option<Secret>, audience: impl Into<String>) -> Self {
         ClientAuth {
             secret,
@@ -197,6 +202,8 @@ impl<S> tower_layer::Layer<S> for RpcPathLayer {
     }
 }
 
+/// Puts the called RPC's path where the auth layer can read it (tonic hides it from
+/// interceptors).
 #[derive(Debug, Clone)]
 pub struct WithRpcPath<S>(S);
 
@@ -235,6 +242,7 @@ pub struct ServerAuth {
 }
 
 impl ServerAuth {
+    /// Checks calls to this process (`role`, known to callers as `audience`) against `secret`.
     pub fn new(secret: Option<Secret>, role: &'static str, audience: impl Into<String>) -> Self {
         ServerAuth {
             secret,

@@ -62,7 +62,9 @@ fn connect(master: &str, creds: &Credentials) -> Result<remote::DriverRpc, Clust
 /// How a submitted job ended.
 #[derive(Debug, Clone)]
 pub struct JobEnd {
+    /// The job's exit code: 0 success, 1 failed, 2 bad input.
     pub exit_code: i32,
+    /// Why it failed, when it did.
     pub error: Option<String>,
 }
 

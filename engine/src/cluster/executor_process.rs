@@ -23,10 +23,12 @@ use std::time::Duration;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
+/// How an executor process runs (the `executor` command line).
 #[derive(Debug, Clone)]
 pub struct ExecutorOptions {
     /// The driver's HOST:PORT.
     pub driver: String,
+    /// Tasks it runs at once.
     pub cores: usize,
     /// Block manager memory budget in bytes.
     pub memory: usize,
@@ -39,6 +41,7 @@ pub struct ExecutorOptions {
     pub advertise: Option<String>,
     /// A directory under which this executor makes a fresh directory of its own.
     pub work_dir: Option<PathBuf>,
+    /// The cluster's shared secret; `None` when the driver runs without one.
     pub secret: Option<Secret>,
     /// Serve over TLS and dial the driver and other executors over TLS.
     pub tls: Option<Arc<Tls>>,

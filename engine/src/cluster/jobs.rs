@@ -21,9 +21,11 @@ pub trait JobRunner: Send + Sync {
     fn run(&self, ctx: &Context, job_json: &str, out: &JobOutput) -> JobOutcome;
 }
 
+/// How a job submitted to `driver serve` ended.
 pub struct JobOutcome {
     /// 0 success, 1 the job failed, 2 bad input.
     pub exit_code: i32,
+    /// Why it failed, when it did.
     pub error: Option<String>,
 }
 
@@ -38,10 +40,12 @@ impl JobOutput {
         let _ = self.tx.blocking_send(Ok(pb::JobEvent { event: Some(e) }));
     }
 
+    /// Sends a line of the job's standard output to the client.
     pub fn println(&self, line: impl Into<String>) {
         self.send(pb::job_event::Event::Stdout(line.into()));
     }
 
+    /// Sends a log line to the client (its standard error).
     pub fn log(&self, line: impl Into<String>) {
         self.send(pb::job_event::Event::Log(line.into()));
     }

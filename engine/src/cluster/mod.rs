@@ -31,7 +31,9 @@ pub use traffic::{Traffic, TrafficSnapshot};
 /// What a client presents and trusts: the shared secret, and the CA of a cluster on TLS.
 #[derive(Debug, Clone, Default)]
 pub struct Credentials {
+    /// The cluster's shared secret, when it has one.
     pub secret: Option<Secret>,
+    /// The cluster's TLS identity and CA, when it runs on TLS.
     pub tls: Option<Arc<Tls>>,
 }
 
@@ -46,6 +48,7 @@ use std::sync::Arc;
 pub struct ClusterConfig {
     /// HOST:PORT to serve on (port 0: any free port).
     pub listen: String,
+    /// The shared secret every RPC must prove; `None` runs without authentication.
     pub secret: Option<Secret>,
     /// Serve over TLS, and dial executors over TLS.
     pub tls: Option<Arc<Tls>>,
@@ -67,24 +70,40 @@ impl Default for ClusterConfig {
 /// Errors of cluster set-up (a running job's failures are [`crate::TaskFailure`]s).
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
+    /// The driver's port could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Listen {
+        /// The address asked for.
         address: String,
+        /// The operating system's error.
         source: std::io::Error,
     },
+    /// The async runtime would not start.
     #[error("cannot start the RPC runtime: {0}")]
     Runtime(std::io::Error),
+    /// The other side refused: another build, a wrong secret, a stopped cluster.
     #[error("{0}")]
     Refused(String),
     #[error("cannot reach {address}: {message}")]
-    Unreachable { address: String, message: String },
+    /// The driver or an executor did not answer.
+    Unreachable {
+        /// Where it was dialled.
+        address: String,
+        /// Why the call failed.
+        message: String,
+    },
+    /// The executors could not be started or did not register.
     #[error("{0}")]
     Executors(String),
+    /// A certificate or key could not be loaded or used.
     #[error("TLS: {0}")]
     Tls(String),
+    /// Reading or writing a file failed.
     #[error("I/O error on {path}: {source}")]
     Io {
+        /// The file.
         path: std::path::PathBuf,
+        /// The operating system's error.
         source: std::io::Error,
     },
 }
@@ -172,10 +191,12 @@ impl ClusterDriver {
         })
     }
 
+    /// The backend that schedules on this driver's executors.
     pub fn backend(&self) -> &Arc<ClusterBackend> {
         &self.backend
     }
 
+    /// Where the driver listens (the port actually bound).
     pub fn address(&self) -> SocketAddr {
         self.backend.address()
     }

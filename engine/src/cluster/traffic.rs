@@ -19,7 +19,9 @@ pub struct Traffic {
 /// A reading of [`Traffic`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TrafficSnapshot {
+    /// RPCs made.
     pub requests: u64,
+    /// Bytes sent in them.
     pub bytes: u64,
 }
 
@@ -34,6 +36,7 @@ impl std::ops::Sub for TrafficSnapshot {
 }
 
 impl Traffic {
+    /// The counts now.
     pub fn snapshot(&self) -> TrafficSnapshot {
         TrafficSnapshot {
             requests: self.requests.load(Ordering::Relaxed),

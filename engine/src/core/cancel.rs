@@ -28,6 +28,7 @@ impl std::fmt::Debug for CancelToken {
 }
 
 impl CancelToken {
+    /// A token not cancelled yet.
     pub fn new() -> Self {
         Self::default()
     }
@@ -43,6 +44,7 @@ impl CancelToken {
         was
     }
 
+    /// Whether `cancel` has been called.
     pub fn is_cancelled(&self) -> bool {
         self.0.cancelled.load(Ordering::SeqCst)
     }

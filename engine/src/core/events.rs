@@ -10,73 +10,118 @@ use crate::core::task::TaskMetrics;
 use serde::{Deserialize, Serialize};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// One thing that happened. Ids are the engine's: jobs, stages and tasks count up from 0 in
+/// a context; an executor's id is the one it registered with (`driver` in local mode).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event")]
 pub enum Event {
     /// The context started (delivered first to every listener, however late it is added).
     ApplicationStart {
+        /// The application's name (`Config::app_name`).
         app: String,
+        /// The master URL it runs on.
         master: String,
     },
     /// The context's last handle went.
     ApplicationEnd,
+    /// An action started a job.
     JobStart {
+        /// The job's id.
         job: u64,
+        /// What the action was (`collect at src/main.rs:12`).
         description: String,
     },
+    /// A job ended.
     JobEnd {
+        /// The job's id.
         job: u64,
+        /// Why it failed; `None` when it succeeded.
         error: Option<String>,
     },
+    /// A stage attempt's tasks were handed to the backend.
     StageSubmitted {
+        /// The job that needed it.
         job: u64,
+        /// The stage's id.
         stage: u64,
+        /// Its attempt, 0 first (a map stage is attempted again when its outputs are lost).
         attempt: u32,
+        /// The RDD and call site it computes.
         name: String,
+        /// The tasks it runs (the partitions still missing).
         num_tasks: usize,
+        /// Whether it writes shuffle output (a map stage) rather than results.
         shuffle_map: bool,
     },
+    /// A stage attempt ended.
     StageCompleted {
+        /// The stage's id.
         stage: u64,
+        /// The attempt that ended.
         attempt: u32,
+        /// Why it failed; `None` when every task succeeded.
         failure: Option<String>,
     },
+    /// A task attempt was launched.
     TaskStart {
+        /// The stage it belongs to.
         stage: u64,
+        /// The partition it computes.
         partition: usize,
+        /// The partition's attempt, 0 first.
         attempt: u32,
+        /// The task's id, unique in the context.
         task_id: u64,
     },
+    /// A task attempt ended.
     TaskEnd {
+        /// The stage it belongs to.
         stage: u64,
+        /// The stage attempt it ran in.
         stage_attempt: u32,
+        /// The partition it computed.
         partition: usize,
+        /// The partition's attempt, 0 first.
         attempt: u32,
+        /// The task's id.
         task_id: u64,
+        /// The executor that ran it.
         executor: String,
+        /// Why it failed; `None` when it succeeded.
         failure: Option<TaskFailure>,
+        /// What it measured (run time, records, shuffle bytes).
         metrics: TaskMetrics,
     },
     /// An executor can take tasks (in local mode: the driver's own, `driver`).
     ExecutorAdded {
+        /// The executor's id.
         executor: String,
+        /// Where its block and shuffle service listens (`local` in local mode).
         address: String,
+        /// The tasks it runs at once.
         cores: usize,
     },
     /// An executor was declared lost (or left); its blocks and map outputs are gone.
     ExecutorLost {
+        /// The executor's id.
         executor: String,
+        /// Why (missed heartbeats, a lost stream, a clean exit).
         reason: String,
     },
     /// A task cached a partition on an executor.
     BlockUpdated {
+        /// The executor holding the block.
         executor: String,
+        /// The cached RDD.
         rdd: u64,
+        /// The partition cached.
         partition: u32,
     },
     /// An event the job defines: `kind` names it (`epoch`), `json` is its body.
     Custom {
+        /// The event's name.
         kind: String,
+        /// Its body, a JSON document.
         json: String,
     },
 }
@@ -85,12 +130,15 @@ pub enum Event {
 /// beside what happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Posted {
+    /// When it was posted, in milliseconds since the Unix epoch.
     pub time_ms: u64,
+    /// What happened.
     #[serde(flatten)]
     pub event: Event,
 }
 
 impl Posted {
+    /// Stamps `event` with the current time.
     pub fn now(event: Event) -> Self {
         let time_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -104,6 +152,7 @@ impl Posted {
 /// during an action has been delivered when the action returns. A listener that does real work
 /// (drawing, writing a file) hands the event to a thread of its own, as the progress bar does.
 pub trait Listener: Send + Sync {
+    /// Called for every event; by default ignores it.
     fn on_event(&self, _event: &Event) {}
 
     /// The event with the time it was posted; by default, [`on_event`](Self::on_event).
@@ -119,10 +168,12 @@ pub struct EventLog {
 }
 
 impl EventLog {
+    /// Every event heard so far, in order.
     pub fn events(&self) -> Vec<Event> {
         self.events.locked().clone()
     }
 
+    /// Forgets the events heard so far.
     pub fn clear(&self) {
         self.events.locked().clear();
     }

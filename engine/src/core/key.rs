@@ -12,6 +12,7 @@ use std::marker::PhantomData;
 pub trait Key: Data + Eq + std::hash::Hash + Ord {}
 impl<T: Data + Eq + std::hash::Hash + Ord> Key for T {}
 
+/// Maps an encoded key to its range partition (built from the sampled bounds).
 pub type RangeFn = Box<dyn Fn(&[u8]) -> Result<usize, TaskFailure> + Send + Sync>;
 
 #[doc(hidden)]

@@ -6,7 +6,9 @@
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
+/// An RDD's id, unique in its context.
 pub type RddId = u64;
+/// A shuffle dependency's id, unique in its context.
 pub type ShuffleId = u64;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -176,12 +178,18 @@ pub(crate) enum ReduceSpec {
     Sort { key_type: String, ascending: bool },
 }
 
+/// What a join of two keyed RDDs emits for each key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JoinMode {
+    /// Both sides' values, grouped (`cogroup`).
     CoGroup,
+    /// Pairs of values for keys on both sides (`join`).
     Inner,
+    /// Every left value, with the right ones or none (`left_outer_join`).
     LeftOuter,
+    /// Every right value, with the left ones or none (`right_outer_join`).
     RightOuter,
+    /// Every value of either side (`full_outer_join`).
     FullOuter,
 }
 
@@ -272,8 +280,11 @@ pub(crate) fn reachable(
 /// How a persisted RDD's partitions are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum StorageLevel {
+    /// Kept in memory; a partition evicted under pressure is recomputed from lineage.
     MemoryOnly,
+    /// Kept in memory, spilled to the executor's disk when memory runs short.
     MemoryAndDisk,
+    /// Written to the executor's disk only.
     DiskOnly,
 }
 
@@ -290,22 +301,34 @@ impl std::fmt::Display for StorageLevel {
 /// Which trait a registered op implements; part of its identity in the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum OpKind {
+    /// A `MapFn`.
     Map,
+    /// A `FlatMapFn`.
     FlatMap,
+    /// A `FilterFn`.
     Filter,
+    /// A `PartitionFn`.
     Partitions,
+    /// A `ZipFn`.
     Zip,
+    /// A `ReduceFn`.
     Reduce,
+    /// An `AggregateFn`.
     Aggregate,
+    /// A `CombineFn`.
     Combine,
+    /// A `ForeachFn`.
     Foreach,
+    /// A `ForeachPartitionFn`.
     ForeachPartition,
+    /// A `Partitioner`.
     Partitioner,
     /// The engine's own narrow ops (`exec::narrow`), never a user's.
     Narrow,
 }
 
 impl OpKind {
+    /// The name `register_op!` takes for this kind (`map`, `flat_map`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             OpKind::Map => "map",

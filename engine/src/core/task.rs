@@ -43,11 +43,16 @@ pub(crate) enum TaskOutput {
     Value(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
+/// What a task attempt measured; it travels back with the result.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskMetrics {
+    /// Microseconds the task ran, decoding excluded.
     pub run_micros: u64,
+    /// Microseconds spent decoding the task and its broadcasts.
     pub decode_micros: u64,
+    /// Bytes of the encoded result sent back.
     pub result_bytes: u64,
+    /// Bytes of shuffle output written.
     pub shuffle_write_bytes: u64,
 }
 

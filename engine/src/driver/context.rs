@@ -26,6 +26,7 @@ pub struct Config {
     /// `local`, `local[N]`, `local[*]` or `local-cluster[N,C]` (N executor processes of C
     /// slots on loopback). Contexts on a running cluster come from [`Context::on_cluster`].
     pub master: String,
+    /// The application's name, in events, status and the progress bar.
     pub app_name: String,
     /// Bytes the block manager may hold in memory before it evicts.
     pub memory_budget: usize,
@@ -166,7 +167,9 @@ impl Drop for ContextInner {
 /// Counts of what a context holds, for tests and for watching memory stay flat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ContextStats {
+    /// The block manager's counts.
     pub blocks: BlockStats,
+    /// Map outputs held by the executor's shuffle store.
     pub shuffle_outputs: usize,
     /// Bytes held by the executor's shuffle store, in memory or on disk.
     pub shuffle_bytes: u64,
@@ -174,9 +177,13 @@ pub struct ContextStats {
     pub shuffle_spilled_bytes: u64,
     /// Bytes of the map outputs the driver knows of.
     pub tracked_shuffle_bytes: u64,
+    /// Shuffles the map-output tracker knows of.
     pub tracked_shuffles: usize,
+    /// Broadcast values the driver holds for executors to fetch.
     pub broadcasts_on_driver: usize,
+    /// Broadcast values decoded on the (local) executor.
     pub broadcasts_on_executor: usize,
+    /// Broadcast values fetched from the driver so far.
     pub broadcast_fetches: u64,
 }
 
@@ -284,10 +291,12 @@ impl Context {
         })
     }
 
+    /// Tasks that can run at once (Spark's `defaultParallelism`): the backend's slots.
     pub fn default_parallelism(&self) -> usize {
         self.inner.backend.slots()
     }
 
+    /// The configuration the context was made with.
     pub fn config(&self) -> &Config {
         &self.inner.config
     }
@@ -306,6 +315,7 @@ impl Context {
         });
     }
 
+    /// Ships `value` once per executor; tasks read it through the returned handle.
     pub fn broadcast<T: Data>(&self, value: T) -> Result<Broadcast<T>> {
         let id = self.inner.next_id();
         let bytes = crate::core::codec::encode(&value)?;
@@ -317,6 +327,7 @@ impl Context {
         })))
     }
 
+    /// A counter tasks add to and the driver reads; each successful task's adds count once.
     pub fn accumulator<P: AccumulatorParam>(&self) -> Accumulator<P> {
         let id = self.inner.next_id();
         let (acc, driver) = Accumulator::<P>::new(id);
@@ -333,6 +344,7 @@ impl Context {
         self.inner.cleaner.run_now();
     }
 
+    /// Counts of what the context holds now.
     pub fn stats(&self) -> ContextStats {
         let i = &self.inner;
         ContextStats {

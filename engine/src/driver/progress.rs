@@ -23,6 +23,7 @@ struct State {
     drawn: bool,
 }
 
+/// Draws one line per running stage on the terminal (Spark's console progress bar); a listener.
 pub struct ConsoleProgressBar {
     state: Arc<Mutex<State>>,
     stop: Arc<AtomicBool>,

@@ -14,10 +14,15 @@ use std::sync::{Arc, Mutex};
 
 /// How an accumulator adds and merges.
 pub trait AccumulatorParam: Send + Sync + 'static {
+    /// What a task adds.
     type In;
+    /// What the accumulator holds.
     type Value: Data;
+    /// The value before anything is added.
     fn zero() -> Self::Value;
+    /// Adds one input.
     fn add(acc: &mut Self::Value, x: Self::In);
+    /// Merges another task's value in.
     fn merge(acc: &mut Self::Value, other: Self::Value);
 }
 
@@ -118,10 +123,12 @@ impl<P: AccumulatorParam> Accumulator<P> {
         )
     }
 
+    /// The accumulator's id.
     pub fn id(&self) -> u64 {
         self.id
     }
 
+    /// Adds `x`: in a task, to the task's copy (merged on success); on the driver, directly.
     pub fn add(&self, x: P::In) {
         if let Some(tc) = TaskContext::get() {
             let mut map = tc.accumulators.locked();

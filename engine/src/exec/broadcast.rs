@@ -166,6 +166,7 @@ impl<T: Data> Broadcast<T> {
         }
     }
 
+    /// The broadcast's id.
     pub fn id(&self) -> u64 {
         self.id
     }

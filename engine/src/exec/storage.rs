@@ -129,11 +129,17 @@ struct MemEntry {
 /// Counters for tests and the status page.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BlockStats {
+    /// Blocks held in memory.
     pub memory_blocks: usize,
+    /// Blocks held on disk.
     pub disk_blocks: usize,
+    /// Bytes held in memory.
     pub memory_bytes: usize,
+    /// Lookups that found their block.
     pub hits: u64,
+    /// Blocks dropped to make room.
     pub evictions: u64,
+    /// Blocks written to disk to make room.
     pub spills: u64,
 }
 

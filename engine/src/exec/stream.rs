@@ -11,6 +11,7 @@ use rand::Rng;
 use std::any::Any;
 use std::sync::Arc;
 
+/// An owned, sendable iterator: a partition's records as ops see them.
 pub type BoxIter<T> = Box<dyn Iterator<Item = T> + Send>;
 pub(crate) type EncodedIter = BoxIter<Vec<u8>>;
 

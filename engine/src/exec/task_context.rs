@@ -13,6 +13,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+/// The running task, as its ops may ask (`TaskContext::get()` inside an op).
 pub struct TaskContext {
     pub(crate) stage: u64,
     pub(crate) partition: usize,
@@ -65,10 +66,12 @@ impl TaskContext {
         CURRENT.with(|c| c.borrow().clone())
     }
 
+    /// The stage the task belongs to.
     pub fn stage_id(&self) -> u64 {
         self.stage
     }
 
+    /// The partition it computes.
     pub fn partition_id(&self) -> usize {
         self.partition
     }
@@ -78,6 +81,7 @@ impl TaskContext {
         self.attempt
     }
 
+    /// The executor it runs on.
     pub fn executor_id(&self) -> &str {
         &self.env.executor_id
     }

@@ -36,16 +36,22 @@ pub(crate) type ExecutorRpc = ExecutorClient<InterceptedService<Channel, ClientA
 /// Lost executors `driver status` shows (the most recently lost).
 pub const KEEP_LOST_EXECUTORS: usize = 20;
 
+/// Where an executor is in its life, as `driver status` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExecutorState {
+    /// Registered and heartbeating; gets tasks.
     Alive,
     /// Shutting down on request: finishes its tasks, gets no new ones.
     Draining,
+    /// Declared lost (missed heartbeats or a broken stream); its blocks and map outputs are
+    /// gone.
     Lost,
+    /// Left on request, after its tasks.
     Exited,
 }
 
 impl ExecutorState {
+    /// The state's name in status output (`alive`, `draining`, `lost`, `exited`).
     pub fn as_str(self) -> &'static str {
         match self {
             ExecutorState::Alive => "alive",
@@ -59,13 +65,21 @@ impl ExecutorState {
 /// What `driver status` and tests see of an executor.
 #[derive(Debug, Clone)]
 pub struct ExecutorSummary {
+    /// The executor's id.
     pub id: String,
+    /// Where its block and shuffle service listens.
     pub address: String,
+    /// Tasks it runs at once.
     pub cores: u32,
+    /// Its process id on its host.
     pub pid: u32,
+    /// Alive, draining, lost or exited.
     pub state: ExecutorState,
+    /// Time since its last heartbeat.
     pub since_heartbeat: Duration,
+    /// Tasks running on it now.
     pub running_tasks: u32,
+    /// Tasks it has finished, successfully or not.
     pub tasks_finished: u64,
 }
 
@@ -109,6 +123,8 @@ struct State {
     late_results: u64,
 }
 
+/// The cluster-mode scheduler backend: the driver's view of its executors, the tasks it ships
+/// them, the blocks and map outputs they hold.
 pub struct ClusterBackend {
     pub(crate) config: ClusterConfig,
     pub(crate) address: SocketAddr,
@@ -156,6 +172,7 @@ impl ClusterBackend {
         self.address
     }
 
+    /// The cluster's shared secret, if it has one.
     pub fn secret(&self) -> Option<&Secret> {
         self.config.secret.as_ref()
     }
@@ -376,6 +393,7 @@ impl ClusterBackend {
             .collect()
     }
 
+    /// Executors alive now (draining ones included).
     pub fn alive_executors(&self) -> usize {
         self.lock()
             .executors

@@ -29,6 +29,7 @@ impl<T: Data> Rdd<T> {
             .run_job(&self.node, &self.all_partitions(), sink, what)
     }
 
+    /// Every record, in partition order.
     pub fn collect(&self) -> Result<Vec<T>> {
         let mut out = Vec::new();
         for p in self.run(ResultSink::Collect, "collect")? {
@@ -37,6 +38,7 @@ impl<T: Data> Rdd<T> {
         Ok(out)
     }
 
+    /// How many records there are.
     pub fn count(&self) -> Result<u64> {
         let mut n = 0;
         for p in self.run(ResultSink::Count, "count")? {
@@ -68,6 +70,7 @@ impl<T: Data> Rdd<T> {
         Ok(out)
     }
 
+    /// The first record, if there is one (computes as few partitions as it can).
     pub fn first(&self) -> Result<Option<T>> {
         Ok(self.take(1)?.into_iter().next())
     }
@@ -105,6 +108,8 @@ impl<T: Data> Rdd<T> {
         Ok(acc)
     }
 
+    /// Folds every record into `zero` with `f.seq` per partition, then merges the partitions'
+    /// accumulators with `f.comb`.
     pub fn aggregate<F: AggregateFn<Value = T>>(&self, zero: F::Acc, f: F) -> Result<F::Acc> {
         let sink = ResultSink::Fold(AggSpec {
             op: op_ref(OpKind::Aggregate, &f),
@@ -183,11 +188,13 @@ impl<T: Data> Rdd<T> {
         Ok(level.collect()?.into_iter().fold(zero, |a, b| f.comb(a, b)))
     }
 
+    /// Runs `f` on every record, on the executors.
     pub fn foreach<F: ForeachFn<Item = T>>(&self, f: F) -> Result<()> {
         self.run(ResultSink::Foreach(op_ref(OpKind::Foreach, &f)), "foreach")
             .map(|_| ())
     }
 
+    /// Runs `f` on every partition, on the executors.
     pub fn foreach_partition<F: ForeachPartitionFn<Item = T>>(&self, f: F) -> Result<()> {
         self.run(
             ResultSink::Foreach(op_ref(OpKind::ForeachPartition, &f)),

@@ -1,7 +1,7 @@
 //! The typed RDD handle and the lineage node behind it.
 //!
-//! An [`Rdd<T>`] is a typed view of an [`RddNode`]; the node holds the wire description of how
-//! to compute a partition ([`NodeKind`]), its narrow parents and its shuffle dependencies.
+//! An [`Rdd<T>`] is a typed view of an `RddNode`; the node holds the wire description of how
+//! to compute a partition (`NodeKind`), its narrow parents and its shuffle dependencies.
 //! Transformations only build nodes; actions hand the final node to the scheduler.
 
 mod actions;
@@ -165,14 +165,17 @@ impl Context {
 }
 
 impl<T> Rdd<T> {
+    /// The RDD's id, unique in its context.
     pub fn id(&self) -> RddId {
         self.node.id
     }
 
+    /// How many partitions it has.
     pub fn num_partitions(&self) -> usize {
         self.node.num_partitions
     }
 
+    /// The context it belongs to.
     pub fn context(&self) -> &Context {
         &self.ctx
     }
@@ -195,6 +198,7 @@ impl<T> Rdd<T> {
         }
     }
 
+    /// Keeps the partitions in memory once computed (`persist(MemoryOnly)`).
     pub fn cache(&self) -> &Self {
         let mut s = self.node.storage.locked();
         if s.is_none() {
@@ -215,6 +219,7 @@ impl<T> Rdd<T> {
         self
     }
 
+    /// The storage level it is persisted at, if any.
     pub fn storage_level(&self) -> Option<StorageLevel> {
         self.node.storage()
     }

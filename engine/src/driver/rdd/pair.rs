@@ -22,6 +22,8 @@ use std::collections::HashMap;
 /// How `partition_by` places keys: hash, range (bounds sampled from the data) or a
 /// user-defined [`Partitioner`].
 pub trait IntoPartitioning<K: Key> {
+    /// The partitioning of `rdd` this describes (a range partitioner samples `rdd` for its
+    /// bounds).
     fn clone_partitioning<V: Data>(&self, rdd: &Rdd<(K, V)>) -> Result<Partitioning>;
 }
 
@@ -32,7 +34,9 @@ pub struct HashPartitioner(pub usize);
 /// Partitions of contiguous key ranges, bounds chosen from a sample of the keys.
 #[derive(Debug, Clone, Copy)]
 pub struct RangePartitioner {
+    /// How many partitions.
     pub partitions: usize,
+    /// Whether keys are placed in increasing order.
     pub ascending: bool,
 }
 
@@ -111,6 +115,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         self.by_key(op_name, partitions, map, reduce, vec![Box::new(f)])
     }
 
+    /// `(k, f(v))` for every record.
     #[track_caller]
     pub fn map_values<F: MapFn<In = V>>(&self, f: F) -> Rdd<(K, F::Out)> {
         let key_type = key_type_name::<K>().into();
@@ -123,6 +128,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         })
     }
 
+    /// `(k, w)` for every `w` in `f(v)`.
     #[track_caller]
     pub fn flat_map_values<F: FlatMapFn<In = V>>(&self, f: F) -> Rdd<(K, F::Out)> {
         let key_type = key_type_name::<K>().into();
@@ -135,18 +141,21 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         })
     }
 
+    /// The keys.
     #[track_caller]
     pub fn keys(&self) -> Rdd<K> {
         let key_type = key_type_name::<K>().into();
         self.narrow_op("MapPartitionsRdd", "keys", narrow::Keys { key_type })
     }
 
+    /// The values.
     #[track_caller]
     pub fn values(&self) -> Rdd<V> {
         let key_type = key_type_name::<K>().into();
         self.narrow_op("MapPartitionsRdd", "values", narrow::Values { key_type })
     }
 
+    /// Places the records by key as `p` says, through a shuffle.
     #[track_caller]
     pub fn partition_by<P: IntoPartitioning<K> + Send + Sync + 'static>(
         &self,
@@ -231,6 +240,8 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         ))
     }
 
+    /// Folds each key's values into `zero` with `f.seq`, combining on the map side with
+    /// `f.comb`.
     #[track_caller]
     pub fn aggregate_by_key<F: AggregateFn<Value = V>>(
         &self,
@@ -242,6 +253,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         Ok(self.combined_by_key("aggregate_by_key", partitions, OpKind::Aggregate, f, zero))
     }
 
+    /// Spark's `combineByKey`: each key's values into one combiner, combining on the map side.
     #[track_caller]
     pub fn combine_by_key<F: CombineFn<Value = V>>(
         &self,
@@ -365,6 +377,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         })
     }
 
+    /// For each key on either side, the values of both.
     #[track_caller]
     pub fn cogroup<W: Data>(
         &self,
@@ -374,11 +387,13 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         self.join_with(other, partitions, JoinMode::CoGroup, "cogroup")
     }
 
+    /// Every pair of values of a key found on both sides.
     #[track_caller]
     pub fn join<W: Data>(&self, other: &Rdd<(K, W)>, partitions: usize) -> Rdd<(K, (V, W))> {
         self.join_with(other, partitions, JoinMode::Inner, "join")
     }
 
+    /// Every left value with each matching right value, or `None`.
     #[track_caller]
     pub fn left_outer_join<W: Data>(
         &self,
@@ -388,6 +403,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         self.join_with(other, partitions, JoinMode::LeftOuter, "left_outer_join")
     }
 
+    /// Every right value with each matching left value, or `None`.
     #[track_caller]
     pub fn right_outer_join<W: Data>(
         &self,
@@ -397,6 +413,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         self.join_with(other, partitions, JoinMode::RightOuter, "right_outer_join")
     }
 
+    /// Every value of either side with each match on the other, or `None`.
     #[track_caller]
     pub fn full_outer_join<W: Data>(
         &self,

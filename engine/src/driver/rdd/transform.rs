@@ -68,6 +68,7 @@ impl<T: Data> Rdd<T> {
         self.narrow(name, op, kind)
     }
 
+    /// `f(x)` for every record.
     #[track_caller]
     pub fn map<F: MapFn<In = T>>(&self, f: F) -> Rdd<F::Out> {
         self.with_op("map", OpKind::Map, f, |parent, op| NodeKind::Map {
@@ -76,6 +77,7 @@ impl<T: Data> Rdd<T> {
         })
     }
 
+    /// Every record of `f(x)` for every record.
     #[track_caller]
     pub fn flat_map<F: FlatMapFn<In = T>>(&self, f: F) -> Rdd<F::Out> {
         self.with_op("flat_map", OpKind::FlatMap, f, |parent, op| {
@@ -83,6 +85,7 @@ impl<T: Data> Rdd<T> {
         })
     }
 
+    /// The records for which `f` returns true.
     #[track_caller]
     pub fn filter<F: FilterFn<Item = T>>(&self, f: F) -> Rdd<T> {
         self.with_op("filter", OpKind::Filter, f, |parent, op| NodeKind::Filter {
@@ -137,6 +140,7 @@ impl<T: Data> Rdd<T> {
         self.narrow_op("MapPartitionsRdd", "glom", narrow::Glom)
     }
 
+    /// The records of both (partitions side by side, no shuffle).
     #[track_caller]
     pub fn union(&self, other: &Rdd<T>) -> Rdd<T> {
         self.ctx.union(&[self.clone(), other.clone()])

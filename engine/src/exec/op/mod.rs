@@ -46,79 +46,112 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Op for T {}
 
 /// One record in, one record out: `map`, `key_by`, `map_values`.
 pub trait MapFn: Op {
+    /// The record (or value) it takes.
     type In: Data;
+    /// What it makes of it.
     type Out: Data;
+    /// Maps one record.
     fn call(&self, x: Self::In) -> Self::Out;
 }
 
 /// One record in, any number out: `flat_map`, `flat_map_values`.
 pub trait FlatMapFn: Op {
+    /// The record (or value) it takes.
     type In: Data;
+    /// The records it makes.
     type Out: Data;
+    /// How it returns them (a `Vec`, an iterator).
     type Iter: IntoIterator<Item = Self::Out, IntoIter: Send + 'static>;
+    /// Maps one record to its outputs.
     fn call(&self, x: Self::In) -> Self::Iter;
 }
 
 /// Keeps the records for which it returns true: `filter`.
 pub trait FilterFn: Op {
+    /// The record type.
     type Item: Data;
+    /// Whether `x` is kept.
     fn call(&self, x: &Self::Item) -> bool;
 }
 
 /// A whole partition at once: `map_partitions`, `map_partitions_with_index`.
 pub trait PartitionFn: Op {
+    /// The parent's record type.
     type In: Data;
+    /// The output's record type.
     type Out: Data;
+    /// Maps partition `partition`'s records, lazily or not.
     fn call(&self, partition: usize, input: BoxIter<Self::In>) -> BoxIter<Self::Out>;
 }
 
 /// Two partitions with the same index at once: `zip_partitions`.
 pub trait ZipFn: Op {
+    /// The first RDD's record type.
     type A: Data;
+    /// The second RDD's record type.
     type B: Data;
+    /// The output's record type.
     type Out: Data;
+    /// Combines the two partitions.
     fn call(&self, a: BoxIter<Self::A>, b: BoxIter<Self::B>) -> BoxIter<Self::Out>;
 }
 
 /// An associative (and, for the keyed forms, commutative) binary operator: `reduce`, `fold`,
 /// `reduce_by_key`, `fold_by_key`.
 pub trait ReduceFn: Op {
+    /// The values it merges.
     type Value: Data;
+    /// Merges two values.
     fn call(&self, a: Self::Value, b: Self::Value) -> Self::Value;
 }
 
 /// Spark's `aggregate(zero)(seqOp, combOp)`: `aggregate`, `tree_aggregate`, `aggregate_by_key`.
 pub trait AggregateFn: Op {
+    /// The values it folds in.
     type Value: Data;
+    /// The accumulator, starting from the call's `zero`.
     type Acc: Data;
+    /// Folds one value into an accumulator (within a partition).
     fn seq(&self, acc: Self::Acc, value: Self::Value) -> Self::Acc;
+    /// Merges two accumulators (across partitions).
     fn comb(&self, a: Self::Acc, b: Self::Acc) -> Self::Acc;
 }
 
 /// Spark's `combineByKey(createCombiner, mergeValue, mergeCombiners)`.
 pub trait CombineFn: Op {
+    /// The values it combines.
     type Value: Data;
+    /// What a key's values become.
     type Combiner: Data;
+    /// Starts a combiner from a key's first value (in a partition).
     fn create(&self, value: Self::Value) -> Self::Combiner;
+    /// Adds a value to a combiner (map side).
     fn merge_value(&self, c: Self::Combiner, value: Self::Value) -> Self::Combiner;
+    /// Merges two combiners of one key (reduce side).
     fn merge_combiners(&self, a: Self::Combiner, b: Self::Combiner) -> Self::Combiner;
 }
 
 /// A side effect per record: `foreach`.
 pub trait ForeachFn: Op {
+    /// The record type.
     type Item: Data;
+    /// Does something with one record.
     fn call(&self, x: Self::Item);
 }
 
 /// A side effect per partition: `foreach_partition`.
 pub trait ForeachPartitionFn: Op {
+    /// The record type.
     type Item: Data;
+    /// Does something with partition `partition`'s records.
     fn call(&self, partition: usize, items: BoxIter<Self::Item>);
 }
 
 /// A user-defined partitioner for `partition_by`.
 pub trait Partitioner: Op {
+    /// The key type it places.
     type Key: Key;
+    /// How many partitions it places keys in.
     fn num_partitions(&self) -> usize;
     /// Must return a value below `num_partitions()`.
     fn partition(&self, key: &Self::Key) -> usize;
