@@ -4,11 +4,29 @@
 # copied into a FROM-scratch image.
 #
 #   deploy/build-image.sh [TAG]        (default discnn:local; $DISCNN_IMAGE also sets it)
+#
+# A user's own build (examples/user-job) goes in the same way: its driver and executor are
+# installed as `driver` and `executor`, so deploy/docker-compose.yml runs them unchanged.
+#
+#   deploy/build-image.sh --manifest-path examples/user-job/Cargo.toml \
+#       --driver my-driver --executor my-executor user-job:local
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
-tag="${1:-${DISCNN_IMAGE:-discnn:local}}"
+manifest="$root/Cargo.toml"
+driver_bin=driver
+executor_bin=executor
+tag="${DISCNN_IMAGE:-discnn:local}"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --manifest-path) manifest="$(realpath "$2")"; shift 2 ;;
+        --driver) driver_bin="$2"; shift 2 ;;
+        --executor) executor_bin="$2"; shift 2 ;;
+        -*) echo "build-image.sh: unknown option $1" >&2; exit 2 ;;
+        *) tag="$1"; shift ;;
+    esac
+done
 target=x86_64-unknown-linux-gnu
 target_dir="$root/target/static"
 
@@ -17,17 +35,18 @@ if [ "$(uname -m)" != x86_64 ]; then
     exit 1
 fi
 
-echo "building static driver and executor into $target_dir ..." >&2
+echo "building static $driver_bin and $executor_bin ($manifest) into $target_dir ..." >&2
 # --target keeps +crt-static away from build scripts and proc macros, which must stay dynamic.
 (cd "$root" && RUSTFLAGS="-C target-feature=+crt-static" \
-    cargo build --release --locked --target "$target" --target-dir "$target_dir" \
-    --bin driver --bin executor)
+    cargo build --release --locked --manifest-path "$manifest" --target "$target" \
+    --target-dir "$target_dir" --bin "$driver_bin" --bin "$executor_bin")
 
 stage="$here/bin-from-build-image.sh"
 rm -rf "$stage"
 mkdir -p "$stage"
-for bin in driver executor; do
-    src="$target_dir/$target/release/$bin"
+for pair in "driver:$driver_bin" "executor:$executor_bin"; do
+    bin="${pair%%:*}"
+    src="$target_dir/$target/release/${pair#*:}"
     if command -v file > /dev/null && ! file -b "$src" | grep -q 'statically linked\|static-pie linked'; then
         echo "build-image.sh: $src is not a static binary: $(file -b "$src")" >&2
         exit 1

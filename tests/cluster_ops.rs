@@ -19,7 +19,8 @@ include!("../engine/tests/suite/ops.rs");
 
 #[test]
 fn the_cluster_is_real_and_the_driver_is_not_in_the_data_path() {
-    use discnn::jobs::{Job, JobSpec};
+    use discnn::jobs::{Wordcount, WordcountArgs};
+    use discnn::JobSpec;
     use discnn_engine::EventLog;
     let c = ctx();
     common::with_logs(c, || {
@@ -36,13 +37,11 @@ fn the_cluster_is_real_and_the_driver_is_not_in_the_data_path() {
             .iter()
             .map(|(_, s)| s.shuffle_bytes_served)
             .sum();
-        let spec = JobSpec {
-            job: Job::Wordcount {
-                input: input.clone(),
-                output: dir.path().join("out"),
-            },
-            json: false,
+        let args = WordcountArgs {
+            input: input.clone(),
+            output: dir.path().join("out"),
         };
+        let spec = JobSpec::of::<Wordcount>(args, false).unwrap();
         spec.run(c, &mut |_| {}, &mut |_| {}).unwrap();
         let received = cluster.traffic() - before;
 

@@ -152,13 +152,15 @@ fn bad_messages_get_error_replies_and_the_cluster_keeps_serving() {
         let r = c
             .submit(pb::SubmitRequest {
                 fingerprint: discnn_engine::op::fingerprint(),
-                job_json: "{\"job\":\"no-such-job\"}".into(),
+                job_json: r#"{"job":"no-such-job","args":{},"json":false}"#.into(),
             })
             .await;
-        assert_eq!(
-            r.err().map(|e| e.code()),
-            Some(tonic::Code::InvalidArgument)
-        );
+        let e = r.expect_err("refused");
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        // The refusal lists the jobs this driver has.
+        let m = e.message();
+        assert!(m.contains("no job named `no-such-job`"), "{m}");
+        assert!(m.contains("wordcount") && m.contains("cnn-job"), "{m}");
         // A broadcast that does not exist.
         let r = c
             .fetch_broadcast(pb::BroadcastRequest {
@@ -264,13 +266,11 @@ fn the_submit_stream_ends_after_its_last_message() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.txt");
     std::fs::write(&input, "a b a\n").unwrap();
-    let spec = discnn::jobs::JobSpec {
-        job: discnn::jobs::Job::Wordcount {
-            input,
-            output: dir.path().join("out"),
-        },
-        json: true,
+    let args = discnn::jobs::WordcountArgs {
+        input,
+        output: dir.path().join("out"),
     };
+    let spec = discnn::JobSpec::of::<discnn::jobs::Wordcount>(args, true).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let secret = discnn_engine::cluster::Secret::new("correct horse").unwrap();
     rt.block_on(async {

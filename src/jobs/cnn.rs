@@ -183,12 +183,12 @@ pub struct CnnJobArgs {
 
 impl CnnJobArgs {
     pub fn absolutize(&mut self, cwd: &std::path::Path) {
-        self.data = super::absolute(&self.data, cwd);
+        self.data = crate::job::absolute(&self.data, cwd);
         if let Some(o) = &mut self.output {
-            *o = super::absolute(o, cwd);
+            *o = crate::job::absolute(o, cwd);
         }
         if let Some(r) = &mut self.resume {
-            *r = super::absolute(r, cwd);
+            *r = crate::job::absolute(r, cwd);
         }
     }
 
@@ -456,8 +456,8 @@ impl ExperimentArgs {
         if self.command.is_none() {
             self.command = Some(self.command());
         }
-        self.data = super::absolute(&self.data, cwd);
-        self.output = super::absolute(&self.output, cwd);
+        self.data = crate::job::absolute(&self.data, cwd);
+        self.output = crate::job::absolute(&self.output, cwd);
     }
 
     pub fn run(

@@ -22,6 +22,9 @@ pub struct Served {
     started: usize,
     /// Flags every process and client gets (TLS files).
     extra: Vec<std::ffi::OsString>,
+    /// The driver and executor programs: the stock ones, or a user's build of them.
+    driver_bin: PathBuf,
+    executor_bin: PathBuf,
 }
 
 pub const SECRET: &str = "correct horse";
@@ -42,6 +45,20 @@ impl Served {
         extra: Vec<std::ffi::OsString>,
         executor_extra: &[&std::ffi::OsStr],
     ) -> Served {
+        let programs = (
+            PathBuf::from(env!("CARGO_BIN_EXE_driver")),
+            PathBuf::from(env!("CARGO_BIN_EXE_executor")),
+        );
+        Served::start_programs(programs, executors, extra, executor_extra)
+    }
+
+    /// A cluster of other programs than the stock `driver` and `executor` (a user's own).
+    pub fn start_programs(
+        (driver_bin, executor_bin): (PathBuf, PathBuf),
+        executors: usize,
+        extra: Vec<std::ffi::OsString>,
+        executor_extra: &[&std::ffi::OsStr],
+    ) -> Served {
         let dir = tempfile::tempdir().unwrap();
         let secret_file = dir.path().join("secret");
         std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
@@ -57,19 +74,32 @@ impl Served {
             dir,
             started: 0,
             extra,
+            driver_bin,
+            executor_bin,
         };
         let driver = s.spawn_driver();
         s.children.push(driver);
         for _ in 0..executors {
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_executor"));
-            cmd.args(["--driver", &s.address, "--cores", "1"])
-                .args(["--listen", "127.0.0.1:0"])
-                .args(executor_extra);
-            let child = s.spawn(cmd, "executor");
+            let bin = s.executor_bin.clone();
+            let child = s.spawn_executor(&bin, executor_extra);
             s.children.push(child);
         }
         s.wait_for_executors(executors);
         s
+    }
+
+    /// Starts executor program `bin` against this driver (not added to `children`).
+    pub fn spawn_executor(&mut self, bin: &Path, extra: &[&std::ffi::OsStr]) -> Child {
+        let mut cmd = Command::new(bin);
+        cmd.args(["--driver", &self.address, "--cores", "1"])
+            .args(["--listen", "127.0.0.1:0"])
+            .args(extra);
+        self.spawn(cmd, "executor")
+    }
+
+    /// The log file (stderr) of the process started last, a `what` (`driver`, `executor`).
+    pub fn last_log(&self, what: &str) -> PathBuf {
+        self.dir.path().join(format!("{}-{what}.log", self.started))
     }
 
     fn spawn(&mut self, mut cmd: Command, what: &str) -> Child {
@@ -87,7 +117,7 @@ impl Served {
     }
 
     fn spawn_driver(&mut self) -> Child {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_driver"));
+        let mut cmd = Command::new(&self.driver_bin);
         cmd.args([
             "serve",
             "--listen",
@@ -167,7 +197,7 @@ impl Served {
     }
 
     fn driver_command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_driver"));
+        let mut c = Command::new(&self.driver_bin);
         c.args(args)
             .arg("--secret-file")
             .arg(&self.secret_file)

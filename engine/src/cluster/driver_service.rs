@@ -28,8 +28,9 @@ pub(crate) fn check_fingerprint(theirs: &str, who: &str) -> Result<(), Status> {
     }
     tracing::error!("refusing {who}: its build is `{theirs}`, this driver's is `{ours}`");
     Err(Status::failed_precondition(format!(
-        "build mismatch: the driver runs `{ours}` but this {who} runs `{theirs}`; \
-         run the same discnn build everywhere"
+        "build mismatch: the driver runs `{ours}` but this {who} runs `{theirs}`; a driver, its \
+         executors and its clients must be built from the same crate, with the same ops \
+         linked in (a driver built with your own ops needs the executor built beside it)"
     )))
 }
 

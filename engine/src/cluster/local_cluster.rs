@@ -40,7 +40,9 @@ pub(crate) fn parse(master: &str) -> Option<Result<(usize, usize), String>> {
 }
 
 /// The `executor` program: `Config::executor_binary`, else `$DISCNN_EXECUTOR_BIN`, else next to
-/// this program (or one directory up, where cargo puts test binaries).
+/// this program (or one directory up, where cargo puts test binaries) — named as this program
+/// with `driver` replaced by `executor` (a user's `my-driver` starts `my-executor`s, which carry
+/// the same ops), or plain `executor`.
 fn executor_binary(config: &Config) -> Result<PathBuf, ClusterError> {
     if let Some(p) = &config.executor_binary {
         return Ok(p.clone());
@@ -50,7 +52,17 @@ fn executor_binary(config: &Config) -> Result<PathBuf, ClusterError> {
     }
     let exe = std::env::current_exe().map_err(ClusterError::Runtime)?;
     let dir = exe.parent().map(PathBuf::from).unwrap_or_default();
-    for candidate in [dir.join("executor"), dir.join("../executor")] {
+    let mut names = Vec::new();
+    if let Some(own) = exe.file_name().and_then(|n| n.to_str()) {
+        if own.contains("driver") {
+            names.push(own.replacen("driver", "executor", 1));
+        }
+    }
+    names.push("executor".to_string());
+    let candidates = names
+        .iter()
+        .flat_map(|n| [dir.join(n), dir.join("..").join(n)]);
+    for candidate in candidates {
         if candidate.is_file() {
             return Ok(candidate);
         }

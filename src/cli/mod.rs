@@ -1,6 +1,9 @@
 //! What every command shares: logging to stderr, the version string, and exit codes
 //! (0 success, 1 the job failed, 2 bad usage or bad input).
 
+pub(crate) mod driver;
+pub(crate) mod executor;
+
 use discnn_engine::cluster::Tls;
 use discnn_engine::EngineError;
 use std::process::ExitCode;
