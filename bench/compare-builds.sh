@@ -2,7 +2,7 @@
 # Two builds side by side: the engine workloads W0, W1, W3 (bench/engine.sh's sizes) and one
 # cnn-job epoch on local-cluster[2,1], each run RUNS times (default 7) alternating the builds,
 # medians and the ratio new / old. For "no regression" checks of a refactor; run it on a quiet
-# machine. Each DIR holds a release `driver` and `executor`; build the old one in a worktree:
+# machine; KEEP=FILE keeps every run's JSON line. Each DIR holds a release `driver` and `executor`; build the old one in a worktree:
 #
 #   git worktree add /tmp/old REV && (cd /tmp/old && cargo build --release --bin driver --bin executor)
 #   bench/compare-builds.sh /tmp/old/target/release target/release ../shared/data/cifar-10-batches-bin
@@ -50,14 +50,18 @@ for i in $(seq "$RUNS"); do
   echo "round $i of $RUNS done" >&2
 done
 
+[[ -n "${KEEP:-}" ]] && cp "$out/runs.jsonl" "$KEEP"
 python3 - "$out/runs.jsonl" "$RUNS" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 names = list(dict.fromkeys(r["w"] for r in rows))
-print(f"medians of {sys.argv[2]} alternating runs (wall seconds)")
-print("| workload | old | new | new / old |")
-print("|---|---|---|---|")
+print(f"medians (and minima) of {sys.argv[2]} alternating runs, wall seconds")
+print("| workload | old | new | new / old (medians) | new / old (minima) |")
+print("|---|---|---|---|---|")
 for n in names:
-    m = {b: statistics.median(r["s"] for r in rows if r["w"] == n and r["build"] == b) for b in ("old", "new")}
-    print(f"| {n} | {m['old']:.4f} | {m['new']:.4f} | {m['new'] / m['old']:.3f} |")
+    s = {b: [r["s"] for r in rows if r["w"] == n and r["build"] == b] for b in ("old", "new")}
+    m = {b: statistics.median(v) for b, v in s.items()}
+    lo = {b: min(v) for b, v in s.items()}
+    print(f"| {n} | {m['old']:.4f} ({lo['old']:.4f}) | {m['new']:.4f} ({lo['new']:.4f}) "
+          f"| {m['new'] / m['old']:.3f} | {lo['new'] / lo['old']:.3f} |")
 PY
