@@ -141,6 +141,11 @@ fn find(name: &str) -> Option<&'static JobRegistration> {
     registered().into_iter().find(|r| r.name == name)
 }
 
+/// Job `name`'s entry, or a usage error that lists the jobs there are.
+fn registration(name: &str) -> anyhow::Result<&'static JobRegistration> {
+    find(name).ok_or_else(|| unknown(name))
+}
+
 /// The registered jobs as clap subcommands (of `driver submit`).
 pub fn commands() -> Vec<clap::Command> {
     registered().iter().map(|r| (r.command)()).collect()
@@ -161,7 +166,7 @@ pub struct JobSpec {
 impl JobSpec {
     /// The spec of job `name` as clap parsed it (`m`: the job subcommand's matches).
     pub fn from_matches(name: &str, m: &ArgMatches, json: bool) -> anyhow::Result<Self> {
-        let r = find(name).ok_or_else(|| unknown(name))?;
+        let r = registration(name)?;
         Ok(JobSpec {
             job: name.to_string(),
             args: (r.parse)(m)?,
@@ -182,7 +187,7 @@ impl JobSpec {
     /// client resolves relative paths against its own before submitting. (A local run keeps
     /// them as typed: they are recorded in the run's outputs.)
     pub fn absolutize(mut self, cwd: &Path) -> anyhow::Result<Self> {
-        let r = find(&self.job).ok_or_else(|| unknown(&self.job))?;
+        let r = registration(&self.job)?;
         self.args = (r.absolutize)(self.args, cwd)?;
         Ok(self)
     }
@@ -194,7 +199,7 @@ impl JobSpec {
         out: &mut dyn FnMut(String),
         log: &mut dyn FnMut(String),
     ) -> anyhow::Result<()> {
-        let r = find(&self.job).ok_or_else(|| unknown(&self.job))?;
+        let r = registration(&self.job)?;
         let mut io = JobIo {
             json: self.json,
             out,
@@ -228,10 +233,9 @@ impl JobRunner for Catalog {
     fn name(&self, job_json: &str) -> Result<String, String> {
         let spec = serde_json::from_str::<JobSpec>(job_json)
             .map_err(|e| format!("not a job this driver knows: {e}"))?;
-        match find(&spec.job) {
-            Some(r) => Ok(r.name.to_string()),
-            None => Err(unknown(&spec.job).to_string()),
-        }
+        registration(&spec.job)
+            .map(|r| r.name.to_string())
+            .map_err(|e| e.to_string())
     }
 
     fn run(&self, ctx: &Context, job_json: &str, out: &JobOutput) -> JobOutcome {
