@@ -1,4 +1,4 @@
-//! The engine's own narrow transformations — `keys`, `values`, `sample`, `glom` — as values
+//! The engine's own narrow transformations — `keys` and `values`, `sample`, `glom` — as values
 //! that compute one partition from their parent's. They travel like user ops: the wire plan
 //! names one as `NodeKind::Narrow` with an `OpRef` of kind `narrow`, and the executor finds
 //! it in the same link-time table. So adding one touches two files: its definition and
@@ -53,31 +53,18 @@ macro_rules! register_narrow {
     };
 }
 
-/// The key of each `(K, V)` record.
+/// The key (`keys`) or the value of each `(K, V)` record: `Rdd::keys`, `Rdd::values`.
 #[derive(Serialize, Deserialize)]
-pub(crate) struct Keys {
+pub(crate) struct PairPart {
     pub key_type: String,
+    pub keys: bool,
 }
-register_narrow!(Keys);
+register_narrow!(PairPart);
 
-impl NarrowOp for Keys {
+impl NarrowOp for PairPart {
     fn compute(&self, _: usize, input: Records, tc: &Arc<TaskContext>) -> PartResult {
         let codec = crate::exec::op::registry::lookup_key(&self.key_type)?;
-        Ok(split_pairs(input, codec, tc, true))
-    }
-}
-
-/// The value of each `(K, V)` record.
-#[derive(Serialize, Deserialize)]
-pub(crate) struct Values {
-    pub key_type: String,
-}
-register_narrow!(Values);
-
-impl NarrowOp for Values {
-    fn compute(&self, _: usize, input: Records, tc: &Arc<TaskContext>) -> PartResult {
-        let codec = crate::exec::op::registry::lookup_key(&self.key_type)?;
-        Ok(split_pairs(input, codec, tc, false))
+        Ok(split_pairs(input, codec, tc, self.keys))
     }
 }
 

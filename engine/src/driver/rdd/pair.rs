@@ -145,14 +145,22 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     #[track_caller]
     pub fn keys(&self) -> Rdd<K> {
         let key_type = key_type_name::<K>().into();
-        self.narrow_op("MapPartitionsRdd", "keys", narrow::Keys { key_type })
+        let op = narrow::PairPart {
+            key_type,
+            keys: true,
+        };
+        self.narrow_op("MapPartitionsRdd", "keys", op)
     }
 
     /// The values.
     #[track_caller]
     pub fn values(&self) -> Rdd<V> {
         let key_type = key_type_name::<K>().into();
-        self.narrow_op("MapPartitionsRdd", "values", narrow::Values { key_type })
+        let op = narrow::PairPart {
+            key_type,
+            keys: false,
+        };
+        self.narrow_op("MapPartitionsRdd", "values", op)
     }
 
     /// Places the records by key as `p` says, through a shuffle.
