@@ -200,12 +200,32 @@ impl JobSpec {
         log: &mut dyn FnMut(String),
     ) -> anyhow::Result<()> {
         let r = registration(&self.job)?;
+        ctx.set_environment(self.environment(ctx));
         let mut io = JobIo {
             json: self.json,
             out,
             log,
         };
         (r.run)(ctx, self.args.clone(), &mut io)
+    }
+
+    /// What the UI's Environment page shows: the job, its arguments, the master and the build
+    /// (the submission's secret and TLS files are not job arguments, so never among them).
+    fn environment(&self, ctx: &Context) -> std::collections::BTreeMap<String, String> {
+        let mut env = std::collections::BTreeMap::new();
+        env.insert("discnn.job".into(), self.job.clone());
+        env.insert("discnn.master".into(), ctx.config().master.clone());
+        env.insert("discnn.build".into(), crate::cli::version().to_string());
+        if let serde_json::Value::Object(args) = &self.args {
+            for (k, v) in args {
+                let text = match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                env.insert(format!("job.{k}"), text);
+            }
+        }
+        env
     }
 }
 

@@ -373,7 +373,7 @@ pub mod stores {
             let block = Block::Typed(Arc::new(VecBlock::new((0..records as i64).collect())));
             self.0
                 .put((rdd, partition), block, StorageLevel::MemoryOnly)
-                .unwrap_or(false)
+                .is_ok_and(|stored| stored.is_some())
         }
 
         /// Reads a cached partition's first record, as a task starting on it does.

@@ -34,6 +34,9 @@ enum Command {
     Serve(Serve),
     /// List a cluster driver's executors and jobs.
     Status(Status),
+    /// Serve the web UI and REST API of finished (and running) applications from their event
+    /// logs, until interrupted.
+    History(History),
     /// Run a benchmark and print its measurements.
     Bench(Bench),
     /// Rewrite a cnn-experiment's report.md and charts from DIR/experiment.json and the runs
@@ -64,6 +67,13 @@ struct Submit {
     /// Print exactly one JSON object on stdout.
     #[arg(long, global = true, help_heading = "Submission")]
     json: bool,
+    /// Serve the web UI, REST API and /metrics on HOST:PORT while the job runs (local masters;
+    /// a cluster's driver serves its own).
+    #[arg(long, global = true, help_heading = "Submission", value_name = "ADDR")]
+    ui: Option<String>,
+    /// Write the application's event log into DIR (created if missing), for `driver history`.
+    #[arg(long, global = true, help_heading = "Submission", value_name = "DIR")]
+    event_log: Option<PathBuf>,
     #[command(flatten)]
     tls: TlsArgs,
 }
@@ -88,8 +98,32 @@ struct Serve {
     /// Seconds a job waits for an executor when none is alive, before it fails.
     #[arg(long, default_value_t = 30.0)]
     grace: f64,
+    /// Serve the web UI, REST API and /metrics on HOST:PORT (the next free port up to 16 above
+    /// when it is busy), or `off`. Beyond loopback it needs the shared secret as the HTTP
+    /// password.
+    #[arg(long, value_name = "ADDR")]
+    ui: Option<String>,
+    /// Write each application's event log into DIR (created if missing), for `driver history`.
+    #[arg(long, value_name = "DIR")]
+    event_log: Option<PathBuf>,
     #[command(flatten)]
     tls: TlsArgs,
+}
+
+#[derive(Args)]
+struct History {
+    /// The directory of event logs (`--event-log` of `driver serve` or `driver submit`).
+    #[arg(long, value_name = "DIR")]
+    event_log: PathBuf,
+    /// Where to serve the UI and API.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:18080")]
+    ui: String,
+    /// The shared secret, needed (as the HTTP password) beyond loopback (else $DISCNN_SECRET).
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+    /// Allow --ui beyond loopback without a secret.
+    #[arg(long)]
+    insecure: bool,
 }
 
 #[derive(Args)]
@@ -176,6 +210,8 @@ fn context(master: &str, progress: bool) -> anyhow::Result<Context> {
     })?)
 }
 
+const DEFAULT_UI: &str = "127.0.0.1:4040";
+
 /// One line of the job's output on stdout. A reader that went away (`| head`) ends the
 /// program quietly, as it would end `cat`.
 fn print_line(line: &str) {
@@ -216,10 +252,30 @@ fn command() -> clap::Command {
 fn submit(s: Submit, job: (&str, &clap::ArgMatches)) -> anyhow::Result<()> {
     let spec = JobSpec::from_matches(job.0, job.1, s.json)?;
     if !s.master.starts_with("local") {
+        if s.ui.is_some() || s.event_log.is_some() {
+            return Err(UsageError(
+                "--ui and --event-log are for local masters: a cluster's `driver serve` takes them"
+                    .into(),
+            )
+            .into());
+        }
         let creds = credentials(s.secret_file.as_deref(), &s.tls)?;
         return submit_remote(&s.master, &creds, spec);
     }
-    let ctx = context(&s.master, !s.no_progress)?;
+    let ui = cli::watch::UiOption {
+        address: s.ui.as_deref(),
+        explicit: true,
+        secret: secret(s.secret_file.as_deref())?,
+        insecure: false,
+    };
+    let watch = cli::watch::live(&ui, s.event_log.as_deref())?;
+    let ctx = Context::new(Config {
+        master: s.master.clone(),
+        app_name: spec.job.clone(),
+        progress: !s.no_progress,
+        listeners: watch.listeners.clone(),
+        ..Config::default()
+    })?;
     spec.run(&ctx, &mut |line| print_line(&line), &mut |line| {
         eprintln!("{line}")
     })
@@ -284,14 +340,34 @@ fn serve(s: Serve) -> anyhow::Result<()> {
     if config.secret.is_none() {
         tracing::warn!("no shared secret: any process that reaches {listen} can join or submit");
     }
+    let ui = cli::watch::UiOption {
+        address: Some(s.ui.as_deref().unwrap_or(DEFAULT_UI)),
+        explicit: s.ui.is_some(),
+        secret: config.secret.clone(),
+        insecure: s.insecure,
+    };
+    let watch = cli::watch::live(&ui, s.event_log.as_deref())?;
     let driver = ClusterDriver::start(
         config,
         Some(Arc::new(crate::job::Catalog)),
-        Config::default(),
+        Config {
+            listeners: watch.listeners.clone(),
+            ..Config::default()
+        },
     )?;
     eprintln!("driver serving on {}", driver.address());
     driver.wait_for_shutdown_signal()?;
     Ok(())
+}
+
+fn history(h: History) -> anyhow::Result<()> {
+    let ui = cli::watch::UiOption {
+        address: Some(&h.ui),
+        explicit: true,
+        secret: secret(h.secret_file.as_deref())?,
+        insecure: h.insecure,
+    };
+    cli::watch::history(&ui, &h.event_log)
 }
 
 fn status(s: Status) -> anyhow::Result<()> {
@@ -468,6 +544,7 @@ pub fn driver_main() -> ExitCode {
         },
         Command::Serve(s) => serve(s),
         Command::Status(s) => status(s),
+        Command::History(h) => history(h),
         Command::Bench(b) => bench(b),
         Command::Report { dir } => report(&dir),
     };

@@ -3,6 +3,7 @@
 
 pub(crate) mod driver;
 pub(crate) mod executor;
+pub(crate) mod watch;
 
 use discnn_engine::cluster::Tls;
 use discnn_engine::EngineError;

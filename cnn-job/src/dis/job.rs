@@ -380,6 +380,17 @@ pub fn run(
     };
     let work = output::begin(&cfg.output, cfg.overwrite, cfg.resume)?;
     output::write_run_json(cfg, &work, resumed.as_ref().map(|r| r.state.epoch))?;
+    // For whoever watches the run (a UI's Training page, an event log).
+    ctx.post_event(
+        "TrainingStart",
+        serde_json::json!({
+            "output": cfg.output,
+            "model": cfg.output.join("model.safetensors"),
+            "epochs": cfg.epochs,
+            "resumed_after": resumed.as_ref().map(|r| r.state.epoch),
+        })
+        .to_string(),
+    );
 
     let p = cfg.partitions;
     let train = cached_shards(ctx, shard_specs(&cfg.data, SplitName::Train, 0, n_train, p))?;
@@ -522,8 +533,11 @@ pub fn run(
         };
         let line = serde_json::to_string(&em).map_err(|e| EngineError::Codec(e.to_string()))?;
         writeln!(metrics_file, "{line}").map_err(io(&metrics_path))?;
-        // The same line on the listener bus, for whoever watches the run.
-        ctx.post_event("epoch", line);
+        // The same line on the listener bus, for whoever watches the run; the confusion
+        // matrix first, so that a watcher has both when the epoch ends.
+        let counts = serde_json::json!({"classes": CLASSES, "counts": confusion.counts});
+        ctx.post_event("ConfusionMatrix", counts.to_string());
+        ctx.post_event("EpochEnd", line);
         let done = epoch + 1;
         if cfg.checkpoint_every.is_some_and(|n| n > 0 && done % n == 0) {
             super::checkpoint::save(
@@ -571,6 +585,10 @@ pub fn run(
         v.unpersist();
     }
     output::commit(&work, &cfg.output)?;
+    ctx.post_event(
+        "TrainingEnd",
+        serde_json::json!({"model": cfg.output.join("model.safetensors")}).to_string(),
+    );
     Ok(Summary {
         epochs,
         validation_accuracy,

@@ -60,6 +60,17 @@ impl Secret {
         (!b.is_empty()).then(|| Secret(Arc::new(b)))
     }
 
+    /// Whether `candidate` is this secret, compared in constant time (an HTTP password).
+    pub fn matches(&self, candidate: &[u8]) -> bool {
+        // Equal lengths are not secret; the bytes are compared without an early exit.
+        candidate.len() == self.0.len()
+            && candidate
+                .iter()
+                .zip(self.0.iter())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+
     /// A random secret (for `local-cluster`, handed to its executors through the environment).
     pub fn random() -> Secret {
         let mut b = [0u8; 32];

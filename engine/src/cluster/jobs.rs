@@ -182,6 +182,7 @@ impl JobQueue {
         let config = Config {
             cancel: cancel.clone(),
             progress: false,
+            app_name: name.to_string(),
             ..self.config.clone()
         };
         let outcome = match Context::on_cluster(config, backend) {

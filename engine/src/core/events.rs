@@ -8,6 +8,8 @@ use crate::core::error::TaskFailure;
 use crate::core::sync::Locked;
 use crate::core::task::TaskMetrics;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One thing that happened. Ids are the engine's: jobs, stages and tasks count up from 0 in
@@ -17,6 +19,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub enum Event {
     /// The context started (delivered first to every listener, however late it is added).
     ApplicationStart {
+        /// The application's id, unique in the process and across restarts
+        /// (`app-<start ms>-<n>`): an event log's file name and the UI's URL segment.
+        #[serde(default)]
+        app_id: String,
         /// The application's name (`Config::app_name`).
         app: String,
         /// The master URL it runs on.
@@ -24,6 +30,12 @@ pub enum Event {
     },
     /// The context's last handle went.
     ApplicationEnd,
+    /// What the application was started with (its job's options, the build), for the UI's
+    /// Environment page. Never holds a secret.
+    EnvironmentUpdate {
+        /// Name → value.
+        properties: BTreeMap<String, String>,
+    },
     /// An action started a job.
     JobStart {
         /// The job's id.
@@ -101,12 +113,26 @@ pub enum Event {
         /// The tasks it runs at once.
         cores: usize,
     },
-    /// An executor was declared lost (or left); its blocks and map outputs are gone.
-    ExecutorLost {
+    /// An executor is draining (SIGTERM): it finishes its tasks and takes no new ones.
+    ExecutorDraining {
+        /// The executor's id.
+        executor: String,
+    },
+    /// An executor heartbeat reached the driver. Live only: event logs leave it out (as
+    /// Spark's leave out executor metrics updates).
+    ExecutorHeartbeat {
+        /// The executor's id.
+        executor: String,
+    },
+    /// An executor was declared lost, or left; its blocks and map outputs are gone.
+    ExecutorRemoved {
         /// The executor's id.
         executor: String,
         /// Why (missed heartbeats, a lost stream, a clean exit).
         reason: String,
+        /// Lost (a failure) rather than left after draining.
+        #[serde(default)]
+        lost: bool,
     },
     /// A task cached a partition on an executor.
     BlockUpdated {
@@ -116,6 +142,28 @@ pub enum Event {
         rdd: u64,
         /// The partition cached.
         partition: u32,
+        /// Bytes it holds in memory (estimated).
+        #[serde(default)]
+        memory_bytes: u64,
+        /// Bytes it holds on disk.
+        #[serde(default)]
+        disk_bytes: u64,
+    },
+    /// An RDD was marked for caching.
+    RddPersisted {
+        /// The RDD's id.
+        rdd: u64,
+        /// Its name and call site, as the lineage prints it.
+        name: String,
+        /// Its partitions.
+        num_partitions: u32,
+        /// The storage level (`MemoryOnly`, …).
+        level: String,
+    },
+    /// An RDD's cached blocks were dropped (unpersisted, or its last handle went).
+    RddUnpersisted {
+        /// The RDD's id.
+        rdd: u64,
     },
     /// An event the job defines: `kind` names it (`epoch`), `json` is its body.
     Custom {
@@ -158,6 +206,32 @@ pub trait Listener: Send + Sync {
     /// The event with the time it was posted; by default, [`on_event`](Self::on_event).
     fn on_posted(&self, posted: &Posted) {
         self.on_event(&posted.event)
+    }
+}
+
+/// Makes a context's own listeners when the context starts: a [`Config`] carries these, so that
+/// each application of a long-lived driver gets fresh ones (its own event log file, its own
+/// page in a UI).
+///
+/// [`Config`]: crate::driver::context::Config
+#[derive(Clone, Default)]
+pub struct ListenerFactories(pub Vec<Arc<dyn Fn() -> Arc<dyn Listener> + Send + Sync>>);
+
+impl ListenerFactories {
+    /// Adds a factory.
+    pub fn push(&mut self, f: impl Fn() -> Arc<dyn Listener> + Send + Sync + 'static) {
+        self.0.push(Arc::new(f));
+    }
+
+    /// One new listener of each factory.
+    pub fn make(&self) -> Vec<Arc<dyn Listener>> {
+        self.0.iter().map(|f| f()).collect()
+    }
+}
+
+impl std::fmt::Debug for ListenerFactories {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ListenerFactories({})", self.0.len())
     }
 }
 

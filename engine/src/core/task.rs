@@ -37,6 +37,8 @@ pub(crate) enum TaskOutput {
     /// A map task stored its output on its executor; `bytes` is its size.
     MapOutput {
         bytes: u64,
+        /// Records written.
+        records: u64,
         /// Bytes per reduce partition (Spark's MapStatus sizes).
         buckets: Vec<u64>,
     },
@@ -54,6 +56,24 @@ pub struct TaskMetrics {
     pub result_bytes: u64,
     /// Bytes of shuffle output written.
     pub shuffle_write_bytes: u64,
+    /// Records of shuffle output written.
+    #[serde(default)]
+    pub shuffle_write_records: u64,
+    /// Bytes of shuffle input read (local and fetched).
+    #[serde(default)]
+    pub shuffle_read_bytes: u64,
+    /// Records of shuffle input read.
+    #[serde(default)]
+    pub shuffle_read_records: u64,
+}
+
+/// A block a task stored, with its size: where it went (memory, disk) and how big it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct CachedBlock {
+    pub rdd: RddId,
+    pub partition: u32,
+    pub memory_bytes: u64,
+    pub disk_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -63,6 +83,6 @@ pub(crate) struct TaskResult {
     pub outcome: Result<TaskOutput, TaskFailure>,
     pub accumulators: Vec<(u64, serde_bytes::ByteBuf)>,
     pub metrics: TaskMetrics,
-    /// Blocks (rdd, partition) this attempt stored in its executor's block manager.
-    pub cached: Vec<(RddId, u32)>,
+    /// Blocks this attempt stored in its executor's block manager.
+    pub cached: Vec<CachedBlock>,
 }

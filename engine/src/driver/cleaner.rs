@@ -1,13 +1,15 @@
 //! Frees what no live handle refers to (Spark's ContextCleaner).
 
+use crate::core::events::Event;
 use crate::core::plan::{RddId, ShuffleId};
 use crate::core::sync::Locked;
 use crate::driver::backend::SchedulerBackend;
+use crate::driver::listener_bus::ListenerBus;
 use crate::driver::map_output::MapOutputTracker;
 use crate::exec::broadcast::{BroadcastManager, BroadcastOwner, Release};
 use crate::exec::executor::ExecutorEnv;
 use dashmap::DashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 /// What the cleaner frees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +32,8 @@ pub(crate) struct Cleaner {
     /// Where the executors hear of each cleanup (on a cluster, with their next heartbeat).
     /// Held strongly: the cleaner's last run, when the context is gone, still reaches them.
     backend: Arc<dyn SchedulerBackend>,
+    /// Hears of RDDs unpersisted; weak, as the context's end is no news to its listeners.
+    bus: Weak<ListenerBus>,
 }
 
 impl Cleaner {
@@ -39,6 +43,7 @@ impl Cleaner {
         tracker: Arc<MapOutputTracker>,
         shuffle_stages: Arc<DashMap<ShuffleId, u64>>,
         backend: Arc<dyn SchedulerBackend>,
+        bus: Weak<ListenerBus>,
     ) -> Self {
         Cleaner {
             queue: Mutex::new(Vec::new()),
@@ -47,6 +52,7 @@ impl Cleaner {
             tracker,
             shuffle_stages,
             backend,
+            bus,
         }
     }
 
@@ -59,7 +65,12 @@ impl Cleaner {
         for c in work {
             self.backend.cleanup(&c);
             match c {
-                Cleanup::Rdd(id) => self.env.blocks.remove_rdd(id),
+                Cleanup::Rdd(id) => {
+                    self.env.blocks.remove_rdd(id);
+                    if let Some(bus) = self.bus.upgrade() {
+                        bus.post(Event::RddUnpersisted { rdd: id });
+                    }
+                }
                 Cleanup::Shuffle(id) => {
                     self.env.shuffle.remove_shuffle(id);
                     self.tracker.remove(id);

@@ -4,7 +4,7 @@
 use crate::core::cancel::CancelToken;
 use crate::core::codec::Data;
 use crate::core::error::{EngineError, Result};
-use crate::core::events::{Event, Listener};
+use crate::core::events::{Event, Listener, ListenerFactories};
 use crate::core::plan::ShuffleId;
 use crate::driver::backend::{LocalBackend, SchedulerBackend};
 use crate::driver::cleaner::Cleaner;
@@ -45,6 +45,9 @@ pub struct Config {
     pub executor_binary: Option<PathBuf>,
     /// Set to cancel the running job (it fails with [`EngineError::Cancelled`]).
     pub cancel: CancelToken,
+    /// Listeners each context makes for itself when it starts (an event log, a UI's page);
+    /// they hear everything from the application's start on.
+    pub listeners: ListenerFactories,
 }
 
 impl Default for Config {
@@ -60,6 +63,7 @@ impl Default for Config {
             cluster: ClusterTimings::default(),
             executor_binary: None,
             cancel: CancelToken::new(),
+            listeners: ListenerFactories::default(),
         }
     }
 }
@@ -160,6 +164,9 @@ impl ContextInner {
 
 impl Drop for ContextInner {
     fn drop(&mut self) {
+        // What the last handles queued is freed before the end is announced, so a listener
+        // hears the application's unpersists before its end.
+        self.cleaner.run_now();
         self.bus.post(Event::ApplicationEnd);
     }
 }
@@ -230,14 +237,18 @@ impl Context {
         let first_id = backend.first_id();
         let tracker = Arc::new(MapOutputTracker::default());
         let shuffle_stages = Arc::new(DashMap::new());
+        let bus = Arc::new(ListenerBus::new(&config.app_name, &config.master));
+        for l in config.listeners.make() {
+            bus.add(l);
+        }
         let cleaner = Arc::new(Cleaner::new(
             env.clone(),
             broadcasts.clone(),
             tracker.clone(),
             shuffle_stages.clone(),
             backend.clone(),
+            Arc::downgrade(&bus),
         ));
-        let bus = Arc::new(ListenerBus::new(&config.app_name, &config.master));
         backend.subscribe(&bus);
         let progress = config.progress;
         let slots = backend.slots();
@@ -305,6 +316,17 @@ impl Context {
     /// executors known so far at once, then every later event.
     pub fn add_listener(&self, l: Arc<dyn Listener>) {
         self.inner.bus.add(l);
+    }
+
+    /// The application's id (`app-<start ms>-<n>`), as its events and a UI name it.
+    pub fn app_id(&self) -> String {
+        self.inner.bus.app_id()
+    }
+
+    /// Tells the listeners what the application was started with (the Environment page of a
+    /// UI). Give no secret: listeners write it to event logs.
+    pub fn set_environment(&self, properties: std::collections::BTreeMap<String, String>) {
+        self.inner.post(Event::EnvironmentUpdate { properties });
     }
 
     /// Posts an event of the job's own (`kind` names it, `json` is its body) to the listeners.

@@ -5,7 +5,15 @@
 
 use crate::core::events::{Event, Listener, Posted};
 use crate::core::sync::Locked;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// A new application id: the start time in milliseconds and a count within the process, so two
+/// contexts started in the same millisecond (a test, a busy `driver serve`) differ.
+fn new_app_id(start_ms: u64) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("app-{start_ms}-{:04}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
 
 pub struct ListenerBus {
     listeners: Mutex<Vec<Arc<dyn Listener>>>,
@@ -16,12 +24,23 @@ pub struct ListenerBus {
 
 impl ListenerBus {
     pub(crate) fn new(app: &str, master: &str) -> Self {
+        let mut start = Posted::now(Event::ApplicationEnd);
+        start.event = Event::ApplicationStart {
+            app_id: new_app_id(start.time_ms),
+            app: app.to_string(),
+            master: master.to_string(),
+        };
         ListenerBus {
             listeners: Mutex::new(Vec::new()),
-            replay: Mutex::new(vec![Posted::now(Event::ApplicationStart {
-                app: app.to_string(),
-                master: master.to_string(),
-            })]),
+            replay: Mutex::new(vec![start]),
+        }
+    }
+
+    /// The application's id (from its start event).
+    pub fn app_id(&self) -> String {
+        match self.replay.locked().first().map(|p| &p.event) {
+            Some(Event::ApplicationStart { app_id, .. }) => app_id.clone(),
+            _ => String::new(),
         }
     }
 
@@ -46,7 +65,10 @@ impl ListenerBus {
             let mut replay = self.replay.locked();
             if matches!(
                 posted.event,
-                Event::ExecutorAdded { .. } | Event::ExecutorLost { .. }
+                Event::ExecutorAdded { .. }
+                    | Event::ExecutorRemoved { .. }
+                    | Event::ExecutorDraining { .. }
+                    | Event::EnvironmentUpdate { .. }
             ) {
                 replay.push(posted.clone());
             }

@@ -6,6 +6,7 @@ use crate::core::codec::{self, Frames};
 use crate::core::error::TaskFailure;
 use crate::core::plan::{NodeKind, RddId, ResultSink, WireNode};
 use crate::core::sync::Locked;
+use crate::core::task::CachedBlock;
 use crate::exec::io;
 use crate::exec::op::registry;
 use crate::exec::shuffle;
@@ -59,8 +60,15 @@ impl Plan {
             }
         };
         tc.check()?;
-        if tc.env.blocks.put((id, split), block.clone(), level)? {
-            tc.cached.locked().push((id, split as u32));
+        if let Some((memory_bytes, disk_bytes)) =
+            tc.env.blocks.put((id, split), block.clone(), level)?
+        {
+            tc.cached.locked().push(CachedBlock {
+                rdd: id,
+                partition: split as u32,
+                memory_bytes,
+                disk_bytes,
+            });
         }
         Ok(block.records())
     }

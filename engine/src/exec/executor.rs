@@ -172,9 +172,11 @@ pub(crate) fn run_task(env: &Arc<ExecutorEnv>, task_id: u64, bytes: &[u8]) -> Ve
                 (Ok(_), Some(f)) => Err(f),
                 (o, _) => o,
             };
-            if let Ok(TaskOutput::MapOutput { bytes, .. }) = &outcome {
+            if let Ok(TaskOutput::MapOutput { bytes, records, .. }) = &outcome {
                 metrics.shuffle_write_bytes = *bytes;
+                metrics.shuffle_write_records = *records;
             }
+            (metrics.shuffle_read_bytes, metrics.shuffle_read_records) = *tc.shuffle_read.locked();
             let partials = std::mem::take(&mut *tc.accumulators.locked());
             for (id, p) in partials {
                 match p.encode() {
@@ -225,9 +227,14 @@ fn execute(task: &TaskDescription, tc: &Arc<TaskContext>) -> Result<TaskOutput, 
             let out = shuffle::write(records, writer, task.partition, tc)?;
             tc.check()?;
             let bytes = out.bytes();
+            let records = out.buckets.iter().map(|b| b.count as u64).sum();
             let buckets = out.buckets.iter().map(|b| b.byte_len() as u64).collect();
             tc.env.shuffle.put(*shuffle, task.partition, out)?;
-            Ok(TaskOutput::MapOutput { bytes, buckets })
+            Ok(TaskOutput::MapOutput {
+                bytes,
+                records,
+                buckets,
+            })
         }
         TaskKind::Result(sink) => Ok(TaskOutput::Value(
             plan.run_sink(task.root, split, sink, tc)?,

@@ -210,10 +210,16 @@ impl BlockManager {
         }
     }
 
-    /// Stores a block. Returns false if it did not fit anywhere (then it is simply not cached).
-    pub fn put(&self, id: BlockId, block: Block, level: StorageLevel) -> Result<bool, TaskFailure> {
+    /// Stores a block; returns the bytes it holds (in memory, on disk), or `None` if it did not
+    /// fit anywhere (then it is simply not cached).
+    pub fn put(
+        &self,
+        id: BlockId,
+        block: Block,
+        level: StorageLevel,
+    ) -> Result<Option<(u64, u64)>, TaskFailure> {
         if level == StorageLevel::DiskOnly {
-            return self.write_disk(id, &block).map(|_| true);
+            return self.write_disk(id, &block).map(|d| Some((0, d)));
         }
         let size = block.size();
         let mut spill = Vec::new();
@@ -260,19 +266,21 @@ impl BlockManager {
             self.spills.fetch_add(1, Ordering::Relaxed);
         }
         if !stored && level == StorageLevel::MemoryAndDisk {
-            self.write_disk(id, &block)?;
-            return Ok(true);
+            let d = self.write_disk(id, &block)?;
+            return Ok(Some((0, d)));
         }
-        Ok(stored)
+        Ok(stored.then_some((size as u64, 0)))
     }
 
-    fn write_disk(&self, id: BlockId, block: &Block) -> Result<(), TaskFailure> {
+    /// Writes a block to disk; returns its bytes there.
+    fn write_disk(&self, id: BlockId, block: &Block) -> Result<u64, TaskFailure> {
         let frames = block.encode()?;
         let path = self.dir.path().join(format!("rdd_{}_{}", id.0, id.1));
         std::fs::write(&path, frames.chunks().concat())
             .map_err(|e| TaskFailure::io(path.display(), e))?;
-        self.disk.insert(id, (path, frames.byte_len()));
-        Ok(())
+        let bytes = frames.byte_len();
+        self.disk.insert(id, (path, bytes));
+        Ok(bytes as u64)
     }
 
     pub fn remove_rdd(&self, rdd: RddId) {

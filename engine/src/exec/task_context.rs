@@ -5,8 +5,9 @@
 
 use crate::core::codec::Frames;
 use crate::core::error::TaskFailure;
-use crate::core::plan::{RddId, ShuffleId};
+use crate::core::plan::ShuffleId;
 use crate::core::sync::Locked;
+use crate::core::task::CachedBlock;
 use crate::exec::accumulator::PartialValue;
 use crate::exec::executor::{ExecutorEnv, ShuffleLocations};
 use std::cell::RefCell;
@@ -23,7 +24,9 @@ pub struct TaskContext {
     failure: Mutex<Option<TaskFailure>>,
     pub(crate) accumulators: Mutex<HashMap<u64, Box<dyn PartialValue>>>,
     /// Blocks this attempt stored, reported to the driver's block locations.
-    pub(crate) cached: Mutex<Vec<(RddId, u32)>>,
+    pub(crate) cached: Mutex<Vec<CachedBlock>>,
+    /// Shuffle input read so far: (bytes, records).
+    pub(crate) shuffle_read: Mutex<(u64, u64)>,
 }
 
 thread_local! {
@@ -47,6 +50,7 @@ impl TaskContext {
             failure: Mutex::new(None),
             accumulators: Mutex::new(HashMap::new()),
             cached: Mutex::new(Vec::new()),
+            shuffle_read: Mutex::new((0, 0)),
         }
     }
 
@@ -58,7 +62,13 @@ impl TaskContext {
         map: u32,
         reduce: u32,
     ) -> Result<Arc<Frames>, TaskFailure> {
-        self.env.fetch_bucket(&self.locations, shuffle, map, reduce)
+        let bucket = self
+            .env
+            .fetch_bucket(&self.locations, shuffle, map, reduce)?;
+        let mut read = self.shuffle_read.locked();
+        read.0 += bucket.byte_len() as u64;
+        read.1 += bucket.count as u64;
+        Ok(bucket)
     }
 
     /// The context of the task running on this thread, if any.

@@ -289,17 +289,27 @@ impl ClusterBackend {
     pub(crate) fn heartbeat(&self, id: &str, draining: bool) -> Option<Vec<pb::Cleanup>> {
         let mut st = self.lock();
         let e = st.executors.get_mut(id)?;
-        match e.state {
+        let (cleanups, began_draining) = match e.state {
             ExecutorState::Alive | ExecutorState::Draining => {
                 e.last_heartbeat = Instant::now();
-                if draining && e.state == ExecutorState::Alive {
+                let began = draining && e.state == ExecutorState::Alive;
+                if began {
                     tracing::info!("executor {id} is draining");
                     e.state = ExecutorState::Draining;
                 }
-                Some(std::mem::take(&mut e.cleanups))
+                (std::mem::take(&mut e.cleanups), began)
             }
-            ExecutorState::Lost | ExecutorState::Exited => None,
+            ExecutorState::Lost | ExecutorState::Exited => return None,
+        };
+        drop(st);
+        let executor = id.to_string();
+        if began_draining {
+            self.post(Event::ExecutorDraining {
+                executor: executor.clone(),
+            });
         }
+        self.post(Event::ExecutorHeartbeat { executor });
+        Some(cleanups)
     }
 
     pub(crate) fn deregister(&self, id: &str) {
@@ -338,9 +348,10 @@ impl ClusterBackend {
                 .filter_map(|t| st.running.remove(&t).map(|r| (t, r)))
                 .collect()
         };
-        self.post(Event::ExecutorLost {
+        self.post(Event::ExecutorRemoved {
             executor: id.to_string(),
             reason: why.to_string(),
+            lost: to == ExecutorState::Lost,
         });
         if to == ExecutorState::Lost {
             // Reducers fetching from it would otherwise wait out their fetch deadline.

@@ -191,11 +191,25 @@ impl<T> Rdd<T> {
                     self.node.id
                 )))
             }
-            _ => {
+            Some(_) => Ok(self),
+            None => {
                 *s = Some(level);
+                drop(s);
+                self.persisted(level);
                 Ok(self)
             }
         }
+    }
+
+    fn persisted(&self, level: StorageLevel) {
+        self.ctx
+            .inner
+            .post(crate::core::events::Event::RddPersisted {
+                rdd: self.node.id,
+                name: format!("{} at {}", self.node.name, self.node.callsite),
+                num_partitions: self.node.num_partitions as u32,
+                level: format!("{level:?}"),
+            });
     }
 
     /// Keeps the partitions in memory once computed (`persist(MemoryOnly)`).
@@ -203,14 +217,18 @@ impl<T> Rdd<T> {
         let mut s = self.node.storage.locked();
         if s.is_none() {
             *s = Some(StorageLevel::MemoryOnly);
+            drop(s);
+            self.persisted(StorageLevel::MemoryOnly);
         }
-        drop(s);
         self
     }
 
     /// Stops caching and frees the cached blocks now.
     pub fn unpersist(&self) -> &Self {
         *self.node.storage.locked() = None;
+        self.ctx
+            .inner
+            .post(crate::core::events::Event::RddUnpersisted { rdd: self.node.id });
         self.ctx.inner.env.blocks.remove_rdd(self.node.id);
         self.ctx
             .inner

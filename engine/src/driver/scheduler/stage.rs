@@ -122,7 +122,7 @@ impl Stage {
                 false
             }
             (StageKind::Result { .. }, _) => false,
-            (StageKind::ShuffleMap { dep }, TaskOutput::MapOutput { bytes, buckets }) => {
+            (StageKind::ShuffleMap { dep }, TaskOutput::MapOutput { bytes, buckets, .. }) => {
                 tracker.add_output(
                     dep.id,
                     idx,

@@ -148,14 +148,15 @@ impl<'a, 'c> TaskSet<'a, 'c> {
                 cached: Vec::new(),
             });
             if result.outcome.is_ok() {
-                inner
-                    .backend
-                    .blocks_stored(&result.executor, &result.cached);
-                for &(rdd, partition) in &result.cached {
+                let blocks: Vec<_> = result.cached.iter().map(|b| (b.rdd, b.partition)).collect();
+                inner.backend.blocks_stored(&result.executor, &blocks);
+                for b in &result.cached {
                     inner.post(Event::BlockUpdated {
                         executor: result.executor.clone(),
-                        rdd,
-                        partition,
+                        rdd: b.rdd,
+                        partition: b.partition,
+                        memory_bytes: b.memory_bytes,
+                        disk_bytes: b.disk_bytes,
                     });
                 }
             }
