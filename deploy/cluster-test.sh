@@ -5,7 +5,9 @@
 #   executor while it runs (the job must still finish, with a model that cnn-eval reads and
 #   that is byte-identical to the same job run undisturbed in one process);
 #   `docker network disconnect` another and check the driver declares it lost within the
-#   heartbeat timeout; tear everything down, also when a step fails.
+#   heartbeat timeout; check the driver's web UI and REST API (published port, basic auth with
+#   the secret, the killed executor listed as lost) and its event log; tear everything down,
+#   also when a step fails.
 #
 # With no Docker daemon it fails when CI=true and is skipped (saying so) otherwise.
 # CIFAR10_DIR names the dataset to slice (default: ../shared/data/cifar-10-batches-bin beside
@@ -48,6 +50,7 @@ export DISCNN_IMAGE="discnn:local"
 export DISCNN_SECRET_FILE="$work/secret"
 export DISCNN_HEARTBEAT_TIMEOUT="$heartbeat_timeout"
 export DISCNN_PORT="${DISCNN_TEST_PORT:-17077}"
+export DISCNN_UI_PORT="${DISCNN_TEST_UI_PORT:-14040}"
 compose() { "${compose_cmd[@]}" -f "$here/docker-compose.yml" "$@"; }
 
 teardown() {
@@ -174,6 +177,36 @@ wait_lost() {
 }
 read -r victim_state _ <<< "$(wait_lost "$victim_id" $((heartbeat_timeout * 1000 + 3000)) "$(now_ms)")"
 [ "$victim_state" = lost ] || fail "the killed executor $victim_id is '$victim_state', expected lost"
+# --- the UI: published on the host's loopback, the secret as the password ---------------------
+python3 - "http://127.0.0.1:$DISCNN_UI_PORT" "$DISCNN_SECRET_FILE" "$victim_id" << 'EOF' \
+    || fail "the driver's UI does not show the run"
+import base64, json, sys, urllib.error, urllib.request
+ui, secret, victim = sys.argv[1], open(sys.argv[2]).read().strip(), sys.argv[3]
+def get(path, auth=True):
+    req = urllib.request.Request(ui + path)
+    if auth:
+        token = base64.b64encode(f"anyone:{secret}".encode()).decode()
+        req.add_header("Authorization", "Basic " + token)
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.load(r)
+try:
+    get("/api/v1/applications", auth=False)
+    raise SystemExit("the UI answered without the secret")
+except urllib.error.HTTPError as e:
+    assert e.code == 401, e.code
+apps = get("/api/v1/applications")
+assert apps and apps[0]["name"] == "cnn-job", apps
+app = apps[0]["id"]
+states = {e["id"]: e["state"] for e in get(f"/api/v1/applications/{app}/executors")}
+assert states.get(victim) == "lost", states
+rows = get(f"/api/v1/applications/{app}/training")
+assert len(rows) == 4, rows
+print(f"cluster-test: the UI shows {app}: {len(rows)} epochs, executors {states}", file=sys.stderr)
+EOF
+docker cp "$driver_container:/output/events" "$work/events" \
+    || fail "the driver wrote no event log"
+ls "$work/events"/*.jsonl.zst > /dev/null 2>&1 || fail "no finished event log: $(ls "$work/events")"
+say "the driver's event log: $(ls "$work/events")"
 compose run --rm -T submit cnn-eval --model=/output/ci/model.safetensors \
     --data=/data/cifar-10-batches-bin --json > "$work/eval.json" \
     || fail "cnn-eval could not read the job's model"

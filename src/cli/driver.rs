@@ -196,18 +196,13 @@ enum BenchKind {
         size: u64,
         #[arg(long, default_value = "local[*]")]
         master: String,
+        /// Write the event log into DIR while measuring (its cost is part of the figure).
+        #[arg(long, value_name = "DIR")]
+        event_log: Option<PathBuf>,
         /// Print exactly one JSON object on stdout.
         #[arg(long)]
         json: bool,
     },
-}
-
-fn context(master: &str, progress: bool) -> anyhow::Result<Context> {
-    Ok(Context::new(Config {
-        master: master.to_string(),
-        progress,
-        ..Config::default()
-    })?)
 }
 
 const DEFAULT_UI: &str = "127.0.0.1:4040";
@@ -490,12 +485,24 @@ fn bench(b: Bench) -> anyhow::Result<()> {
             workload,
             size,
             master,
+            event_log,
             json,
         } => {
             if size == 0 {
                 return Err(UsageError("--size must be positive".into()).into());
             }
-            let ctx = context(&master, false)?;
+            let ui = cli::watch::UiOption {
+                address: None,
+                explicit: false,
+                secret: None,
+                insecure: false,
+            };
+            let watch = cli::watch::live(&ui, event_log.as_deref())?;
+            let ctx = Context::new(Config {
+                master: master.clone(),
+                listeners: watch.listeners.clone(),
+                ..Config::default()
+            })?;
             let dir = tempfile::tempdir().context("a scratch directory")?;
             let r = crate::bench::engine::run(&ctx, &workload, size, dir.path())?;
             if json {

@@ -25,6 +25,8 @@ pub struct Served {
     /// The driver and executor programs: the stock ones, or a user's build of them.
     driver_bin: PathBuf,
     executor_bin: PathBuf,
+    /// Flags `driver serve` alone gets (`--ui`, `--event-log`).
+    serve_extra: Vec<String>,
 }
 
 pub const SECRET: &str = "correct horse";
@@ -52,12 +54,31 @@ impl Served {
         Served::start_programs(programs, executors, extra, executor_extra)
     }
 
+    /// A cluster whose `driver serve` also gets `serve_extra`.
+    pub fn start_serving(executors: usize, serve_extra: &[&str]) -> Served {
+        let programs = (
+            PathBuf::from(env!("CARGO_BIN_EXE_driver")),
+            PathBuf::from(env!("CARGO_BIN_EXE_executor")),
+        );
+        Served::start_inner(programs, executors, Vec::new(), &[], serve_extra)
+    }
+
     /// A cluster of other programs than the stock `driver` and `executor` (a user's own).
     pub fn start_programs(
+        programs: (PathBuf, PathBuf),
+        executors: usize,
+        extra: Vec<std::ffi::OsString>,
+        executor_extra: &[&std::ffi::OsStr],
+    ) -> Served {
+        Served::start_inner(programs, executors, extra, executor_extra, &[])
+    }
+
+    fn start_inner(
         (driver_bin, executor_bin): (PathBuf, PathBuf),
         executors: usize,
         extra: Vec<std::ffi::OsString>,
         executor_extra: &[&std::ffi::OsStr],
+        serve_extra: &[&str],
     ) -> Served {
         let dir = tempfile::tempdir().unwrap();
         let secret_file = dir.path().join("secret");
@@ -76,6 +97,7 @@ impl Served {
             extra,
             driver_bin,
             executor_bin,
+            serve_extra: serve_extra.iter().map(|a| a.to_string()).collect(),
         };
         let driver = s.spawn_driver();
         s.children.push(driver);
@@ -124,7 +146,8 @@ impl Served {
             &self.address,
             "--heartbeat-timeout",
             "3",
-        ]);
+        ])
+        .args(&self.serve_extra);
         self.spawn(cmd, "driver")
     }
 

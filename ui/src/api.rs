@@ -96,7 +96,6 @@ fn executor(st: &AppState, e: &ExecutorData) -> Value {
         "state": e.state,
         "totalCores": e.cores,
         "maxTasks": e.cores,
-        "activeTasks": e.active_tasks,
         "completedTasks": e.completed_tasks,
         "failedTasks": e.failed_tasks,
         "totalTasks": e.completed_tasks + e.failed_tasks,

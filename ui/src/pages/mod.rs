@@ -91,13 +91,13 @@ pub fn executors(st: &AppState) -> Markup {
         place(st, "executors", 0),
         html! {
             table {
-                tr { th { "Executor" } th { "Address" } th { "Cores" } th { "State" } th { "Active tasks" } th { "Tasks done" } th { "Tasks failed" } th { "Task time" } th { "Blocks" } th { "Memory" } th { "Disk" } th { "Shuffle read" } th { "Shuffle write" } th { "Last heartbeat" } }
+                tr { th { "Executor" } th { "Address" } th { "Cores" } th { "State" } th { "Tasks done" } th { "Tasks failed" } th { "Task time" } th { "Blocks" } th { "Memory" } th { "Disk" } th { "Shuffle read" } th { "Shuffle write" } th { "Last heartbeat" } }
                 @for e in &st.executors {
                     @let (mem, disk, blocks) = st.executor_storage(&e.id);
                     tr {
                         td { (e.id) } td { (e.address) } td.n { (e.cores) }
                         td { span class=(e.state) { (e.state) } @if let Some(r) = &e.remove_reason { " (" (r) ")" } }
-                        td.n { (e.active_tasks) } td.n { (e.completed_tasks) } td.n { (e.failed_tasks) }
+                        td.n { (e.completed_tasks) } td.n { (e.failed_tasks) }
                         td.n { (duration_ms(e.task_micros / 1000)) }
                         td.n { (blocks) } td.n { (bytes(mem)) } td.n { (bytes(disk)) }
                         td.n { (bytes(e.shuffle_read_bytes)) } td.n { (bytes(e.shuffle_write_bytes)) }

@@ -207,7 +207,6 @@ impl AppState {
                     removed_ms: None,
                     remove_reason: None,
                     last_heartbeat_ms: None,
-                    active_tasks: 0,
                     completed_tasks: 0,
                     failed_tasks: 0,
                     task_micros: 0,
@@ -234,7 +233,6 @@ impl AppState {
                     e.state = if *lost { "lost" } else { "exited" };
                     e.removed_ms = Some(t);
                     e.remove_reason = Some(reason.clone());
-                    e.active_tasks = 0;
                 }
                 self.blocks.retain(|k, _| &k.2 != executor);
             }

@@ -60,7 +60,6 @@ pub struct ExecutorData {
     pub removed_ms: Option<u64>,
     pub remove_reason: Option<String>,
     pub last_heartbeat_ms: Option<u64>,
-    pub active_tasks: usize,
     pub completed_tasks: u64,
     pub failed_tasks: u64,
     pub task_micros: u64,
