@@ -125,7 +125,19 @@ fn the_training_page_moves_in_a_real_browser() {
     cifar::write_patterned_folder(&data, 800, 200, 3).unwrap();
     let out = dir.path().join("out");
     let job = served
-        .submit(dir.path(), &["--no-progress", "cnn-job", "--epochs", "8"])
+        .submit(
+            dir.path(),
+            &[
+                "--no-progress",
+                "cnn-job",
+                "--epochs",
+                "8",
+                "--augment",
+                "none",
+                "--lr",
+                "0.02",
+            ],
+        )
         .arg("--data")
         .arg(&data)
         .arg("--output")

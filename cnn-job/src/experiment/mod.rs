@@ -185,6 +185,8 @@ pub fn run(
                 master: format!("local-cluster[{n},1]"),
                 app_name: "cnn-experiment".into(),
                 executor_binary: ctx.config().executor_binary.clone(),
+                // Watched as the experiment is (a UI, an event log): an application per run.
+                listeners: ctx.config().listeners.clone(),
                 ..Config::default()
             })
             .map_err(JobError::from)

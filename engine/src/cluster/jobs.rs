@@ -183,6 +183,7 @@ impl JobQueue {
             cancel: cancel.clone(),
             progress: false,
             app_name: name.to_string(),
+            master: backend.address().to_string(),
             ..self.config.clone()
         };
         let outcome = match Context::on_cluster(config, backend) {

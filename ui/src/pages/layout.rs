@@ -22,7 +22,8 @@ th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;font-size:.92em}
 th{background:#eef2f6} td.n{text-align:right;font-variant-numeric:tabular-nums}
 .RUNNING,.ACTIVE,.alive{color:#1565c0}.SUCCEEDED,.COMPLETE{color:#2e7d32}
 .FAILED,.lost{color:#c62828;font-weight:bold}.draining{color:#ef6c00}.exited{color:#777}
-.chart svg{max-width:100%;height:auto}
+#curves{display:flex;flex-wrap:wrap;gap:1em}.chart{flex:1 1 520px;max-width:720px}
+.chart svg{width:100%;height:auto}
 "#;
 
 /// Replaces `<main>` with a fresh copy every two seconds while the page is live; stops when a

@@ -397,3 +397,72 @@ impl AppState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn post(st: &mut AppState, event: Event) {
+        st.apply(&Posted::now(event));
+    }
+
+    #[test]
+    fn the_last_thousand_jobs_are_kept_and_older_ones_counted() {
+        let mut st = AppState::default();
+        for job in 0..(RETAINED_JOBS as u64 + 5) {
+            post(
+                &mut st,
+                Event::JobStart {
+                    job,
+                    description: "count".into(),
+                },
+            );
+            post(
+                &mut st,
+                Event::StageSubmitted {
+                    job,
+                    stage: 10_000 + job,
+                    attempt: 0,
+                    name: "count".into(),
+                    num_tasks: 2,
+                    shuffle_map: false,
+                },
+            );
+            let error = (job == 1).then(|| "boom".to_string());
+            post(&mut st, Event::JobEnd { job, error });
+        }
+        assert_eq!(st.jobs.len(), RETAINED_JOBS);
+        assert_eq!(st.jobs.keys().next(), Some(&5));
+        assert_eq!((st.forgotten.succeeded, st.forgotten.failed), (4, 1));
+        assert!(
+            !st.stages.contains_key(&10_004),
+            "a forgotten job's stages go too"
+        );
+        assert!(st.stages.contains_key(&10_005));
+        assert_eq!(st.totals.jobs_succeeded + st.totals.jobs_failed, 1005);
+    }
+
+    #[test]
+    fn a_running_job_is_never_forgotten() {
+        let mut st = AppState::default();
+        post(
+            &mut st,
+            Event::JobStart {
+                job: 0,
+                description: "long".into(),
+            },
+        );
+        for job in 1..=(RETAINED_JOBS as u64 + 1) {
+            post(
+                &mut st,
+                Event::JobStart {
+                    job,
+                    description: "short".into(),
+                },
+            );
+            post(&mut st, Event::JobEnd { job, error: None });
+        }
+        assert_eq!(st.jobs.get(&0).map(|j| j.status), Some("RUNNING"));
+        assert_eq!(st.jobs.len(), RETAINED_JOBS);
+    }
+}
