@@ -1,6 +1,7 @@
 //! An executor's and a job's life on a cluster beyond plain loss: SIGTERM drains an executor,
 //! a stalled executor's late result is dropped and it must register anew, executors survive a
-//! driver restart, and Ctrl-C on `driver submit` cancels the job on the cluster.
+//! driver restart, Ctrl-C on `driver submit` cancels the job on the cluster, and a
+//! `local-cluster`'s executors exit when the driver that started them is killed.
 
 mod common;
 
@@ -229,4 +230,70 @@ fn a_finished_jobs_shuffle_files_leave_the_executors() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+}
+
+/// The pids of `parent`'s living children (zombies excluded), from /proc.
+fn children(parent: u32) -> Vec<u32> {
+    let mut v = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid …`; comm may hold spaces, so read after the last ')'.
+        let rest: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        if rest.first() != Some(&"Z") && rest.get(1) == Some(&parent.to_string().as_str()) {
+            v.push(pid);
+        }
+    }
+    v
+}
+
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+#[test]
+fn local_cluster_executors_exit_when_their_driver_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cifar");
+    discnn_cnn::cifar::write_synthetic_folder(&data, 40, 10, 3).unwrap();
+    let mut driver = std::process::Command::new(env!("CARGO_BIN_EXE_driver"))
+        .args(["submit", "--no-progress", "--master", "local-cluster[2,1]"])
+        .args(["cnn-job", "--epochs", "100000", "--data"])
+        .arg(&data)
+        .arg("--output")
+        .arg(dir.path().join("out"))
+        .env("DISCNN_EXECUTOR_BIN", env!("CARGO_BIN_EXE_executor"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut executors = Vec::new();
+    common::wait_until(Duration::from_secs(60), "two executors started", || {
+        executors = children(driver.id());
+        executors.len() == 2
+    });
+    // Let them register and run tasks, then kill the driver without a chance to clean up.
+    std::thread::sleep(Duration::from_millis(500));
+    common::kill9(driver.id());
+    let _ = driver.wait();
+    common::wait_until(
+        Duration::from_secs(10),
+        "the orphaned executors exit",
+        || executors.iter().all(|&p| !running(p)),
+    );
 }

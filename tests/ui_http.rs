@@ -31,6 +31,17 @@ fn ok_json(addr: &str, path: &str) -> Value {
     r.json()
 }
 
+/// Application `id` as `/api/v1/applications` lists it.
+fn application(addr: &str, id: &str) -> Value {
+    ok_json(addr, "/api/v1/applications")
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["id"] == id)
+        .cloned()
+        .expect("the application is listed")
+}
+
 /// The `href`s of a page.
 fn links(html: &str) -> Vec<String> {
     html.split("href=\"")
@@ -143,13 +154,7 @@ fn a_local_application_in_every_endpoint() {
         ctx.post_event("EpochEnd", r.into());
     }
 
-    let list = ok_json(&addr, "/api/v1/applications");
-    let app = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["id"] == id.as_str())
-        .expect("the application is listed");
+    let app = application(&addr, &id);
     assert_eq!(app["name"], "ui-test");
     assert_eq!(app["attempts"][0]["completed"], false);
 
@@ -296,14 +301,7 @@ fn a_local_application_in_every_endpoint() {
     );
     drop(cached);
     drop(ctx);
-    let list = ok_json(&addr, "/api/v1/applications");
-    let app = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["id"] == id.as_str())
-        .unwrap();
-    assert_eq!(app["attempts"][0]["completed"], true);
+    assert_eq!(application(&addr, &id)["attempts"][0]["completed"], true);
 }
 
 #[test]

@@ -80,15 +80,15 @@ impl Drop for Process {
     }
 }
 
+/// `driver history --event-log DIR --ui UI EXTRA…`.
+fn history_at(dir: &Path, ui: &str, extra: &[&str]) -> Process {
+    let mut args = vec!["history", "--event-log", dir.to_str().unwrap(), "--ui", ui];
+    args.extend_from_slice(extra);
+    Process::start(&args)
+}
+
 fn history(dir: &Path) -> Process {
-    let port = free_port();
-    Process::start(&[
-        "history",
-        "--event-log",
-        dir.to_str().unwrap(),
-        "--ui",
-        &format!("127.0.0.1:{port}"),
-    ])
+    history_at(dir, &format!("127.0.0.1:{}", free_port()), &[])
 }
 
 #[test]
@@ -212,15 +212,11 @@ fn beyond_loopback_the_ui_needs_the_secret_and_a_busy_port_moves_it_up() {
 
     let secret = dir.path().join("secret");
     std::fs::write(&secret, SECRET).unwrap();
-    let p = Process::start(&[
-        "history",
-        "--event-log",
-        dir.path().to_str().unwrap(),
-        "--ui",
+    let p = history_at(
+        dir.path(),
         &format!("0.0.0.0:{port}"),
-        "--secret-file",
-        secret.to_str().unwrap(),
-    ]);
+        &["--secret-file", secret.to_str().unwrap()],
+    );
     let addr = format!("127.0.0.1:{}", p.ui_address().rsplit(':').next().unwrap());
     let denied = get(&addr, "/api/v1/applications");
     assert_eq!(denied.status, 401);
@@ -246,13 +242,7 @@ fn beyond_loopback_the_ui_needs_the_secret_and_a_busy_port_moves_it_up() {
     // A busy port: the next one up.
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let busy_port = busy.local_addr().unwrap().port();
-    let q = Process::start(&[
-        "history",
-        "--event-log",
-        dir.path().to_str().unwrap(),
-        "--ui",
-        &format!("127.0.0.1:{busy_port}"),
-    ]);
+    let q = history_at(dir.path(), &format!("127.0.0.1:{busy_port}"), &[]);
     let got: u16 = q.ui_address().rsplit(':').next().unwrap().parse().unwrap();
     assert!(
         got > busy_port && got <= busy_port + 16,

@@ -98,8 +98,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 pub fn executor_main() -> ExitCode {
     let cli = Cli::parse();
     cli::init_logging(cli.verbose.max(1));
+    exit_with_parent();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => cli::exit_code_for(&e),
+    }
+}
+
+/// A `local-cluster` executor lives as long as the process that started it: when that process
+/// is gone (this one re-parented), it exits rather than heartbeat to nobody for ever.
+fn exit_with_parent() {
+    let Some(parent) = std::env::var(discnn_engine::cluster::PARENT_PID_ENV)
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok())
+    else {
+        return;
+    };
+    let watch = move || loop {
+        if std::os::unix::process::parent_id() != parent {
+            tracing::warn!(
+                "the process that started this executor (pid {parent}) is gone; exiting"
+            );
+            std::process::exit(1);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("discnn-parent-watch".into())
+        .spawn(watch)
+    {
+        tracing::warn!("cannot watch the parent process: {e}");
     }
 }

@@ -30,7 +30,10 @@ fn start(ui: &UiOption<'_>, apps: Arc<dyn Applications>) -> anyhow::Result<Optio
     };
     match UiServer::start(addr, apps, "discnn", ui.secret.clone(), ui.insecure) {
         Ok(server) => {
-            eprintln!("UI at http://{}/", server.address());
+            // The server logs its address at info level; below that, say it anyway.
+            if !tracing::enabled!(target: "discnn_ui::server", tracing::Level::INFO) {
+                eprintln!("UI at http://{}/", server.address());
+            }
             Ok(Some(server))
         }
         Err(e @ (discnn_ui::UiError::BadAddress(_) | discnn_ui::UiError::Open(_))) => {

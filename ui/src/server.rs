@@ -307,28 +307,31 @@ async fn app_tab(
     )
 }
 
-async fn job_page(State(ui): Shared, Path((app, id)): Path<(String, u64)>) -> Response {
+/// A job's or a stage's page (`what`), or a 404 naming what is missing.
+fn detail(
+    ui: &Ui,
+    app: &str,
+    what: &str,
+    id: u64,
+    render: fn(&AppState, u64) -> Option<maud::Markup>,
+) -> Response {
     with_app(
-        &ui,
-        &app,
-        |st| match pages::job(st, id) {
+        ui,
+        app,
+        |st| match render(st, id) {
             Some(m) => html(m),
-            None => page_404(&format!("No job {id}."), 3),
+            None => page_404(&format!("No {what} {id}."), 3),
         },
         false,
     )
 }
 
+async fn job_page(State(ui): Shared, Path((app, id)): Path<(String, u64)>) -> Response {
+    detail(&ui, &app, "job", id, pages::job)
+}
+
 async fn stage_page(State(ui): Shared, Path((app, id)): Path<(String, u64)>) -> Response {
-    with_app(
-        &ui,
-        &app,
-        |st| match pages::stage(st, id) {
-            Some(m) => html(m),
-            None => page_404(&format!("No stage {id}."), 3),
-        },
-        false,
-    )
+    detail(&ui, &app, "stage", id, pages::stage)
 }
 
 async fn prometheus(State(ui): Shared) -> Response {

@@ -8,6 +8,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Set in the environment of the executors a `local-cluster` starts: the pid of the process
+/// that started them; an executor whose parent is no longer that process exits.
+pub const PARENT_PID_ENV: &str = "DISCNN_PARENT_PID";
+
 pub(crate) struct LocalCluster {
     pub driver: ClusterDriver,
     children: Vec<Child>,
@@ -113,6 +117,9 @@ impl LocalCluster {
                 .arg("--work-dir")
                 .arg(me.logs.path().join("work"))
                 .env("DISCNN_SECRET", secret.as_env_value())
+                // Ours for the context's life only: one whose driver process died (a killed
+                // test, a crash) must not outlive it.
+                .env(PARENT_PID_ENV, std::process::id().to_string())
                 .env(
                     "RUST_LOG",
                     std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),

@@ -16,6 +16,7 @@ mod driver_service;
 pub mod executor_process;
 pub mod jobs;
 pub(crate) mod local_cluster;
+pub use local_cluster::PARENT_PID_ENV;
 mod remote;
 pub(crate) mod scheduling;
 pub mod tls;
