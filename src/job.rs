@@ -237,9 +237,9 @@ fn unknown(name: &str) -> anyhow::Error {
     .into()
 }
 
-/// Makes `p` absolute against `cwd`.
+/// Makes `p` absolute against `cwd` (an `s3://` URL stays as it is).
 pub fn absolute(p: &Path, cwd: &Path) -> PathBuf {
-    if p.is_absolute() {
+    if p.is_absolute() || discnn_engine::objects::is_object_url(p) {
         p.to_path_buf()
     } else {
         cwd.join(p)

@@ -3,6 +3,7 @@
 //! `cifar-10-binary.tar.gz` (read streaming, never extracted), or as any record file.
 //! Truncated or corrupt input is an error naming the file and the byte offset.
 
+use discnn_engine::objects::Location;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -155,51 +156,62 @@ fn check_size(file: &str, size: u64) -> Result<(), CifarError> {
 
 /// Reads one file of records.
 pub fn read_record_file(path: &Path) -> Result<Images, CifarError> {
-    let shown = path.display().to_string();
-    check_size(&shown, std::fs::metadata(path).map_err(io(path))?.len())?;
-    let file = std::fs::File::open(path).map_err(io(path))?;
+    read_records_at(&located(path)?)
+}
+
+fn read_records_at(file: &Location) -> Result<Images, CifarError> {
+    let shown = file.display();
+    let err = |source| CifarError::Io {
+        file: shown.clone(),
+        source,
+    };
+    check_size(&shown, file.size().map_err(err)?)?;
     // Bounded even if the file grows after the check.
     let mut bytes = Vec::new();
-    file.take(MAX_BATCH_BYTES + 1)
+    file.open()
+        .map_err(err)?
+        .take(MAX_BATCH_BYTES + 1)
         .read_to_end(&mut bytes)
-        .map_err(io(path))?;
+        .map_err(err)?;
     check_size(&shown, bytes.len() as u64)?;
     parse_records(&shown, &bytes, 0)
 }
 
+/// `path` as a local path or an `s3://` object.
+fn located(path: &Path) -> Result<Location, CifarError> {
+    Location::new(path).map_err(io(path))
+}
+
 /// Loads a split from a `cifar-10-batches-bin/` folder, the official `.tar.gz`, or, for any
-/// other file, the file itself as records (whatever the split).
+/// other file, the file itself as records (whatever the split). Each may be local or on S3.
 pub fn load(path: &Path, split: Split) -> Result<Images, CifarError> {
-    let meta = std::fs::metadata(path).map_err(io(path))?;
-    if meta.is_dir() {
+    let at = located(path)?;
+    if at.is_dir().map_err(io(path))? {
         let mut all = Images::default();
-        for file in batch_files(path, split)? {
-            all.extend(read_record_file(&file)?);
+        for file in batch_files(&at, split)? {
+            all.extend(read_records_at(&file)?);
         }
         return Ok(all);
     }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
+    let name = at.file_name();
     if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
-        return load_archive(path, split);
+        return load_archive(&at, split);
     }
-    read_record_file(path)
+    read_records_at(&at)
 }
 
 /// A folder's batch files of `split`, in order; a missing one is an error.
-fn batch_files(path: &Path, split: Split) -> Result<Vec<PathBuf>, CifarError> {
+fn batch_files(dir: &Location, split: Split) -> Result<Vec<Location>, CifarError> {
     split
         .batch_names()
         .into_iter()
         .map(|name| {
-            let file = path.join(&name);
+            let file = dir.join(&name);
             if file.is_file() {
                 Ok(file)
             } else {
                 Err(CifarError::MissingBatch {
-                    path: path.display().to_string(),
+                    path: dir.display(),
                     name,
                 })
             }
@@ -207,31 +219,43 @@ fn batch_files(path: &Path, split: Split) -> Result<Vec<PathBuf>, CifarError> {
         .collect()
 }
 
-/// The number of images of a split, every record checked as `load` checks it; a folder is
-/// read one batch file at a time, so a driver validating the input does not hold the whole
-/// split at once.
+/// The number of images of a split. A local folder is checked record by record, as `load`
+/// checks it, one batch file at a time (a driver validating the input never holds the whole
+/// split); a folder on S3 by its objects' sizes only, so the driver downloads nothing (the
+/// executors check the records they read).
 pub fn count(path: &Path, split: Split) -> Result<usize, CifarError> {
-    if std::fs::metadata(path).map_err(io(path))?.is_dir() {
+    let at = located(path)?;
+    if at.is_dir().map_err(io(path))? {
         let mut n = 0;
-        for file in batch_files(path, split)? {
-            n += read_record_file(&file)?.len();
+        for file in batch_files(&at, split)? {
+            n += match &file {
+                Location::Local(_) => read_records_at(&file)?.len(),
+                Location::Object(_) => {
+                    let shown = file.display();
+                    let size = file.size().map_err(|source| CifarError::Io {
+                        file: shown.clone(),
+                        source,
+                    })?;
+                    check_size(&shown, size)?;
+                    (size / RECORD_BYTES as u64) as usize
+                }
+            };
         }
         return Ok(n);
     }
     Ok(load(path, split)?.len())
 }
 
-/// Images `range` of a split, in the split's order. From a folder only the records needed are
-/// read (each executor reads its own shard); an archive or a single file is read whole and
-/// sliced.
+/// Images `range` of a split, in the split's order. From a folder (local or on S3) only the
+/// records needed are read — each executor reads its own shard; an archive or a single file is
+/// read whole and sliced.
 pub fn load_range(
     path: &Path,
     split: Split,
     range: std::ops::Range<usize>,
 ) -> Result<Images, CifarError> {
-    use std::io::{Seek, SeekFrom};
-    let meta = std::fs::metadata(path).map_err(io(path))?;
-    if !meta.is_dir() {
+    let at = located(path)?;
+    if !at.is_dir().map_err(io(path))? {
         let all = load(path, split)?;
         let end = range.end.min(all.len());
         let start = range.start.min(end);
@@ -242,21 +266,25 @@ pub fn load_range(
     }
     let mut out = Images::default();
     let mut first = 0usize;
-    for file in batch_files(path, split)? {
+    for file in batch_files(&at, split)? {
         if first >= range.end {
             break;
         }
-        let size = std::fs::metadata(&file).map_err(io(&file))?.len();
-        check_size(&file.display().to_string(), size)?;
+        let shown = file.display();
+        let err = |source| CifarError::Io {
+            file: shown.clone(),
+            source,
+        };
+        let size = file.size().map_err(err)?;
+        check_size(&shown, size)?;
         let count = (size / RECORD_BYTES as u64) as usize;
         let (a, b) = (range.start.max(first), range.end.min(first + count));
         if a < b {
             let base = ((a - first) * RECORD_BYTES) as u64;
-            let mut f = std::fs::File::open(&file).map_err(io(&file))?;
-            f.seek(SeekFrom::Start(base)).map_err(io(&file))?;
-            let mut bytes = vec![0u8; (b - a) * RECORD_BYTES];
-            f.read_exact(&mut bytes).map_err(io(&file))?;
-            out.extend(parse_records(&file.display().to_string(), &bytes, base)?);
+            let bytes = file
+                .read_range(base, ((b - a) * RECORD_BYTES) as u64)
+                .map_err(err)?;
+            out.extend(parse_records(&shown, &bytes, base)?);
         }
         first += count;
     }
@@ -264,9 +292,12 @@ pub fn load_range(
 }
 
 /// Streams the archive once, keeping the split's batches in the archive's order of names.
-fn load_archive(path: &Path, split: Split) -> Result<Images, CifarError> {
-    let file = std::fs::File::open(path).map_err(io(path))?;
-    let shown = path.display().to_string();
+fn load_archive(at: &Location, split: Split) -> Result<Images, CifarError> {
+    let shown = at.display();
+    let file = at.open().map_err(|source| CifarError::Io {
+        file: shown.clone(),
+        source,
+    })?;
     let archive_err = |message: String| CifarError::Archive {
         file: shown.clone(),
         message,

@@ -20,6 +20,8 @@ pub mod testing;
 // The module paths users name (`discnn_engine::context::Config`, …), kept where they were.
 pub use crate::core::{error, events, key, plan, process, task};
 pub use crate::driver::{context, progress, rdd};
+/// Object storage (`s3://…` paths) for sources and sinks.
+pub use crate::exec::objects;
 pub use crate::exec::{accumulator, broadcast, op, storage, task_context};
 
 pub use crate::core::cancel::CancelToken;

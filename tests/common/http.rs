@@ -1,4 +1,5 @@
-//! A small HTTP/1.1 GET for tests of the UI (no client library: one request per connection).
+//! A small HTTP/1.1 client for tests of the UI and of S3 access against a loopback server (no
+//! client library: one request per connection).
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -9,6 +10,7 @@ pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    pub bytes: Vec<u8>,
 }
 
 impl Response {
@@ -26,16 +28,27 @@ impl Response {
 
 /// GET `path` from `addr`, with `authorization` as the header's value when given.
 pub fn get_with(addr: &str, path: &str, authorization: Option<&str>) -> Response {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let auth = authorization
         .map(|a| format!("Authorization: {a}\r\n"))
         .unwrap_or_default();
+    request(addr, "GET", path, &auth, &[])
+}
+
+/// `method path` with `headers` (each ending in CRLF) and `body`.
+pub fn request(addr: &str, method: &str, path: &str, headers: &str, body: &[u8]) -> Response {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let length = if body.is_empty() && method == "GET" {
+        String::new()
+    } else {
+        format!("Content-Length: {}\r\n", body.len())
+    };
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}{length}Connection: close\r\n\r\n"
     )
     .unwrap();
+    s.write_all(body).unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
     let split = raw
@@ -64,6 +77,7 @@ pub fn get_with(addr: &str, path: &str, authorization: Option<&str>) -> Response
         status,
         headers,
         body: String::from_utf8_lossy(&body).to_string(),
+        bytes: body,
     }
 }
 

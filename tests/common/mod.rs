@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod s3;
 pub mod served;
 
 use discnn_engine::cluster::ClusterTimings;

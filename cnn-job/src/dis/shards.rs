@@ -72,14 +72,25 @@ impl MapFn for LoadShard {
     type In = ShardSpec;
     type Out = Shard;
     fn call(&self, s: ShardSpec) -> Shard {
-        // A bad file was already refused on the driver; one that changed since fails the task
-        // with the file and offset.
+        // A local file was checked record by record on the driver, an object by its size
+        // only: a bad record found here fails the job as bad input (exit 2, not retried),
+        // naming the file and offset; an I/O error fails the task, which is retried.
         match cifar::load_range(&s.data, s.split.split(), s.start..s.end) {
             Ok(images) => Shard {
                 partition: s.partition,
                 images: Arc::new(images),
             },
-            Err(e) => panic!("{e}"),
+            Err(e @ cifar::CifarError::Io { .. }) => panic!("{e}"),
+            Err(e) => match discnn_engine::TaskContext::get() {
+                Some(tc) => {
+                    tc.fail_bad_input(e.to_string());
+                    Shard {
+                        partition: s.partition,
+                        images: Arc::new(Images::default()),
+                    }
+                }
+                None => panic!("{e}"),
+            },
         }
     }
 }

@@ -4,6 +4,7 @@
 
 use crate::core::error::{EngineError, TaskFailure};
 use crate::core::plan::FileSplit;
+use crate::exec::objects::{self, ObjectReader};
 use crate::exec::stream::{typed, Records};
 use crate::exec::task_context::TaskContext;
 use std::fs::File;
@@ -15,6 +16,13 @@ const SPLIT_SLOP: f64 = 1.1;
 
 /// The input files under `path`: itself, or the visible files of a directory, sorted by name.
 pub(crate) fn list_inputs(path: &Path) -> Result<Vec<(PathBuf, u64)>, EngineError> {
+    if objects::is_object_url(path) {
+        let listed = objects::list_inputs(&path.to_string_lossy())?;
+        return Ok(listed
+            .into_iter()
+            .map(|(u, n)| (PathBuf::from(u), n))
+            .collect());
+    }
     let unreadable = |p: &Path, e| EngineError::InputUnreadable {
         path: p.to_path_buf(),
         source: e,
@@ -180,8 +188,21 @@ impl Iterator for LineReader {
     }
 }
 
+/// A split's file or object, to read from its start.
+trait Source: Read + Seek + Send {}
+impl<T: Read + Seek + Send> Source for T {}
+
+fn open(path: &str) -> Result<Box<dyn Source>, TaskFailure> {
+    if path.starts_with("s3://") {
+        return Ok(Box::new(ObjectReader::open(path)?));
+    }
+    Ok(Box::new(
+        File::open(path).map_err(|e| TaskFailure::io(path, e))?,
+    ))
+}
+
 pub(crate) fn read_text(split: &FileSplit, tc: &Arc<TaskContext>) -> Result<Records, TaskFailure> {
-    let file = File::open(&split.path).map_err(|e| TaskFailure::io(&split.path, e))?;
+    let file = open(&split.path)?;
     if split.gzip {
         let reader = BufReader::new(flate2::read::MultiGzDecoder::new(file));
         let lines = LineReader {
@@ -229,7 +250,7 @@ pub(crate) fn read_records(
     record_len: usize,
     tc: &Arc<TaskContext>,
 ) -> Result<Records, TaskFailure> {
-    let mut file = File::open(&split.path).map_err(|e| TaskFailure::io(&split.path, e))?;
+    let mut file = open(&split.path)?;
     file.seek(SeekFrom::Start(split.start))
         .map_err(|e| TaskFailure::io(&split.path, e))?;
     let mut reader = BufReader::with_capacity(1 << 16, file.take(split.len));
@@ -267,6 +288,22 @@ pub(crate) fn write_text_part(
     lines: impl Iterator<Item = String>,
     tc: &TaskContext,
 ) -> Result<u64, TaskFailure> {
+    if dir.starts_with("s3://") {
+        // A PUT is all or nothing: a failed attempt leaves no part, a duplicate rewrites it.
+        let mut body = Vec::new();
+        let mut n = 0u64;
+        for line in lines {
+            body.extend_from_slice(line.as_bytes());
+            body.push(b'\n');
+            n += 1;
+        }
+        tc.check()?;
+        let url = format!("{}/part-{partition:05}", dir.trim_end_matches('/'));
+        objects::ObjectUrl::parse(&url)
+            .map_err(|e| TaskFailure::io(&url, std::io::Error::other(e.to_string())))?
+            .put(body)?;
+        return Ok(n);
+    }
     let dir = Path::new(dir);
     let tmp = dir.join(format!(".part-{partition:05}.attempt-{attempt}"));
     let fin = dir.join(format!("part-{partition:05}"));

@@ -8,6 +8,7 @@ pub(crate) mod compute;
 pub(crate) mod executor;
 pub(crate) mod io;
 pub(crate) mod narrow;
+pub mod objects;
 pub mod op;
 pub(crate) mod shuffle;
 pub(crate) mod shuffle_store;

@@ -96,6 +96,15 @@ impl TaskContext {
         &self.env.executor_id
     }
 
+    /// Fails the attempt as bad input (a corrupt record, say): not retried, and the job ends
+    /// with exit code 2 and `message`, which should name the file and offset. For ops, whose
+    /// `call` cannot return an error; what the op returns after this is discarded.
+    pub fn fail_bad_input(&self, message: impl Into<String>) {
+        self.fail(TaskFailure::BadInput {
+            message: message.into(),
+        });
+    }
+
     /// Records the first failure of the attempt; later ones are dropped.
     pub(crate) fn fail(&self, failure: TaskFailure) {
         let mut slot = self.failure.locked();

@@ -240,6 +240,9 @@ impl Rdd<String> {
     /// into a hidden sibling directory that is renamed to `dir` only when the job succeeded, so a
     /// failed job leaves nothing at `dir`. An existing `dir` is refused.
     pub fn save_as_text_file(&self, dir: impl AsRef<Path>) -> Result<()> {
+        if crate::exec::objects::is_object_url(dir.as_ref()) {
+            return self.save_as_text_objects(&dir.as_ref().to_string_lossy());
+        }
         let dir =
             std::path::absolute(dir.as_ref()).map_err(|e| EngineError::io(dir.as_ref(), e))?;
         if dir.exists() {
@@ -285,6 +288,24 @@ impl Rdd<String> {
             });
         if outcome.is_err() {
             let _ = std::fs::remove_dir_all(&tmp);
+        }
+        outcome
+    }
+
+    /// `save_as_text_file` to `s3://bucket/prefix`: parts under a temporary prefix, copied
+    /// into place when every task has succeeded, `_SUCCESS` last.
+    fn save_as_text_objects(&self, url: &str) -> Result<()> {
+        let commit = crate::exec::objects::OutputCommit::begin(url, self.ctx.inner.next_id())?;
+        let outcome = self
+            .run(
+                ResultSink::SaveText {
+                    dir: commit.temporary.url.clone(),
+                },
+                "save_as_text_file",
+            )
+            .and_then(|_| commit.commit());
+        if outcome.is_err() {
+            commit.abort();
         }
         outcome
     }

@@ -9,7 +9,15 @@ use crate::exec::io;
 use std::path::Path;
 
 /// Paths travel to executors, which may have another working directory.
+/// A local path made absolute (`file://` taken off); an `s3://` URL as it is.
 fn absolute(path: &Path) -> Result<std::path::PathBuf> {
+    if crate::exec::objects::is_object_url(path) {
+        return Ok(path.to_path_buf());
+    }
+    let path = match path.to_str().and_then(|s| s.strip_prefix("file://")) {
+        Some(local) => Path::new(local),
+        None => path,
+    };
     std::path::absolute(path).map_err(|e| EngineError::io(path, e))
 }
 

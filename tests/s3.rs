@@ -1,0 +1,210 @@
+//! Data on object storage, against a real S3 server on loopback (moto): wordcount from and to
+//! S3 equals the local run byte for byte, a cnn-job reads its CIFAR-10 batches from S3 on a
+//! `local-cluster` and trains the same model as from the local folder, and missing input, an
+//! existing output and a bad record are refused with exit 2 naming the URL.
+
+mod common;
+
+use common::s3::S3;
+use discnn_cnn::cifar;
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn driver(s3: &S3, args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_driver"));
+    c.args(["submit", "--no-progress"])
+        .args(args)
+        .env("DISCNN_EXECUTOR_BIN", env!("CARGO_BIN_EXE_executor"));
+    s3.env(&mut c);
+    c.output().unwrap()
+}
+
+fn ok(o: &Output) {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn refused(o: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains(needle), "`{needle}` in: {err}");
+}
+
+/// Two files of Zipf-ish words, big enough for several byte-range splits each.
+fn write_words(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    for f in 0..2u64 {
+        let mut text = String::new();
+        for i in 0..4000u64 {
+            let w = (i * 7919 + f * 13) % 97;
+            text.push_str(&format!("w{} w{} x{}\n", w % 11, w, (i + f) % 5));
+        }
+        std::fs::write(dir.join(format!("part-{f}.txt")), text).unwrap();
+    }
+}
+
+#[test]
+fn wordcount_from_and_to_s3_equals_the_local_run() {
+    let Some(s3) = S3::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    write_words(&input);
+    s3.create_bucket("data");
+    s3.upload_dir("data", "words", &input);
+    // Hidden and underscore names are not input, as in a local folder.
+    s3.put("data", "words/_SUCCESS", b"");
+    let local = dir.path().join("out");
+    ok(&driver(
+        &s3,
+        &[
+            "--master",
+            "local[2]",
+            "wordcount",
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            local.to_str().unwrap(),
+        ],
+    ));
+    let o = driver(
+        &s3,
+        &[
+            "--master",
+            "local[2]",
+            "wordcount",
+            "--input",
+            "s3://data/words",
+            "--output",
+            "s3://data/counts",
+        ],
+    );
+    ok(&o);
+    let keys = s3.keys("data", "counts/");
+    let mut want: Vec<String> = std::fs::read_dir(&local)
+        .unwrap()
+        .flatten()
+        .map(|e| format!("counts/{}", e.file_name().to_string_lossy()))
+        .collect();
+    want.sort();
+    assert_eq!(
+        keys, want,
+        "the same parts and _SUCCESS, nothing temporary left"
+    );
+    for k in &keys {
+        let name = k.trim_start_matches("counts/");
+        assert_eq!(
+            s3.get("data", k).unwrap(),
+            std::fs::read(local.join(name)).unwrap(),
+            "{k}"
+        );
+    }
+    // Writing there again is refused: the output exists.
+    let again = driver(
+        &s3,
+        &[
+            "wordcount",
+            "--input",
+            "s3://data/words",
+            "--output",
+            "s3://data/counts",
+        ],
+    );
+    refused(&again, "s3://data/counts");
+}
+
+#[test]
+fn missing_input_on_s3_is_bad_input_naming_the_url() {
+    let Some(s3) = S3::start() else { return };
+    s3.create_bucket("data");
+    let o = driver(
+        &s3,
+        &[
+            "wordcount",
+            "--input",
+            "s3://data/nothing-here",
+            "--output",
+            "s3://data/x",
+        ],
+    );
+    refused(&o, "s3://data/nothing-here");
+    let o = driver(
+        &s3,
+        &[
+            "wordcount",
+            "--input",
+            "s3://no-such-bucket/in",
+            "--output",
+            "s3://data/y",
+        ],
+    );
+    refused(&o, "s3://no-such-bucket/in");
+}
+
+#[test]
+fn a_cnn_job_reads_its_batches_from_s3_on_a_local_cluster() {
+    let Some(s3) = S3::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cifar");
+    cifar::write_synthetic_folder(&data, 40, 30, 3).unwrap();
+    s3.create_bucket("data");
+    s3.upload_dir("data", "cifar-10-batches-bin", &data);
+    let args = [
+        "--master",
+        "local-cluster[2,1]",
+        "cnn-job",
+        "--epochs",
+        "2",
+        "--data",
+    ];
+    let from_disk = dir.path().join("from-disk");
+    let mut c = Command::new(env!("CARGO_BIN_EXE_driver"));
+    c.args(["submit", "--no-progress"])
+        .args(args)
+        .arg(&data)
+        .arg("--output")
+        .arg(&from_disk)
+        .env("DISCNN_EXECUTOR_BIN", env!("CARGO_BIN_EXE_executor"));
+    ok(&c.output().unwrap());
+    let from_s3 = dir.path().join("from-s3");
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend([
+        "s3://data/cifar-10-batches-bin",
+        "--output",
+        from_s3.to_str().unwrap(),
+    ]);
+    ok(&driver(&s3, &all));
+    assert_eq!(
+        std::fs::read(from_s3.join("model.safetensors")).unwrap(),
+        std::fs::read(from_disk.join("model.safetensors")).unwrap(),
+        "the same model from S3 as from the folder"
+    );
+
+    // A bad label: the sizes are right, so the driver accepts the data set without reading
+    // it; the executor that reads the record fails the job as bad input, naming it.
+    let bad = dir.path().join("bad");
+    cifar::write_synthetic_folder(&bad, 40, 30, 3).unwrap();
+    let file = bad.join("data_batch_2.bin");
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[3 * cifar::RECORD_BYTES] = 42;
+    std::fs::write(&file, bytes).unwrap();
+    s3.upload_dir("data", "bad", &bad);
+    let o = driver(
+        &s3,
+        &[
+            "--master",
+            "local-cluster[2,1]",
+            "cnn-job",
+            "--epochs",
+            "1",
+            "--data",
+            "s3://data/bad",
+            "--output",
+            dir.path().join("never").to_str().unwrap(),
+        ],
+    );
+    refused(&o, "s3://data/bad/data_batch_2.bin");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("offset {}", 3 * cifar::RECORD_BYTES)),
+        "{err}"
+    );
+}
