@@ -208,3 +208,89 @@ fn a_cnn_job_reads_its_batches_from_s3_on_a_local_cluster() {
         "{err}"
     );
 }
+
+#[test]
+fn a_cnn_job_writes_resumes_and_is_evaluated_on_s3() {
+    let Some(s3) = S3::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cifar");
+    cifar::write_synthetic_folder(&data, 40, 30, 3).unwrap();
+    s3.create_bucket("data");
+    s3.upload_dir("data", "cifar", &data);
+    let local = dir.path().join("run");
+    let local_s = local.to_str().unwrap();
+    let data_s = data.to_str().unwrap();
+    let cluster = ["--master", "local-cluster[2,1]"];
+    let job = |data: &str, out: &[&str], epochs: &str| {
+        let mut a: Vec<&str> = cluster.to_vec();
+        a.extend([
+            "cnn-job",
+            "--schedule",
+            "constant",
+            "--checkpoint-every",
+            "1",
+        ]);
+        a.extend(["--epochs", epochs, "--data", data]);
+        a.extend_from_slice(out);
+        driver(&s3, &a)
+    };
+    ok(&job(data_s, &["--output", local_s], "2"));
+    ok(&job("s3://data/cifar", &["--output", "s3://data/run"], "2"));
+    let keys = s3.keys("data", "run/");
+    for k in [
+        "model.safetensors",
+        "metrics.jsonl",
+        "run.json",
+        "confusion.json",
+        "SHA256SUMS",
+    ] {
+        assert!(keys.contains(&format!("run/{k}")), "{k} in {keys:?}");
+    }
+    assert!(
+        keys.iter().any(|k| k.starts_with("run/checkpoint/")),
+        "{keys:?}"
+    );
+    assert!(keys.contains(&"run/_SUCCESS".to_string()), "{keys:?}");
+    assert!(
+        !keys
+            .iter()
+            .any(|k| k.contains("_in-progress") || k.contains("_temporary")),
+        "nothing left over: {keys:?}"
+    );
+    let model = |k: &str| s3.get("data", k).unwrap();
+    assert_eq!(
+        model("run/model.safetensors"),
+        std::fs::read(local.join("model.safetensors")).unwrap(),
+        "the model on S3 is the local run's"
+    );
+    let run: serde_json::Value = serde_json::from_slice(&model("run/run.json")).unwrap();
+    assert_eq!(run["options"]["output"], "s3://data/run");
+
+    // --resume from S3 extends it as a local resume extends the local run.
+    ok(&job(data_s, &["--resume", local_s], "3"));
+    ok(&job("s3://data/cifar", &["--resume", "s3://data/run"], "3"));
+    assert_eq!(
+        model("run/model.safetensors"),
+        std::fs::read(local.join("model.safetensors")).unwrap(),
+        "the resumed model on S3 is the resumed local one"
+    );
+    let metrics = String::from_utf8(model("run/metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 3);
+
+    // cnn-eval reads the model and the data from S3 and scores as it does locally.
+    let eval = |m: &str, d: &str| driver(&s3, &["cnn-eval", "--json", "--model", m, "--data", d]);
+    let here = eval(local.join("model.safetensors").to_str().unwrap(), data_s);
+    let there = eval("s3://data/run/model.safetensors", "s3://data/cifar");
+    ok(&here);
+    ok(&there);
+    assert_eq!(here.stdout, there.stdout);
+    refused(
+        &eval("s3://data/run/no-model.safetensors", "s3://data/cifar"),
+        "s3://data/run/no-model.safetensors",
+    );
+    // An existing output is refused unless --overwrite.
+    refused(
+        &job("s3://data/cifar", &["--output", "s3://data/run"], "1"),
+        "s3://data/run",
+    );
+}

@@ -98,12 +98,26 @@ impl Model {
         std::fs::rename(&tmp, path).map_err(io)
     }
 
+    /// Reads a model file, local or on object storage (`s3://…`).
     pub fn load(path: &Path) -> Result<Model, ModelError> {
         let file = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+        let io = |source| ModelError::Io {
             file: file.clone(),
             source,
-        })?;
+        };
+        let bytes = if discnn_engine::objects::is_object_url(path) {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(
+                &mut discnn_engine::objects::Location::new(path)
+                    .and_then(|l| l.open())
+                    .map_err(io)?,
+                &mut bytes,
+            )
+            .map_err(io)?;
+            bytes
+        } else {
+            std::fs::read(path).map_err(io)?
+        };
         Model::from_bytes(&file, &bytes)
     }
 

@@ -253,6 +253,7 @@ impl CnnJobArgs {
             train_limit: self.train_limit,
             spec: self.spec.clone(),
             recipe: self.recipe.recipe(),
+            object_output: None,
         })
     }
 

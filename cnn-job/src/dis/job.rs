@@ -339,8 +339,22 @@ impl DriverModel {
     }
 }
 
-/// Trains and evaluates as `cfg` says; `log` receives one progress line per epoch.
+/// Trains and evaluates as `cfg` says; `log` receives one progress line per epoch. An
+/// `--output` on object storage (`s3://…`) is written locally and published there
+/// (`object_output`).
 pub fn run(
+    ctx: &Context,
+    cfg: &DisConfig,
+    log: &mut dyn FnMut(String),
+) -> Result<Summary, JobError> {
+    if discnn_engine::objects::is_object_url(&cfg.output) {
+        return super::object_output::run(ctx, cfg, log);
+    }
+    run_local(ctx, cfg, log)
+}
+
+/// [`run`] into a local output directory.
+pub(crate) fn run_local(
     ctx: &Context,
     cfg: &DisConfig,
     log: &mut dyn FnMut(String),
@@ -550,6 +564,9 @@ pub fn run(
                 done,
                 &maps_pruned,
             )?;
+            if let Some(url) = &cfg.object_output {
+                super::object_output::mirror(&work, url)?;
+            }
         }
         let eta = run_start.elapsed().as_secs_f64() / (done - first_epoch) as f64
             * (cfg.epochs - done) as f64;

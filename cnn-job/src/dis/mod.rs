@@ -7,6 +7,7 @@ pub mod aggregation;
 pub mod checkpoint;
 pub mod init;
 pub mod job;
+pub mod object_output;
 pub mod output;
 pub mod predict;
 pub mod prune;
@@ -135,6 +136,11 @@ pub struct DisConfig {
     /// Train on the first N training images only.
     pub train_limit: Option<usize>,
     pub spec: String,
+    /// The `s3://…` URL the run is published at when `output` is its local staging
+    /// directory: recorded in run.json as the output, and each checkpoint is also uploaded
+    /// under `URL/_in-progress`.
+    #[serde(skip)]
+    pub object_output: Option<String>,
 }
 
 impl Default for DisConfig {
@@ -161,6 +167,7 @@ impl Default for DisConfig {
             validation: 0,
             train_limit: None,
             spec: crate::spec::PAPER.to_string(),
+            object_output: None,
         }
     }
 }

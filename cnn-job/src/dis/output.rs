@@ -199,8 +199,16 @@ pub fn write_run_json(
     if !machines.last().is_some_and(same) {
         machines.push(here);
     }
+    let mut options = serde_json::to_value(cfg).map_err(|e| JobError::Output {
+        path: path.clone(),
+        source: std::io::Error::other(e),
+    })?;
+    if let Some(url) = &cfg.object_output {
+        // Staged here, published there: the run's output is the URL.
+        options["output"] = serde_json::Value::String(url.clone());
+    }
     let v = serde_json::json!({
-        "options": cfg,
+        "options": options,
         "recipe": recipe(cfg),
         "build": format!("discnn {}", discnn_engine::op::fingerprint()),
         "machines": machines,

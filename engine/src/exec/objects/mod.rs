@@ -7,6 +7,7 @@
 mod http;
 mod location;
 mod reader;
+mod transfer;
 
 use crate::core::error::{EngineError, TaskFailure};
 use bytes::Bytes;
@@ -19,6 +20,7 @@ pub(crate) use reader::ObjectReader;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
+pub use transfer::{commit_dir, delete_prefix, download_prefix, exists, upload_dir};
 
 /// Whether `p` names an object (`s3://…`) rather than a local file.
 pub fn is_object_url(p: &Path) -> bool {
