@@ -232,40 +232,6 @@ fn a_finished_jobs_shuffle_files_leave_the_executors() {
     }
 }
 
-/// The pids of `parent`'s living children (zombies excluded), from /proc.
-fn children(parent: u32) -> Vec<u32> {
-    let mut v = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // `pid (comm) state ppid …`; comm may hold spaces, so read after the last ')'.
-        let rest: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        if rest.first() != Some(&"Z") && rest.get(1) == Some(&parent.to_string().as_str()) {
-            v.push(pid);
-        }
-    }
-    v
-}
-
-fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        !s.rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    })
-}
-
 #[test]
 fn local_cluster_executors_exit_when_their_driver_is_killed() {
     let dir = tempfile::tempdir().unwrap();
@@ -284,7 +250,7 @@ fn local_cluster_executors_exit_when_their_driver_is_killed() {
         .unwrap();
     let mut executors = Vec::new();
     common::wait_until(Duration::from_secs(60), "two executors started", || {
-        executors = children(driver.id());
+        executors = common::children(driver.id());
         executors.len() == 2
     });
     // Let them register and run tasks, then kill the driver without a chance to clean up.
@@ -294,6 +260,6 @@ fn local_cluster_executors_exit_when_their_driver_is_killed() {
     common::wait_until(
         Duration::from_secs(10),
         "the orphaned executors exit",
-        || executors.iter().all(|&p| !running(p)),
+        || executors.iter().all(|&p| !common::running(p)),
     );
 }

@@ -1,7 +1,8 @@
 //! Data on object storage, against a real S3 server on loopback (moto): wordcount from and to
-//! S3 equals the local run byte for byte, a cnn-job reads its CIFAR-10 batches from S3 on a
-//! `local-cluster` and trains the same model as from the local folder, and missing input, an
-//! existing output and a bad record are refused with exit 2 naming the URL.
+//! S3 equals the local run byte for byte; a cnn-job reads its CIFAR-10 batches from S3 on a
+//! `local-cluster`, writes its model there byte-identical to a local run (also with an executor
+//! killed mid-job), resumes from there, and cnn-eval reads it back; missing input, an existing
+//! output, a bad record and a refused credential are exit 2 naming the URL.
 
 mod common;
 
@@ -292,5 +293,105 @@ fn a_cnn_job_writes_resumes_and_is_evaluated_on_s3() {
     refused(
         &job("s3://data/cifar", &["--output", "s3://data/run"], "1"),
         "s3://data/run",
+    );
+}
+
+#[test]
+fn a_refused_credential_is_bad_input_naming_the_url() {
+    let Some(mut s3) = S3::start_authenticated() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    write_words(&input);
+    let args = |out: &'static str| ["wordcount", "--input", "s3://data/words", "--output", out];
+    // The data goes up through our own program, with the right key.
+    let up = Command::new(env!("CARGO_BIN_EXE_driver"))
+        .args(["submit", "--no-progress", "wordcount", "--input"])
+        .arg(&input)
+        .args(["--output", "s3://data/words"])
+        .envs(env_of(&s3))
+        .output()
+        .unwrap();
+    ok(&up);
+    ok(&driver(&s3, &args("s3://data/counts")));
+    s3.credentials.1 = "not-the-secret".into();
+    refused(&driver(&s3, &args("s3://data/counts-2")), "s3://data/words");
+}
+
+fn env_of(s3: &S3) -> Vec<(String, String)> {
+    let mut c = Command::new("true");
+    s3.env(&mut c);
+    c.get_envs()
+        .filter_map(|(k, v)| Some((k.to_str()?.to_string(), v?.to_str()?.to_string())))
+        .collect()
+}
+
+#[test]
+fn an_executor_killed_mid_job_still_ends_with_the_identical_model_on_s3() {
+    let Some(s3) = S3::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cifar");
+    cifar::write_synthetic_folder(&data, 200, 30, 3).unwrap();
+    s3.create_bucket("data");
+    s3.upload_dir("data", "cifar", &data);
+    let opts = [
+        "--epochs",
+        "4",
+        "--checkpoint-every",
+        "1",
+        "--partitions",
+        "6",
+    ];
+    let local = dir.path().join("local");
+    let mut a = vec!["--master", "local[2]", "cnn-job"];
+    a.extend(opts);
+    a.extend([
+        "--data",
+        data.to_str().unwrap(),
+        "--output",
+        local.to_str().unwrap(),
+    ]);
+    ok(&driver(&s3, &a));
+
+    let mut c = Command::new(env!("CARGO_BIN_EXE_driver"));
+    c.args([
+        "submit",
+        "--no-progress",
+        "--master",
+        "local-cluster[3,1]",
+        "cnn-job",
+    ])
+    .args(opts)
+    .args(["--data", "s3://data/cifar", "--output", "s3://data/run"])
+    .env("DISCNN_EXECUTOR_BIN", env!("CARGO_BIN_EXE_executor"))
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped());
+    s3.env(&mut c);
+    let job = c.spawn().unwrap();
+    // After the first epoch's checkpoint reached S3, one executor dies.
+    common::wait_until(
+        std::time::Duration::from_secs(120),
+        "a first checkpoint",
+        || {
+            s3.keys("data", "run/_in-progress/checkpoint/")
+                .iter()
+                .any(|k| k.ends_with("state.json"))
+        },
+    );
+    let executors = common::children(job.id());
+    assert_eq!(executors.len(), 3, "{executors:?}");
+    common::kill9(executors[1]);
+    let o = job.wait_with_output().unwrap();
+    ok(&o);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("lost"),
+        "the driver saw the executor go: {err}"
+    );
+    assert_eq!(
+        s3.get("data", "run/model.safetensors").unwrap(),
+        std::fs::read(local.join("model.safetensors")).unwrap(),
+        "the model trained through the kill is the undisturbed local run's"
     );
 }

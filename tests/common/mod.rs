@@ -108,3 +108,37 @@ pub fn submit_cnn(
         .output()
         .unwrap()
 }
+
+/// The pids of `parent`'s living children (zombies excluded), from /proc.
+pub fn children(parent: u32) -> Vec<u32> {
+    let mut v = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid …`; comm may hold spaces, so read after the last ')'.
+        let rest: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        if rest.first() != Some(&"Z") && rest.get(1) == Some(&parent.to_string().as_str()) {
+            v.push(pid);
+        }
+    }
+    v
+}
+
+pub fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 pub struct S3 {
     child: Child,
+    /// The access key and secret our programs are given.
+    pub credentials: (String, String),
     /// The python of moto's virtualenv (it has boto3).
     python: PathBuf,
     pub addr: String,
@@ -28,8 +30,44 @@ fn moto_server() -> Option<PathBuf> {
 }
 
 impl S3 {
-    /// A fresh server, or `None` (after saying why) when moto is not installed.
+    /// A fresh server, or `None` (after saying why) when moto is not installed. It takes any
+    /// credentials.
     pub fn start() -> Option<S3> {
+        S3::launch(None)
+    }
+
+    /// A server that checks credentials: its first few requests (made here, with boto3) create
+    /// a user with an access key allowed everything, and a bucket `data`; after them a request
+    /// needs that key and secret.
+    pub fn start_authenticated() -> Option<S3> {
+        let mut s = S3::launch(Some(4))?;
+        let script = r#"
+import boto3, json, sys
+ep = sys.argv[1]
+iam = boto3.client("iam", endpoint_url=ep, aws_access_key_id="x", aws_secret_access_key="x",
+                   region_name="us-east-1")
+iam.create_user(UserName="discnn")
+k = iam.create_access_key(UserName="discnn")["AccessKey"]
+policy = {"Version": "2012-10-17",
+          "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+iam.put_user_policy(UserName="discnn", PolicyName="all", PolicyDocument=json.dumps(policy))
+s3 = boto3.client("s3", endpoint_url=ep, aws_access_key_id=k["AccessKeyId"],
+                  aws_secret_access_key=k["SecretAccessKey"], region_name="us-east-1")
+s3.create_bucket(Bucket="data")
+print(k["AccessKeyId"], k["SecretAccessKey"])
+"#;
+        let o = Command::new(&s.python)
+            .args(["-c", script, &format!("http://{}", s.addr)])
+            .output()
+            .expect("moto's python runs");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let out = String::from_utf8(o.stdout).unwrap();
+        let mut it = out.split_whitespace();
+        s.credentials = (it.next().unwrap().into(), it.next().unwrap().into());
+        Some(s)
+    }
+
+    fn launch(free_requests: Option<u32>) -> Option<S3> {
         let Some(bin) = moto_server() else {
             let msg = "no moto_server (pip install 'moto[server]' into a virtualenv, then put \
                        its bin/ on PATH or set DISCNN_MOTO_SERVER)";
@@ -39,7 +77,12 @@ impl S3 {
         };
         let port = super::served::free_port();
         let log = tempfile::tempdir().unwrap();
-        let child = Command::new(&bin)
+        let mut cmd = Command::new(&bin);
+        if let Some(n) = free_requests {
+            // moto checks signatures after the first n requests.
+            cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string());
+        }
+        let child = cmd
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -49,6 +92,7 @@ impl S3 {
         let python = bin.with_file_name("python3");
         let s = S3 {
             child,
+            credentials: ("testing".into(), "testing".into()),
             python,
             addr: format!("127.0.0.1:{port}"),
             _log: log,
@@ -67,8 +111,8 @@ impl S3 {
 
     /// The variables `AmazonS3Builder::from_env` reads, pointing at this server.
     pub fn env(&self, cmd: &mut Command) {
-        cmd.env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
+        cmd.env("AWS_ACCESS_KEY_ID", &self.credentials.0)
+            .env("AWS_SECRET_ACCESS_KEY", &self.credentials.1)
             .env("AWS_DEFAULT_REGION", "us-east-1")
             .env("AWS_ENDPOINT", format!("http://{}", self.addr))
             .env("AWS_ALLOW_HTTP", "true");
@@ -99,8 +143,8 @@ impl S3 {
     pub fn get(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
         let script = r#"
 import boto3, sys
-s = boto3.client("s3", endpoint_url=sys.argv[1], aws_access_key_id="testing",
-                 aws_secret_access_key="testing", region_name="us-east-1")
+s = boto3.client("s3", endpoint_url=sys.argv[1], aws_access_key_id=sys.argv[4],
+                 aws_secret_access_key=sys.argv[5], region_name="us-east-1")
 try:
     sys.stdout.buffer.write(s.get_object(Bucket=sys.argv[2], Key=sys.argv[3])["Body"].read())
 except s.exceptions.NoSuchKey:
@@ -108,6 +152,7 @@ except s.exceptions.NoSuchKey:
 "#;
         let o = Command::new(&self.python)
             .args(["-c", script, &format!("http://{}", self.addr), bucket, key])
+            .args([&self.credentials.0, &self.credentials.1])
             .output()
             .expect("moto's python runs");
         match o.status.code() {
