@@ -1,21 +1,23 @@
-//! An object read as a file: `Read + Seek` over ranged GETs of 4 MiB blocks, so the text and
-//! record readers work on objects unchanged and a split fetches only its own bytes (plus the
-//! rest of its last line).
+//! An object read as a file: `Read + Seek` over one streaming GET from the position to the
+//! object's end (Hadoop S3A's sequential policy), restarted only by a seek. So the text and
+//! record readers work on objects unchanged, a split's reader issues one request, and it stops
+//! reading (dropping the stream) once its last line is done.
 
-use super::ObjectUrl;
+use super::{block_on, ObjectUrl};
 use crate::core::error::TaskFailure;
 use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use futures_util::TryStreamExt;
+use object_store::{GetOptions, ObjectStore};
 use std::io::{Read, Seek, SeekFrom};
-
-const BLOCK: u64 = 4 << 20;
 
 pub(crate) struct ObjectReader {
     object: ObjectUrl,
     size: u64,
     pos: u64,
-    /// The block held, and where it starts.
-    block: Bytes,
-    block_start: u64,
+    /// The open GET's body from `pos` on, and what is left of its last chunk.
+    stream: Option<BoxStream<'static, object_store::Result<Bytes>>>,
+    chunk: Bytes,
 }
 
 impl ObjectReader {
@@ -31,9 +33,17 @@ impl ObjectReader {
             object,
             size,
             pos: 0,
-            block: Bytes::new(),
-            block_start: 0,
+            stream: None,
+            chunk: Bytes::new(),
         })
+    }
+
+    fn start_stream(&mut self) -> std::io::Result<()> {
+        let options = GetOptions::new().with_range(Some(self.pos..self.size));
+        let got = block_on(self.object.store.get_opts(&self.object.key, options))
+            .map_err(std::io::Error::other)?;
+        self.stream = Some(got.into_stream());
+        Ok(())
     }
 }
 
@@ -42,21 +52,29 @@ impl Read for ObjectReader {
         if self.pos >= self.size || buf.is_empty() {
             return Ok(0);
         }
-        let held = self.block_start..self.block_start + self.block.len() as u64;
-        if !held.contains(&self.pos) {
-            let end = (self.pos + BLOCK).min(self.size);
-            self.block = self
-                .object
-                .get_range(self.pos, end)
-                .map_err(|f| std::io::Error::other(f.to_string()))?;
-            self.block_start = self.pos;
-            if self.block.is_empty() {
+        while self.chunk.is_empty() {
+            if self.stream.is_none() {
+                self.start_stream()?;
+            }
+            let Some(stream) = self.stream.as_mut() else {
                 return Ok(0);
+            };
+            match block_on(stream.try_next()).map_err(std::io::Error::other)? {
+                Some(bytes) => self.chunk = bytes,
+                None => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "{}: ended at byte {} of {}",
+                            self.object.url, self.pos, self.size
+                        ),
+                    ))
+                }
             }
         }
-        let at = (self.pos - self.block_start) as usize;
-        let n = buf.len().min(self.block.len() - at);
-        buf[..n].copy_from_slice(&self.block[at..at + n]);
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk[..n]);
+        self.chunk = self.chunk.slice(n..);
         self.pos += n as u64;
         Ok(n)
     }
@@ -68,10 +86,16 @@ impl Seek for ObjectReader {
             SeekFrom::Start(p) => Some(p),
             SeekFrom::Current(d) => self.pos.checked_add_signed(d),
             SeekFrom::End(d) => self.size.checked_add_signed(d),
-        };
-        self.pos = pos.ok_or_else(|| {
+        }
+        .ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start")
         })?;
+        if pos != self.pos {
+            // A new request from there, when the next read comes.
+            self.stream = None;
+            self.chunk = Bytes::new();
+            self.pos = pos;
+        }
         Ok(self.pos)
     }
 }
