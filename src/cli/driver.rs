@@ -532,6 +532,24 @@ fn report(dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Parses `driver`'s arguments (after the program name) as the program would, running
+/// nothing: for checking the command lines of deployment files.
+pub fn check_args(args: &[String]) -> anyhow::Result<()> {
+    let matches = command()
+        .try_get_matches_from(std::iter::once("driver".to_string()).chain(args.iter().cloned()))?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    if let Command::Submit(s) = cli.command {
+        let Some((name, m)) = matches
+            .subcommand_matches("submit")
+            .and_then(|m| m.subcommand())
+        else {
+            anyhow::bail!("submit needs a job");
+        };
+        JobSpec::from_matches(name, m, s.json)?;
+    }
+    Ok(())
+}
+
 /// The `driver` program, with every op and job linked into the calling binary: a user's
 /// `my-driver` is `fn main() -> ExitCode { discnn::driver_main() }` in a crate that registers them.
 pub fn driver_main() -> ExitCode {

@@ -93,6 +93,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Parses `executor`'s arguments (after the program name) as the program would, running
+/// nothing.
+pub fn check_args(args: &[String]) -> anyhow::Result<()> {
+    Cli::try_parse_from(std::iter::once("executor".to_string()).chain(args.iter().cloned()))?;
+    Ok(())
+}
+
 /// The `executor` program, with every op and job linked into the calling binary: a user's
 /// `my-executor` is `fn main() -> ExitCode { discnn::executor_main() }` in a crate that registers them.
 pub fn executor_main() -> ExitCode {

@@ -10,6 +10,17 @@ use discnn_engine::EngineError;
 use std::process::ExitCode;
 use std::sync::OnceLock;
 
+/// Parses a command line of `program` (`driver` or `executor`; `args` after the program's
+/// name) with the program's own parser, running nothing: a renamed or misspelt flag in a
+/// deployment file (Kubernetes, Slurm) is found before a cluster runs it.
+pub fn check_args(program: &str, args: &[String]) -> anyhow::Result<()> {
+    match program {
+        "driver" => driver::check_args(args),
+        "executor" => executor::check_args(args),
+        other => anyhow::bail!("no program named {other} (driver or executor)"),
+    }
+}
+
 /// `discnn <version> (protocol N, registry HASH)`: the build fingerprint.
 pub fn version() -> &'static str {
     static V: OnceLock<String> = OnceLock::new();
