@@ -237,8 +237,12 @@ fn unknown(name: &str) -> anyhow::Error {
     .into()
 }
 
-/// Makes `p` absolute against `cwd` (an `s3://` URL stays as it is).
+/// Makes `p` absolute against `cwd` (an `s3://` URL stays as it is; `file://` is taken off).
 pub fn absolute(p: &Path, cwd: &Path) -> PathBuf {
+    let p = match p.to_str().and_then(|s| s.strip_prefix("file://")) {
+        Some(local) => Path::new(local),
+        None => p,
+    };
     if p.is_absolute() || discnn_engine::objects::is_object_url(p) {
         p.to_path_buf()
     } else {

@@ -98,6 +98,27 @@ fn wordcount_from_and_to_s3_equals_the_local_run() {
             "{k}"
         );
     }
+    // file:// URLs are the local paths they name.
+    let via_url = dir.path().join("out-url");
+    ok(&driver(
+        &s3,
+        &[
+            "--master",
+            "local[2]",
+            "wordcount",
+            "--input",
+            &format!("file://{}", input.display()),
+            "--output",
+            &format!("file://{}", via_url.display()),
+        ],
+    ));
+    for k in &keys {
+        let name = k.trim_start_matches("counts/");
+        assert_eq!(
+            std::fs::read(via_url.join(name)).unwrap(),
+            std::fs::read(local.join(name)).unwrap()
+        );
+    }
     // Writing there again is refused: the output exists.
     let again = driver(
         &s3,

@@ -243,6 +243,14 @@ impl Rdd<String> {
         if crate::exec::objects::is_object_url(dir.as_ref()) {
             return self.save_as_text_objects(&dir.as_ref().to_string_lossy());
         }
+        let dir = match dir
+            .as_ref()
+            .to_str()
+            .and_then(|s| s.strip_prefix("file://"))
+        {
+            Some(local) => Path::new(local),
+            None => dir.as_ref(),
+        };
         let dir =
             std::path::absolute(dir.as_ref()).map_err(|e| EngineError::io(dir.as_ref(), e))?;
         if dir.exists() {
