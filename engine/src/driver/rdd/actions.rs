@@ -251,8 +251,7 @@ impl Rdd<String> {
             Some(local) => Path::new(local),
             None => dir.as_ref(),
         };
-        let dir =
-            std::path::absolute(dir.as_ref()).map_err(|e| EngineError::io(dir.as_ref(), e))?;
+        let dir = std::path::absolute(dir).map_err(|e| EngineError::io(dir, e))?;
         if dir.exists() {
             return Err(EngineError::OutputExists(dir));
         }
