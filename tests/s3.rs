@@ -30,6 +30,22 @@ fn refused(o: &Output, needle: &str) {
     assert!(err.contains(needle), "`{needle}` in: {err}");
 }
 
+/// A server with a CIFAR-format folder of `train` and `test` images per batch file, made in a
+/// fresh directory and uploaded to `s3://data/PREFIX/`; the server, the directory and the folder.
+fn with_cifar(
+    prefix: &str,
+    train: usize,
+    test: usize,
+) -> Option<(S3, tempfile::TempDir, std::path::PathBuf)> {
+    let s3 = S3::start()?;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cifar");
+    cifar::write_synthetic_folder(&data, train, test, 3).unwrap();
+    s3.create_bucket("data");
+    s3.upload_dir("data", prefix, &data);
+    Some((s3, dir, data))
+}
+
 /// Two files of Zipf-ish words, big enough for several byte-range splits each.
 fn write_words(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
@@ -163,12 +179,9 @@ fn missing_input_on_s3_is_bad_input_naming_the_url() {
 
 #[test]
 fn a_cnn_job_reads_its_batches_from_s3_on_a_local_cluster() {
-    let Some(s3) = S3::start() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("cifar");
-    cifar::write_synthetic_folder(&data, 40, 30, 3).unwrap();
-    s3.create_bucket("data");
-    s3.upload_dir("data", "cifar-10-batches-bin", &data);
+    let Some((s3, dir, data)) = with_cifar("cifar-10-batches-bin", 40, 30) else {
+        return;
+    };
     let args = [
         "--master",
         "local-cluster[2,1]",
@@ -233,12 +246,9 @@ fn a_cnn_job_reads_its_batches_from_s3_on_a_local_cluster() {
 
 #[test]
 fn a_cnn_job_writes_resumes_and_is_evaluated_on_s3() {
-    let Some(s3) = S3::start() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("cifar");
-    cifar::write_synthetic_folder(&data, 40, 30, 3).unwrap();
-    s3.create_bucket("data");
-    s3.upload_dir("data", "cifar", &data);
+    let Some((s3, dir, data)) = with_cifar("cifar", 40, 30) else {
+        return;
+    };
     let local = dir.path().join("run");
     let local_s = local.to_str().unwrap();
     let data_s = data.to_str().unwrap();
@@ -350,12 +360,9 @@ fn env_of(s3: &S3) -> Vec<(String, String)> {
 
 #[test]
 fn an_executor_killed_mid_job_still_ends_with_the_identical_model_on_s3() {
-    let Some(s3) = S3::start() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("cifar");
-    cifar::write_synthetic_folder(&data, 200, 30, 3).unwrap();
-    s3.create_bucket("data");
-    s3.upload_dir("data", "cifar", &data);
+    let Some((s3, dir, data)) = with_cifar("cifar", 200, 30) else {
+        return;
+    };
     let opts = [
         "--epochs",
         "4",
