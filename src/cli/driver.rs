@@ -491,16 +491,14 @@ fn bench(b: Bench) -> anyhow::Result<()> {
             if size == 0 {
                 return Err(UsageError("--size must be positive".into()).into());
             }
-            let ui = cli::watch::UiOption {
-                address: None,
-                explicit: false,
-                secret: None,
-                insecure: false,
+            let listeners = match &event_log {
+                Some(dir) => discnn_ui::eventlog::factory(dir)
+                    .map_err(|e| UsageError(format!("--event-log: {e}")))?,
+                None => Default::default(),
             };
-            let watch = cli::watch::live(&ui, event_log.as_deref())?;
             let ctx = Context::new(Config {
                 master: master.clone(),
-                listeners: watch.listeners.clone(),
+                listeners,
                 ..Config::default()
             })?;
             let dir = tempfile::tempdir().context("a scratch directory")?;

@@ -394,17 +394,7 @@ pub(crate) fn run_local(
     };
     let work = output::begin(&cfg.output, cfg.overwrite, cfg.resume)?;
     output::write_run_json(cfg, &work, resumed.as_ref().map(|r| r.state.epoch))?;
-    // For whoever watches the run (a UI's Training page, an event log).
-    ctx.post_event(
-        "TrainingStart",
-        serde_json::json!({
-            "output": cfg.output,
-            "model": cfg.output.join("model.safetensors"),
-            "epochs": cfg.epochs,
-            "resumed_after": resumed.as_ref().map(|r| r.state.epoch),
-        })
-        .to_string(),
-    );
+    super::watch::training_start(ctx, cfg, resumed.as_ref().map(|r| r.state.epoch));
 
     let p = cfg.partitions;
     let train = cached_shards(ctx, shard_specs(&cfg.data, SplitName::Train, 0, n_train, p))?;
@@ -547,11 +537,8 @@ pub(crate) fn run_local(
         };
         let line = serde_json::to_string(&em).map_err(|e| EngineError::Codec(e.to_string()))?;
         writeln!(metrics_file, "{line}").map_err(io(&metrics_path))?;
-        // The same line on the listener bus, for whoever watches the run; the confusion
-        // matrix first, so that a watcher has both when the epoch ends.
-        let counts = serde_json::json!({"classes": CLASSES, "counts": confusion.counts});
-        ctx.post_event("ConfusionMatrix", counts.to_string());
-        ctx.post_event("EpochEnd", line);
+        // The same line on the listener bus, for whoever watches the run.
+        super::watch::epoch_end(ctx, &confusion, line);
         let done = epoch + 1;
         if cfg.checkpoint_every.is_some_and(|n| n > 0 && done % n == 0) {
             super::checkpoint::save(
@@ -602,10 +589,7 @@ pub(crate) fn run_local(
         v.unpersist();
     }
     output::commit(&work, &cfg.output)?;
-    ctx.post_event(
-        "TrainingEnd",
-        serde_json::json!({"model": cfg.output.join("model.safetensors")}).to_string(),
-    );
+    super::watch::training_end(ctx, cfg);
     Ok(Summary {
         epochs,
         validation_accuracy,

@@ -14,6 +14,7 @@ pub mod prune;
 pub mod response;
 pub mod shards;
 pub mod swap;
+pub mod watch;
 
 use crate::layers::Loss;
 use serde::{Deserialize, Serialize};
