@@ -185,14 +185,21 @@ pub struct Posted {
     pub event: Event,
 }
 
+/// Milliseconds since the Unix epoch, now.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 impl Posted {
     /// Stamps `event` with the current time.
     pub fn now(event: Event) -> Self {
-        let time_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        Posted { time_ms, event }
+        Posted {
+            time_ms: now_ms(),
+            event,
+        }
     }
 }
 

@@ -24,11 +24,14 @@ pub struct ListenerBus {
 
 impl ListenerBus {
     pub(crate) fn new(app: &str, master: &str) -> Self {
-        let mut start = Posted::now(Event::ApplicationEnd);
-        start.event = Event::ApplicationStart {
-            app_id: new_app_id(start.time_ms),
-            app: app.to_string(),
-            master: master.to_string(),
+        let time_ms = crate::core::events::now_ms();
+        let start = Posted {
+            time_ms,
+            event: Event::ApplicationStart {
+                app_id: new_app_id(time_ms),
+                app: app.to_string(),
+                master: master.to_string(),
+            },
         };
         ListenerBus {
             listeners: Mutex::new(Vec::new()),
