@@ -22,7 +22,7 @@ pub use crate::core::{error, events, key, plan, process, task};
 pub use crate::driver::{context, progress, rdd};
 /// Object storage (`s3://…` paths) for sources and sinks.
 pub use crate::exec::objects;
-pub use crate::exec::{accumulator, broadcast, op, storage, task_context};
+pub use crate::exec::{accumulator, broadcast, lent, op, storage, task_context};
 
 pub use crate::core::cancel::CancelToken;
 pub use crate::core::codec::Data;
@@ -33,9 +33,10 @@ pub use crate::driver::context::{Config, Context, ContextStats};
 pub use crate::driver::rdd::{HashPartitioner, RangePartitioner, Rdd};
 pub use crate::exec::accumulator::{Accumulator, AccumulatorParam, Count, Sum};
 pub use crate::exec::broadcast::Broadcast;
+pub use crate::exec::lent::Borrowable;
 pub use crate::exec::op::{
-    AggregateFn, CombineFn, FilterFn, FlatMapFn, ForeachFn, ForeachPartitionFn, MapFn, PartitionFn,
-    Partitioner, ReduceFn, ZipFn,
+    AggregateFn, CombineFn, FilterBorrowedFn, FilterFn, FlatMapBorrowedFn, FlatMapFn, ForeachFn,
+    ForeachPartitionFn, MapBorrowedFn, MapFn, PartitionFn, Partitioner, ReduceFn, ZipFn,
 };
 pub use crate::exec::storage::StorageLevel;
 pub use crate::exec::stream::BoxIter;

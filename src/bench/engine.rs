@@ -2,7 +2,8 @@
 //! inside one process, reported with the process's peak resident memory.
 
 use crate::jobs::wordcount;
-use discnn_engine::{register_op, AggregateFn, Context, MapFn, Result};
+use discnn_engine::{register_op, AggregateFn, BoxIter, Context, MapFn, PartitionFn, Result};
+use discnn_naive::{BytesDigest, GroupDigest, SortDigest};
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -113,6 +114,59 @@ impl MapFn for MakePair {
 }
 register_op!(map MakePair);
 
+/// A partition of grouped pairs as its [`GroupDigest`] (groups, values, digest).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct DigestGroups;
+impl PartitionFn for DigestGroups {
+    type In = (i64, Vec<i64>);
+    type Out = (u64, u64, u64);
+    fn call(&self, _: usize, input: BoxIter<(i64, Vec<i64>)>) -> BoxIter<(u64, u64, u64)> {
+        let mut d = GroupDigest::default();
+        for (k, vs) in input {
+            d.add(k, &vs);
+        }
+        Box::new(std::iter::once((d.groups, d.values, d.digest)))
+    }
+}
+register_op!(partitions DigestGroups);
+
+/// A partition of sorted pairs as its [`SortDigest`] (records, sorted, first, last, digest).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct DigestSorted;
+impl PartitionFn for DigestSorted {
+    type In = (i64, i64);
+    type Out = (u64, bool, i64, i64, u64);
+    fn call(&self, _: usize, input: BoxIter<(i64, i64)>) -> BoxIter<(u64, bool, i64, i64, u64)> {
+        let mut d = SortDigest::default();
+        for (k, v) in input {
+            d.add(k, v);
+        }
+        Box::new(std::iter::once((
+            d.records, d.sorted, d.first, d.last, d.digest,
+        )))
+    }
+}
+register_op!(partitions DigestSorted);
+
+/// The part files of a text output, concatenated in name order, as a [`BytesDigest`].
+fn output_digest(dir: &Path) -> Result<BytesDigest> {
+    let io = |source| discnn_engine::EngineError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut parts: Vec<_> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("part-")))
+        .collect();
+    parts.sort();
+    let mut d = BytesDigest::default();
+    for p in parts {
+        d.add(&std::fs::read(&p).map_err(io)?);
+    }
+    Ok(d)
+}
+
 #[derive(Debug, Serialize)]
 pub struct BenchReport {
     pub workload: String,
@@ -169,6 +223,7 @@ pub fn run(ctx: &Context, workload: &str, size: u64, work_dir: &Path) -> Result<
             let t = Instant::now();
             let s = wordcount::run(ctx, &input, &work_dir.join("counts"))?;
             let wall = t.elapsed().as_secs_f64();
+            let output = output_digest(&work_dir.join("counts"))?;
             let shuffle_write_bytes: u64 = log
                 .events()
                 .iter()
@@ -191,6 +246,7 @@ pub fn run(ctx: &Context, workload: &str, size: u64, work_dir: &Path) -> Result<
                     "input_bytes": std::fs::metadata(&input).map(|m| m.len()).unwrap_or(0),
                     "shuffle_write_bytes": shuffle_write_bytes,
                     "driver_bytes": driver_bytes,
+                    "output": output.to_string(),
                 }),
             ))
         }
@@ -211,7 +267,11 @@ pub fn run(ctx: &Context, workload: &str, size: u64, work_dir: &Path) -> Result<
                 setup,
                 t.elapsed().as_secs_f64(),
                 10.0,
-                serde_json::json!({"w0": w[0], "w9": w[9]}),
+                serde_json::json!({
+                    "w0": w[0],
+                    "w9": w[9],
+                    "output": format!("w0 {:.12e} w9 {:.12e}", w[0], w[9]),
+                }),
             ))
         }
         "w3-group" | "w3-sort" => {
@@ -223,16 +283,45 @@ pub fn run(ctx: &Context, workload: &str, size: u64, work_dir: &Path) -> Result<
             pairs.count()?;
             let setup = t0.elapsed().as_secs_f64();
             let t = Instant::now();
-            let n = if workload == "w3-group" {
-                pairs.group_by_key(parts).count()?
+            let (n, wall, output) = if workload == "w3-group" {
+                let groups = pairs.group_by_key(parts);
+                let n = groups.count()?;
+                let wall = t.elapsed().as_secs_f64();
+                // Outside the measured part: the shuffle's map outputs are reused.
+                let d = groups
+                    .map_partitions(DigestGroups)
+                    .collect()?
+                    .into_iter()
+                    .map(|(groups, values, digest)| GroupDigest {
+                        groups,
+                        values,
+                        digest,
+                    })
+                    .fold(GroupDigest::default(), GroupDigest::merge);
+                (n, wall, d.to_string())
             } else {
-                pairs.sort_by_key(true, parts)?.count()?
+                let sorted = pairs.sort_by_key(true, parts)?;
+                let n = sorted.count()?;
+                let wall = t.elapsed().as_secs_f64();
+                let d = sorted
+                    .map_partitions(DigestSorted)
+                    .collect()?
+                    .into_iter()
+                    .map(|(records, sorted, first, last, digest)| SortDigest {
+                        records,
+                        sorted,
+                        first,
+                        last,
+                        digest,
+                    })
+                    .fold(SortDigest::default(), SortDigest::then);
+                (n, wall, d.to_string())
             };
             Ok(report(
                 setup,
-                t.elapsed().as_secs_f64(),
+                wall,
                 1.0,
-                serde_json::json!({"records_out": n}),
+                serde_json::json!({"records_out": n, "output": output}),
             ))
         }
         other => Err(discnn_engine::EngineError::InvalidArgument(format!(

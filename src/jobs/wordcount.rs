@@ -2,36 +2,39 @@
 //! word ascending (code-point order), so the part files concatenated in name order are the
 //! global order.
 
-use discnn_engine::{register_op, Context, FlatMapFn, MapFn, ReduceFn, Result};
+use discnn_engine::{register_op, Context, FlatMapBorrowedFn, MapBorrowedFn, MapFn, ReduceFn, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+
+// The two ops before the shuffle are borrowed-record ops: each line is lent from the reader's
+// buffer, each word is a slice of it, and the map-side combiner copies a word only the first
+// time its partition sees it.
 
 /// Splits on Unicode White_Space (`char::is_whitespace`: NBSP, U+2009 and U+3000 included).
 #[derive(Clone, Serialize, Deserialize)]
 pub struct SplitWords;
-impl FlatMapFn for SplitWords {
+impl FlatMapBorrowedFn for SplitWords {
     type In = String;
     type Out = String;
-    type Iter = Vec<String>;
-    fn call(&self, line: String) -> Vec<String> {
-        line.split(char::is_whitespace)
-            .filter(|w| !w.is_empty())
-            .map(str::to_owned)
-            .collect()
+    fn call<'a>(&self, line: &'a str, emit: &mut dyn FnMut(&'a str)) {
+        line.split_whitespace().for_each(emit);
     }
 }
-register_op!(flat_map SplitWords);
+register_op!(flat_map_borrowed SplitWords);
 
 #[derive(Clone, Serialize, Deserialize)]
 pub struct PairWithOne;
-impl MapFn for PairWithOne {
+impl MapBorrowedFn for PairWithOne {
     type In = String;
     type Out = (String, u64);
-    fn call(&self, w: String) -> (String, u64) {
+    fn call<'a>(&self, w: &'a str) -> (&'a str, u64)
+    where
+        Self: 'a,
+    {
         (w, 1)
     }
 }
-register_op!(map PairWithOne);
+register_op!(map_borrowed PairWithOne);
 
 #[derive(Clone, Serialize, Deserialize)]
 pub struct AddCounts;
@@ -82,8 +85,8 @@ pub fn run(ctx: &Context, input: &Path, output: &Path) -> Result<WordCountSummar
     let parts = ctx.default_parallelism().max(1);
     let counts = ctx
         .text_file(input, parts)?
-        .flat_map(SplitWords)
-        .map(PairWithOne)
+        .flat_map_borrowed(SplitWords)
+        .map_borrowed(PairWithOne)
         .reduce_by_key(AddCounts, parts);
     counts.cache();
     let sorted = counts.sort_by(ByCountThenWord, true, parts)?;

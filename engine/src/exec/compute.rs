@@ -53,6 +53,7 @@ impl Plan {
         }
         let block = match self.compute_node(node, split, tc)? {
             Records::Typed(t) => Block::Typed(t.materialize()),
+            Records::Lent(l) => Block::Typed(l.into_owned().materialize()),
             Records::Encoded(it) => {
                 let mut f = Frames::default();
                 it.for_each(|r| f.push(&r));

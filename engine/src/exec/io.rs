@@ -5,6 +5,7 @@
 use crate::core::error::{EngineError, TaskFailure};
 use crate::core::plan::FileSplit;
 use crate::exec::objects::{self, ObjectReader};
+use crate::exec::lent::{lent, Lend, LentSource};
 use crate::exec::stream::{typed, Records};
 use crate::exec::task_context::TaskContext;
 use std::fs::File;
@@ -137,7 +138,8 @@ pub(crate) fn binary_splits(
     Ok(plan_splits(&files, min_partitions, record_len as u64))
 }
 
-struct LineReader {
+/// A split's lines, lent from the read buffer: a line is copied only by a consumer that keeps it.
+struct LineSource {
     reader: Box<dyn BufRead + Send>,
     pos: u64,
     end: u64,
@@ -148,16 +150,14 @@ struct LineReader {
     gzip: bool,
 }
 
-impl Iterator for LineReader {
-    type Item = String;
-
-    fn next(&mut self) -> Option<String> {
+impl LentSource<String> for LineSource {
+    fn step(&mut self, f: &mut Lend<'_, String>) -> bool {
         if self.pos > self.end {
-            return None;
+            return false;
         }
         self.buf.clear();
         match self.reader.read_until(b'\n', &mut self.buf) {
-            Ok(0) => None,
+            Ok(0) => false,
             Ok(n) => {
                 self.pos += n as u64;
                 let mut line = &self.buf[..];
@@ -168,7 +168,8 @@ impl Iterator for LineReader {
                     }
                 }
                 // Like Spark's textFile: invalid UTF-8 becomes U+FFFD rather than an error.
-                Some(String::from_utf8_lossy(line).into_owned())
+                f(&String::from_utf8_lossy(line));
+                true
             }
             Err(e) => {
                 use std::io::ErrorKind::{InvalidData, InvalidInput, UnexpectedEof};
@@ -182,7 +183,7 @@ impl Iterator for LineReader {
                         TaskFailure::io(at, e)
                     },
                 );
-                None
+                false
             }
         }
     }
@@ -205,7 +206,7 @@ pub(crate) fn read_text(split: &FileSplit, tc: &Arc<TaskContext>) -> Result<Reco
     let file = open(&split.path)?;
     if split.gzip {
         let reader = BufReader::new(flate2::read::MultiGzDecoder::new(file));
-        let lines = LineReader {
+        return Ok(lent(LineSource {
             reader: Box::new(reader),
             pos: 0,
             end: u64::MAX,
@@ -213,8 +214,7 @@ pub(crate) fn read_text(split: &FileSplit, tc: &Arc<TaskContext>) -> Result<Reco
             tc: tc.clone(),
             buf: Vec::new(),
             gzip: true,
-        };
-        return Ok(typed(lines));
+        }));
     }
     let mut reader = BufReader::with_capacity(1 << 16, file);
     let mut pos = split.start;
@@ -234,7 +234,7 @@ pub(crate) fn read_text(split: &FileSplit, tc: &Arc<TaskContext>) -> Result<Reco
     if split.len == 0 || (split.start > 0 && pos > end) {
         return Ok(typed(std::iter::empty::<String>()));
     }
-    Ok(typed(LineReader {
+    Ok(lent(LineSource {
         reader: Box::new(reader),
         pos,
         end,

@@ -7,6 +7,7 @@ pub mod broadcast;
 pub(crate) mod compute;
 pub(crate) mod executor;
 pub(crate) mod io;
+pub mod lent;
 pub(crate) mod narrow;
 pub mod objects;
 pub mod op;

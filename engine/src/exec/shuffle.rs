@@ -9,7 +9,7 @@ use crate::core::key::KeyCodec;
 use crate::core::plan::{
     JoinMode, KeyMode, Partitioning, ReduceSpec, ShuffleId, ShuffleWriterSpec,
 };
-use crate::exec::op::erased::{CombineTable, ErasedPartitioner, PairSink};
+use crate::exec::op::erased::{CombineTable, ErasedPartitioner, PairSink, TypedCombineTable};
 use crate::exec::op::registry;
 use crate::exec::stream::{self, Records};
 use crate::exec::task_context::TaskContext;
@@ -98,20 +98,19 @@ pub(crate) fn write(
             match op.typed_table(name, *zero)? {
                 Some(mut table) if table.accepts(t.type_name()) => {
                     table.consume(t.into_any())?;
-                    tc.check()?;
-                    table.drain(&mut |k, c| {
-                        let p = router.route(k)?;
-                        let bucket = buckets.get_mut(p).ok_or_else(|| {
-                            TaskFailure::plan(format!("partition {p} out of range 0..{n}"))
-                        })?;
-                        bucket.push_pair(k, c);
-                        Ok(())
-                    })?;
-                    return Ok(MapOutput {
-                        buckets: buckets.into_iter().map(Arc::new).collect(),
-                    });
+                    return drain_typed(table, &mut router, n, tc);
                 }
                 _ => Records::Typed(t),
+            }
+        }
+        // Borrowed pairs: looked up by the borrowed key, copied only when the key is new.
+        (Some((op, zero)), KeyMode::Codec(name), Records::Lent(l)) => {
+            match op.typed_table(name, *zero)? {
+                Some(mut table) if table.accepts(l.type_name()) => {
+                    table.consume_lent(l)?;
+                    return drain_typed(table, &mut router, n, tc);
+                }
+                _ => Records::Lent(l),
             }
         }
         (_, _, r) => r,
@@ -154,6 +153,28 @@ pub(crate) fn write(
             })?;
         }
     }
+    Ok(MapOutput {
+        buckets: buckets.into_iter().map(Arc::new).collect(),
+    })
+}
+
+/// Encodes a typed combine table's keys and combiners into their reduce partitions' buckets.
+fn drain_typed(
+    table: Box<dyn TypedCombineTable>,
+    router: &mut Router,
+    n: usize,
+    tc: &Arc<TaskContext>,
+) -> Result<MapOutput, TaskFailure> {
+    tc.check()?;
+    let mut buckets: Vec<Frames> = (0..n).map(|_| Frames::default()).collect();
+    table.drain(&mut |k, c| {
+        let p = router.route(k)?;
+        let bucket = buckets
+            .get_mut(p)
+            .ok_or_else(|| TaskFailure::plan(format!("partition {p} out of range 0..{n}")))?;
+        bucket.push_pair(k, c);
+        Ok(())
+    })?;
     Ok(MapOutput {
         buckets: buckets.into_iter().map(Arc::new).collect(),
     })

@@ -6,6 +6,7 @@
 
 use crate::core::codec::{self, Data};
 use crate::core::error::TaskFailure;
+use crate::exec::lent::LentRecords;
 use crate::exec::task_context::TaskContext;
 use rand::Rng;
 use std::any::Any;
@@ -19,6 +20,24 @@ pub(crate) type EncodedIter = BoxIter<Vec<u8>>;
 pub enum Records {
     Typed(Box<dyn TypedRecords>),
     Encoded(EncodedIter),
+    /// Borrowed records (`exec::lent`): lent one at a time, copied only by a consumer that
+    /// keeps them.
+    Lent(Box<dyn LentRecords>),
+}
+
+/// Records that are not lent.
+enum Owned {
+    Typed(Box<dyn TypedRecords>),
+    Encoded(EncodedIter),
+}
+
+/// The records as an owned stream: lent ones are copied, others pass as they are.
+fn owned(records: Records) -> Owned {
+    match records {
+        Records::Typed(t) => Owned::Typed(t),
+        Records::Encoded(it) => Owned::Encoded(it),
+        Records::Lent(l) => Owned::Typed(l.into_owned()),
+    }
 }
 
 /// The operations on a typed iterator that need its type, done by the iterator itself.
@@ -62,8 +81,8 @@ pub(crate) fn into_typed<T: Data>(
     records: Records,
     tc: &Arc<TaskContext>,
 ) -> Result<BoxIter<T>, TaskFailure> {
-    match records {
-        Records::Typed(t) => {
+    match owned(records) {
+        Owned::Typed(t) => {
             let found = t.type_name();
             match t.into_any().downcast::<TypedIter<T>>() {
                 Ok(it) => Ok(it.0),
@@ -73,7 +92,7 @@ pub(crate) fn into_typed<T: Data>(
                 ))),
             }
         }
-        Records::Encoded(it) => {
+        Owned::Encoded(it) => {
             let tc = tc.clone();
             Ok(Box::new(it.map_while(move |bytes| {
                 match codec::decode::<T>(&bytes) {
@@ -89,9 +108,9 @@ pub(crate) fn into_typed<T: Data>(
 }
 
 pub(crate) fn into_encoded(records: Records, tc: &Arc<TaskContext>) -> EncodedIter {
-    match records {
-        Records::Typed(t) => t.into_encoded(tc.clone()),
-        Records::Encoded(it) => it,
+    match owned(records) {
+        Owned::Typed(t) => t.into_encoded(tc.clone()),
+        Owned::Encoded(it) => it,
     }
 }
 
@@ -101,6 +120,7 @@ pub(crate) fn for_each_encoded(
 ) -> Result<(), TaskFailure> {
     match records {
         Records::Typed(t) => t.for_each_encoded(f),
+        Records::Lent(l) => l.for_each_encoded(f),
         Records::Encoded(it) => {
             for r in it {
                 f(&r)?;
@@ -113,28 +133,29 @@ pub(crate) fn for_each_encoded(
 pub(crate) fn count(records: Records) -> u64 {
     match records {
         Records::Typed(t) => t.count(),
+        Records::Lent(l) => l.count(),
         Records::Encoded(it) => it.count() as u64,
     }
 }
 
 pub(crate) fn chain(first: Records, next: Records, tc: &Arc<TaskContext>) -> Records {
-    match first {
-        Records::Typed(t) => t.chain(next, tc.clone()),
-        Records::Encoded(it) => Records::Encoded(Box::new(it.chain(into_encoded(next, tc)))),
+    match owned(first) {
+        Owned::Typed(t) => t.chain(next, tc.clone()),
+        Owned::Encoded(it) => Records::Encoded(Box::new(it.chain(into_encoded(next, tc)))),
     }
 }
 
 pub(crate) fn take(records: Records, n: usize) -> Records {
-    match records {
-        Records::Typed(t) => t.take(n),
-        Records::Encoded(it) => Records::Encoded(Box::new(it.take(n))),
+    match owned(records) {
+        Owned::Typed(t) => t.take(n),
+        Owned::Encoded(it) => Records::Encoded(Box::new(it.take(n))),
     }
 }
 
 pub(crate) fn sample(records: Records, sampler: Sampler) -> Records {
-    match records {
-        Records::Typed(t) => t.sample(sampler),
-        Records::Encoded(it) => {
+    match owned(records) {
+        Owned::Typed(t) => t.sample(sampler),
+        Owned::Encoded(it) => {
             let mut s = sampler;
             Records::Encoded(Box::new(
                 it.flat_map(move |r| std::iter::repeat_n(r, s.copies())),
@@ -145,9 +166,9 @@ pub(crate) fn sample(records: Records, sampler: Sampler) -> Records {
 
 /// `glom` on encoded records: a `Vec<T>` is a varint count followed by the items.
 pub(crate) fn glom(records: Records) -> Records {
-    match records {
-        Records::Typed(t) => t.glom(),
-        Records::Encoded(it) => {
+    match owned(records) {
+        Owned::Typed(t) => t.glom(),
+        Owned::Encoded(it) => {
             let items: Vec<Vec<u8>> = it.collect();
             let mut out = Vec::with_capacity(items.iter().map(Vec::len).sum::<usize>() + 10);
             codec::put_varint(&mut out, items.len() as u64);
@@ -186,9 +207,9 @@ pub(crate) fn reservoir(
     n: usize,
     rng: &mut rand_chacha::ChaCha8Rng,
 ) -> Result<(u64, Vec<Vec<u8>>), TaskFailure> {
-    match records {
-        Records::Typed(t) => t.reservoir(n, rng),
-        Records::Encoded(it) => Ok(reservoir_sample(it, n, rng)),
+    match owned(records) {
+        Owned::Typed(t) => t.reservoir(n, rng),
+        Owned::Encoded(it) => Ok(reservoir_sample(it, n, rng)),
     }
 }
 

@@ -6,7 +6,13 @@ use crate::core::codec::Data;
 use crate::core::key::Key;
 use crate::core::plan::{KeyMode, NodeKind, Partitioning, RddId, ReduceSpec, ShuffleWriterSpec};
 use crate::exec::narrow::{self, NarrowOp};
-use crate::exec::op::{FilterFn, FlatMapFn, MapFn, Op, OpKind, OpRef, PartitionFn, ZipFn};
+use crate::exec::lent::Borrowable;
+use crate::exec::op::borrowed::{BorrowedFilter, BorrowedFlatMap, BorrowedMap};
+use crate::exec::op::{
+    FilterBorrowedFn, FilterFn, FlatMapBorrowedFn, FlatMapFn, MapBorrowedFn, MapFn, Op, OpKind,
+    OpRef, PartitionFn, ZipFn,
+};
+use std::sync::Arc;
 
 pub(crate) type Ops = Vec<Box<dyn std::any::Any + Send + Sync>>;
 
@@ -83,6 +89,35 @@ impl<T: Data> Rdd<T> {
         self.with_op("flat_map", OpKind::FlatMap, f, |parent, op| {
             NodeKind::FlatMap { parent, op }
         })
+    }
+
+    /// [`flat_map`](Self::flat_map) over borrowed records: `f` reads each record as a view
+    /// and lends its outputs, which are copied only by a consumer that keeps them (a combining
+    /// shuffle copies a key the first time it sees it). A text file's lines are lent.
+    #[track_caller]
+    pub fn flat_map_borrowed<F: FlatMapBorrowedFn<In = T>>(&self, f: F) -> Rdd<F::Out>
+    where
+        T: Borrowable,
+    {
+        self.narrow_op("MapPartitionsRdd", "flat_map_borrowed", BorrowedFlatMap(Arc::new(f)))
+    }
+
+    /// [`map`](Self::map) over borrowed records: the output may borrow from the input.
+    #[track_caller]
+    pub fn map_borrowed<F: MapBorrowedFn<In = T>>(&self, f: F) -> Rdd<F::Out>
+    where
+        T: Borrowable,
+    {
+        self.narrow_op("MapPartitionsRdd", "map_borrowed", BorrowedMap(Arc::new(f)))
+    }
+
+    /// [`filter`](Self::filter) over borrowed records.
+    #[track_caller]
+    pub fn filter_borrowed<F: FilterBorrowedFn<Item = T>>(&self, f: F) -> Rdd<T>
+    where
+        T: Borrowable,
+    {
+        self.narrow_op("MapPartitionsRdd", "filter_borrowed", BorrowedFilter(Arc::new(f)))
     }
 
     /// The records for which `f` returns true.

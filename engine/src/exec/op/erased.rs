@@ -3,6 +3,8 @@
 
 use super::*;
 use crate::core::key::KeyCodec;
+use crate::exec::lent::LentRecords;
+use super::typed_table::typed_table_for;
 use crate::exec::stream::{self, into_typed, typed, Records};
 use crate::exec::task_context::TaskContext;
 use rustc_hash::FxHashMap;
@@ -72,6 +74,8 @@ pub trait TypedCombineTable: Send {
     fn accepts(&self, record_type: &str) -> bool;
     /// Takes a typed iterator (as produced by `TypedRecords::into_any`).
     fn consume(&mut self, records: Box<dyn std::any::Any + Send>) -> Result<(), TaskFailure>;
+    /// Takes borrowed pairs: each key is looked up by its view and copied only when new.
+    fn consume_lent(&mut self, records: Box<dyn LentRecords>) -> Result<(), TaskFailure>;
     fn drain(self: Box<Self>, emit: PairSink<'_>) -> Result<(), TaskFailure>;
 }
 
@@ -262,7 +266,7 @@ impl<F: Partitioner> ErasedPartitioner for PartitionerOp<F> {
 }
 
 /// The three ways to build and merge a combiner, behind one interface.
-trait Merger: Send + Sync + 'static {
+pub(super) trait Merger: Send + Sync + 'static {
     type V: Data;
     type C: Data;
     fn create(&self, v: Self::V) -> Self::C;
@@ -368,64 +372,6 @@ fn table<M: Merger>(merger: M, combiners: bool) -> Box<dyn CombineTable> {
         combiners,
         slots: FxHashMap::default(),
     })
-}
-
-struct TypedTable<K, M: Merger> {
-    merger: M,
-    slots: FxHashMap<K, Option<M::C>>,
-}
-
-impl<K: crate::core::key::Key, M: Merger> TypedCombineTable for TypedTable<K, M> {
-    fn accepts(&self, record_type: &str) -> bool {
-        record_type == std::any::type_name::<(K, M::V)>()
-    }
-
-    fn consume(&mut self, records: Box<dyn std::any::Any + Send>) -> Result<(), TaskFailure> {
-        let it = records
-            .downcast::<crate::exec::stream::TypedIter<(K, M::V)>>()
-            .map_err(|_| TaskFailure::plan("typed combine got records of another type"))?;
-        for (k, v) in it.0 {
-            match self.slots.get_mut(&k) {
-                Some(slot) => {
-                    let old = slot
-                        .take()
-                        .ok_or_else(|| TaskFailure::plan("combine slot emptied"))?;
-                    *slot = Some(self.merger.merge_value(old, v));
-                }
-                None => {
-                    let c = self.merger.create(v);
-                    self.slots.insert(k, Some(c));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn drain(self: Box<Self>, emit: PairSink<'_>) -> Result<(), TaskFailure> {
-        let (mut kb, mut cb) = (Vec::new(), Vec::new());
-        for (k, c) in self.slots {
-            let c = c.ok_or_else(|| TaskFailure::plan("combine slot emptied"))?;
-            kb.clear();
-            cb.clear();
-            codec::encode_into(&k, &mut kb)?;
-            codec::encode_into(&c, &mut cb)?;
-            emit(&kb, &cb)?;
-        }
-        Ok(())
-    }
-}
-
-/// The fast-path key types: a generic table per (key type, op) is compiled only for these.
-fn typed_table_for<M: Merger>(merger: M, key_type: &str) -> Option<Box<dyn TypedCombineTable>> {
-    macro_rules! fast_path {
-        ($($t:ty),*) => {$(
-            if key_type == std::any::type_name::<$t>() {
-                return Some(Box::new(TypedTable::<$t, M> { merger, slots: FxHashMap::default() }));
-            }
-        )*};
-    }
-    fast_path!(String, u64, i64, u32, i32);
-    None
 }
 
 fn zero_of<T: Data>(zero: Option<&[u8]>) -> Result<T, TaskFailure> {

@@ -29,12 +29,15 @@
 //! # Ok::<(), discnn_engine::EngineError>(())
 //! ```
 
+pub(crate) mod borrowed;
 pub(crate) mod erased;
 pub(crate) mod registry;
+mod typed_table;
 
 use crate::core::codec::{self, Data};
 use crate::core::error::TaskFailure;
 use crate::core::key::Key;
+use crate::exec::lent::Borrowable;
 use crate::exec::stream::BoxIter;
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -64,6 +67,83 @@ pub trait FlatMapFn: Op {
     type Iter: IntoIterator<Item = Self::Out, IntoIter: Send + 'static>;
     /// Maps one record to its outputs.
     fn call(&self, x: Self::In) -> Self::Iter;
+}
+
+/// `flat_map` over borrowed records (`Rdd::flat_map_borrowed`): reads each record as a view
+/// (`&str` for a `String`) and lends its outputs to `emit`, which may borrow from that view. A
+/// combining shuffle downstream copies a key only the first time it sees it; other consumers
+/// copy what they keep.
+///
+/// ```
+/// use discnn_engine::{register_op, FlatMapBorrowedFn};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Words;
+/// impl FlatMapBorrowedFn for Words {
+///     type In = String;
+///     type Out = String;
+///     fn call<'a>(&self, line: &'a str, emit: &mut dyn FnMut(&'a str)) {
+///         line.split_whitespace().for_each(emit);
+///     }
+/// }
+/// register_op!(flat_map_borrowed Words);
+/// ```
+pub trait FlatMapBorrowedFn: Op {
+    /// The record it reads.
+    type In: Borrowable;
+    /// The records it lends.
+    type Out: Borrowable;
+    /// Lends `x`'s outputs to `emit`.
+    fn call<'a>(
+        &self,
+        x: <Self::In as Borrowable>::Borrowed<'a>,
+        emit: &mut dyn FnMut(<Self::Out as Borrowable>::Borrowed<'a>),
+    );
+}
+
+/// `map` over borrowed records (`Rdd::map_borrowed`): the output may borrow from the input,
+/// as `(word, 1)` does from `word`. (The `where Self: 'a` is needed in the implementation too:
+/// without it the compiler cannot match the two signatures.)
+///
+/// ```
+/// use discnn_engine::{register_op, MapBorrowedFn};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct PairWithOne;
+/// impl MapBorrowedFn for PairWithOne {
+///     type In = String;
+///     type Out = (String, u64);
+///     fn call<'a>(&self, word: &'a str) -> (&'a str, u64)
+///     where
+///         Self: 'a,
+///     {
+///         (word, 1)
+///     }
+/// }
+/// register_op!(map_borrowed PairWithOne);
+/// ```
+pub trait MapBorrowedFn: Op {
+    /// The record it reads.
+    type In: Borrowable;
+    /// The record it lends.
+    type Out: Borrowable;
+    /// Maps one view.
+    fn call<'a>(
+        &self,
+        x: <Self::In as Borrowable>::Borrowed<'a>,
+    ) -> <Self::Out as Borrowable>::Borrowed<'a>
+    where
+        Self: 'a;
+}
+
+/// `filter` over borrowed records (`Rdd::filter_borrowed`).
+pub trait FilterBorrowedFn: Op {
+    /// The record type.
+    type Item: Borrowable;
+    /// Whether the record is kept.
+    fn call(&self, x: <Self::Item as Borrowable>::Borrowed<'_>) -> bool;
 }
 
 /// Keeps the records for which it returns true: `filter`.
@@ -172,8 +252,9 @@ impl OpRef {
 /// Registers a concrete op type so executors can rebuild it from its name.
 ///
 /// `register_op!(KIND Type)` where KIND is one of `map`, `flat_map`, `filter`, `partitions`,
-/// `zip`, `reduce`, `aggregate`, `combine`, `foreach`, `foreach_partition`, `partitioner` and
-/// `Type` implements the matching trait. Write it once, next to the type, at module level.
+/// `zip`, `reduce`, `aggregate`, `combine`, `foreach`, `foreach_partition`, `partitioner`,
+/// `map_borrowed`, `flat_map_borrowed`, `filter_borrowed` and `Type` implements the matching
+/// trait. Write it once, next to the type, at module level.
 #[macro_export]
 macro_rules! register_op {
     ($kind:ident $ty:ty) => {
