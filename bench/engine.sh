@@ -1,30 +1,47 @@
 #!/usr/bin/env bash
-# The engine benchmarks of BENCHMARKS.md: every workload in RUNS separate processes (default 3),
-# medians of measured wall time and of peak RSS. With PEER_PYTHON set to a python that has
-# pyspark and numpy (a virtualenv outside the repository), Spark's RDD API runs the same
-# workloads in the same session and the ratios are printed.
+# The engine benchmarks of BENCHMARKS.md, with the COST baselines beside them: every workload
+# runs RUNS times (default 5) as separate processes, alternating the plain single-threaded
+# program (`bench/naive`, the `naive` binary) and the engine at each master of MASTERS (default
+# `local[1] local[2]`) within each round. Every run prints its output (a digest of the words
+# file it wrote, the final weights, the grouped or sorted pairs); the script fails if any two
+# differ. Medians of measured wall time (per iteration for W2, per job for W0) and of peak RSS.
+# With PEER_PYTHON set to a python that has pyspark and numpy (a virtualenv outside the
+# repository), Spark's RDD API (local[2]) runs the same workloads afterwards, in the same
+# sitting, and its ratio to the engine's local[2] is printed.
 #
-#   bench/engine.sh                          # discnn only
+#   bench/engine.sh
 #   PEER_PYTHON=~/venv/bin/python bench/engine.sh
-#   QUICK=1 bench/engine.sh                  # small sizes, for trying the script
+#   QUICK=1 RUNS=1 bench/engine.sh           # small sizes, for trying the script
+#   WORKLOADS="w1:5000000" bench/engine.sh   # a subset
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=${RUNS:-3}
-MASTER=${MASTER:-local[2]}
-if [[ -n "${QUICK:-}" ]]; then
+RUNS=${RUNS:-5}
+MASTERS=${MASTERS:-"local[1] local[2]"}
+if [[ -n "${WORKLOADS:-}" ]]; then
+  workloads=()
+  for t in $WORKLOADS; do workloads+=("${t%%:*} ${t#*:}"); done
+elif [[ -n "${QUICK:-}" ]]; then
   workloads=("w0 100" "w1 100000" "w2 200000" "w3-group 500000" "w3-sort 500000")
 else
-  workloads=("w0 1000" "w1 1000000" "w1 5000000" "w2 2000000" "w3-group 5000000" "w3-sort 5000000")
+  workloads=("w0 1000" "w1 5000000" "w2 2000000" "w3-group 5000000" "w3-sort 5000000")
 fi
-cargo build --release -q --bin driver
+cargo build --release -q --bin driver -p discnn -p discnn-naive
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-# All discnn runs first, then all peer runs: neither system starts right after the other's
-# memory-heavy processes.
 for w in "${workloads[@]}"; do
   set -- $w
+  words="$out/words-$2.txt"
+  if [[ "$1" == w1 && ! -f "$words" ]]; then target/release/driver bench words --lines "$2" --output "$words"; fi
   for _ in $(seq "$RUNS"); do
-    target/release/driver bench engine --workload "$1" --size "$2" --master "$MASTER" --json >>"$out/discnn.jsonl"
+    case "$1" in
+      w0) ;; # no naive program: a job's fixed cost has no single-threaded counterpart
+      w1) rm -f "$out/naive-out.txt"
+          target/release/naive w1 "$words" "$out/naive-out.txt" >>"$out/naive.jsonl" ;;
+      *) target/release/naive "$1" "$2" >>"$out/naive.jsonl" ;;
+    esac
+    for m in $MASTERS; do
+      target/release/driver bench engine --workload "$1" --size "$2" --master "$m" --json >>"$out/discnn.jsonl"
+    done
   done
 done
 if [[ -n "${PEER_PYTHON:-}" ]]; then
@@ -45,27 +62,52 @@ if [[ -n "${PEER_PYTHON:-}" ]]; then
     done
   done
 fi
-python3 - "$out" <<'PY'
+python3 - "$out" "$RUNS" $MASTERS <<'PY'
 import json, os, statistics, sys
-out = sys.argv[1]
+out, runs_each, masters = sys.argv[1], sys.argv[2], sys.argv[3:]
 def load(name):
+    rows = []
     p = os.path.join(out, name)
-    rows = {}
     if os.path.exists(p):
-        for line in open(p):
-            r = json.loads(line)
-            rows.setdefault((r["workload"], r["size"] if r["workload"] != "w0" else 0), []).append(r)
+        rows = [json.loads(line) for line in open(p)]
     return rows
-ours, spark = load("discnn.jsonl"), load("spark.jsonl")
+runs = load("naive.jsonl") + load("discnn.jsonl")
+spark = load("spark.jsonl")
 med = lambda rs, k: statistics.median(r[k] for r in rs)
-print(f"{'workload':<10}{'size':>10}{'wall s':>9}{'per unit ms':>13}{'peak MiB':>10}", end="")
-print(f"{'spark s':>10}{'spark unit ms':>15}{'spark MiB':>11}{'ratio':>8}" if spark else "")
-for key, rs in ours.items():
-    w, size = key
-    line = f"{w:<10}{rs[0]['size']:>10}{med(rs,'wall_s'):>9.3f}{med(rs,'per_unit_ms'):>13.3f}{med(rs,'peak_rss_bytes')/2**20:>10.0f}"
-    if key in spark:
-        s = spark[key]
-        ratio = med(s, "per_unit_ms") / med(rs, "per_unit_ms")
-        line += f"{med(s,'wall_s'):>10.3f}{med(s,'per_unit_ms'):>15.3f}{med(s,'peak_rss_bytes')/2**20:>11.0f}{ratio:>7.1f}x"
+workloads = list(dict.fromkeys(r["workload"] for r in runs))
+failed = False
+header = f"{'workload':<10}{'size':>9}{'naive ms':>10}"
+for m in masters:
+    header += f"{m + ' ms':>17}{'÷naive':>8}{'MiB':>6}"
+if spark:
+    header += f"{'spark ms':>11}{'spark÷' + masters[-1]:>16}"
+print(header)
+for w in workloads:
+    rs = [r for r in runs if r["workload"] == w]
+    outputs = {r["detail"].get("output") for r in rs}
+    if len(outputs) > 1:
+        failed = True
+        print(f"{w}: OUTPUTS DIFFER: {sorted(map(str, outputs))}")
+    naive = [r for r in rs if r["master"] == "naive"]
+    size = max(r["size"] for r in rs)
+    line = f"{w:<10}{size:>9}"
+    base = med(naive, "per_unit_ms") if naive else None
+    line += f"{base:>10.1f}" if base else f"{'—':>10}"
+    last = None
+    for m in masters:
+        ms = [r for r in rs if r["master"] == m]
+        if not ms:
+            line += f"{'—':>31}"
+            continue
+        last = med(ms, "per_unit_ms")
+        ratio = f"{last / base:.2f}" if base else "—"
+        line += f"{last:>17.1f}{ratio:>8}{med(ms, 'peak_rss_bytes') / 2**20:>6.0f}"
+    ss = [r for r in spark if r["workload"] == w]
+    if ss and last:
+        line += f"{med(ss, 'per_unit_ms'):>11.1f}{med(ss, 'per_unit_ms') / last:>15.1f}x"
     print(line)
+    if len(outputs) == 1 and None not in outputs:
+        print(f"{'':<10}output, all {len(rs)} runs: {outputs.pop()}")
+print(f"(medians of {runs_each} alternating runs per program; ms per job, per iteration for w2)")
+sys.exit(1 if failed else 0)
 PY

@@ -410,3 +410,110 @@ pub mod stores {
         }
     }
 }
+
+// Borrowed-record ops (`exec::lent`), each with an owned twin in the tests' references.
+
+/// A line's words (split on Unicode whitespace), lent as slices of the line.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SplitLent;
+impl FlatMapBorrowedFn for SplitLent {
+    type In = String;
+    type Out = String;
+    fn call<'a>(&self, line: &'a str, emit: &mut dyn FnMut(&'a str)) {
+        line.split_whitespace().for_each(emit);
+    }
+}
+register_op!(flat_map_borrowed SplitLent);
+
+/// `(word, 1)`, borrowing the word.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct WithOneLent;
+impl MapBorrowedFn for WithOneLent {
+    type In = String;
+    type Out = (String, u64);
+    fn call<'a>(&self, w: &'a str) -> (&'a str, u64)
+    where
+        Self: 'a,
+    {
+        (w, 1)
+    }
+}
+register_op!(map_borrowed WithOneLent);
+
+/// `(word, word)`: a lent pair whose value is a string too (not one of the direct value types).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct WithSelfLent;
+impl MapBorrowedFn for WithSelfLent {
+    type In = String;
+    type Out = (String, String);
+    fn call<'a>(&self, w: &'a str) -> (&'a str, &'a str)
+    where
+        Self: 'a,
+    {
+        (w, w)
+    }
+}
+register_op!(map_borrowed WithSelfLent);
+
+/// Words longer than `.0` bytes.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct LongerThan(pub usize);
+impl FilterBorrowedFn for LongerThan {
+    type Item = String;
+    fn call(&self, w: &str) -> bool {
+        w.len() > self.0
+    }
+}
+register_op!(filter_borrowed LongerThan);
+
+/// `(x mod m, x)` (Euclidean) from a number lent by value.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ModPairLent(pub i64);
+impl MapBorrowedFn for ModPairLent {
+    type In = i64;
+    type Out = (i64, i64);
+    fn call<'a>(&self, x: i64) -> (i64, i64)
+    where
+        Self: 'a,
+    {
+        (x.rem_euclid(self.0), x)
+    }
+}
+register_op!(map_borrowed ModPairLent);
+
+/// `((x mod m, 0), x)`: a key that is not a fast-path key type.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct TupleKeyLent(pub i64);
+impl MapBorrowedFn for TupleKeyLent {
+    type In = i64;
+    type Out = ((i64, i64), i64);
+    fn call<'a>(&self, x: i64) -> ((i64, i64), i64)
+    where
+        Self: 'a,
+    {
+        ((x.rem_euclid(self.0), 0), x)
+    }
+}
+register_op!(map_borrowed TupleKeyLent);
+
+/// `a + b` over counts.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct AddCounts;
+impl ReduceFn for AddCounts {
+    type Value = u64;
+    fn call(&self, a: u64, b: u64) -> u64 {
+        a + b
+    }
+}
+register_op!(reduce AddCounts);
+
+/// The smaller of two strings.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct MinStr;
+impl ReduceFn for MinStr {
+    type Value = String;
+    fn call(&self, a: String, b: String) -> String {
+        a.min(b)
+    }
+}
+register_op!(reduce MinStr);

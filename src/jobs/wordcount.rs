@@ -2,7 +2,9 @@
 //! word ascending (code-point order), so the part files concatenated in name order are the
 //! global order.
 
-use discnn_engine::{register_op, Context, FlatMapBorrowedFn, MapBorrowedFn, MapFn, ReduceFn, Result};
+use discnn_engine::{
+    register_op, Context, FlatMapBorrowedFn, MapBorrowedFn, MapFn, ReduceFn, Result,
+};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 

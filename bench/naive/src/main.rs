@@ -47,7 +47,13 @@ fn main() {
             let t = Instant::now();
             let w = logistic_regression(&points);
             let wall = t.elapsed().as_secs_f64();
-            (n, wall, setup, 10.0, format!("w0 {:.12e} w9 {:.12e}", w[0], w[9]))
+            (
+                n,
+                wall,
+                setup,
+                10.0,
+                format!("w0 {:.12e} w9 {:.12e}", w[0], w[9]),
+            )
         }
         "w3-group" | "w3-sort" => {
             let n: u64 = parse(arg(1));
@@ -134,7 +140,11 @@ fn make_point(seed: u64, i: u64) -> Point {
     for v in x.iter_mut() {
         *v = rng.gen::<f64>() * 2.0 - 1.0;
     }
-    let s: f64 = x.iter().enumerate().map(|(j, v)| v * (j as f64 - 4.5)).sum();
+    let s: f64 = x
+        .iter()
+        .enumerate()
+        .map(|(j, v)| v * (j as f64 - 4.5))
+        .sum();
     Point {
         x,
         y: if s > 0.0 { 1.0 } else { 0.0 },
@@ -161,7 +171,9 @@ fn logistic_regression(points: &[Point]) -> [f64; 10] {
 
 /// The engine's `MakePair { keys: 100_000 }`.
 fn make_pair(i: i64) -> (i64, i64) {
-    let h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+    let h = (i as u64)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .rotate_left(29);
     ((h % 100_000) as i64, i)
 }
 

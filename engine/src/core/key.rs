@@ -5,6 +5,7 @@
 
 use crate::core::codec::{self, Data};
 use crate::core::error::TaskFailure;
+use rustc_hash::FxHashMap;
 use std::cmp::Ordering;
 use std::marker::PhantomData;
 
@@ -33,6 +34,95 @@ pub trait KeyCodec: Send + Sync {
         bounds: &[Vec<u8>],
         ascending: bool,
     ) -> Result<RangeFn, TaskFailure>;
+    /// Groups encoded `(key, value)` pairs by key (`group_by_key`'s reduce side).
+    fn grouper(&self) -> Box<dyn Grouper>;
+}
+
+/// Collects each key's values, in the order they arrive, and emits one `(K, Vec<V>)` record
+/// per key (postcard's layout: the key, the count, the values) in the order keys first came.
+#[doc(hidden)]
+pub trait Grouper {
+    fn insert(&mut self, key: &[u8], value: &[u8]) -> Result<(), TaskFailure>;
+    fn drain(self: Box<Self>, out: &mut Vec<Vec<u8>>) -> Result<(), TaskFailure>;
+}
+
+/// A group's record: the key's bytes, the value count, the values' bytes.
+fn group_record(key: &[u8], count: u64, values: &[u8]) -> Vec<u8> {
+    let mut r = Vec::with_capacity(key.len() + 10 + values.len());
+    r.extend_from_slice(key);
+    codec::put_varint(&mut r, count);
+    r.extend_from_slice(values);
+    r
+}
+
+/// Groups by decoded key: hashing a decoded integer is cheaper than hashing and comparing its
+/// bytes.
+struct TypedGrouper<K> {
+    index: FxHashMap<K, usize>,
+    groups: Vec<(K, u64, Vec<u8>)>,
+}
+
+impl<K: Key> Grouper for TypedGrouper<K> {
+    fn insert(&mut self, key: &[u8], value: &[u8]) -> Result<(), TaskFailure> {
+        let k: K = codec::decode(key)?;
+        match self.index.get(&k) {
+            Some(&i) => {
+                let g = &mut self.groups[i];
+                g.1 += 1;
+                g.2.extend_from_slice(value);
+            }
+            None => {
+                self.index.insert(k.clone(), self.groups.len());
+                self.groups.push((k, 1, value.to_vec()));
+            }
+        }
+        Ok(())
+    }
+
+    fn drain(self: Box<Self>, out: &mut Vec<Vec<u8>>) -> Result<(), TaskFailure> {
+        let mut kb = Vec::new();
+        out.reserve(self.groups.len());
+        for (k, n, values) in self.groups {
+            kb.clear();
+            codec::encode_into(&k, &mut kb)?;
+            out.push(group_record(&kb, n, &values));
+        }
+        Ok(())
+    }
+}
+
+/// Groups by key bytes: for keys whose decoding allocates (strings).
+#[derive(Default)]
+struct BytesGrouper {
+    index: FxHashMap<Box<[u8]>, usize>,
+    groups: Vec<(u64, Vec<u8>)>,
+    keys: Vec<Box<[u8]>>,
+}
+
+impl Grouper for BytesGrouper {
+    fn insert(&mut self, key: &[u8], value: &[u8]) -> Result<(), TaskFailure> {
+        match self.index.get(key) {
+            Some(&i) => {
+                let g = &mut self.groups[i];
+                g.0 += 1;
+                g.1.extend_from_slice(value);
+            }
+            None => {
+                self.index.insert(key.into(), self.groups.len());
+                self.keys.push(key.into());
+                self.groups.push((1, value.to_vec()));
+            }
+        }
+        Ok(())
+    }
+
+    fn drain(self: Box<Self>, out: &mut Vec<Vec<u8>>) -> Result<(), TaskFailure> {
+        out.reserve(self.groups.len());
+        for (k, (n, values)) in self.keys.iter().zip(self.groups) {
+            out.push(group_record(k, n, &values));
+        }
+        Ok(())
+    }
 }
 
 #[doc(hidden)]
@@ -86,6 +176,13 @@ impl<K: Key> KeyCodec for KeyCodecImpl<K> {
             Ok(if ascending { p } else { bounds.len() - p })
         }))
     }
+
+    fn grouper(&self) -> Box<dyn Grouper> {
+        Box::new(TypedGrouper::<K> {
+            index: FxHashMap::default(),
+            groups: Vec::new(),
+        })
+    }
 }
 
 /// String keys are the common case (word counts); find their length without allocating.
@@ -120,6 +217,10 @@ impl KeyCodec for StringKeyCodec {
         ascending: bool,
     ) -> Result<RangeFn, TaskFailure> {
         KeyCodecImpl::<String>(PhantomData).range_partitioner(bounds, ascending)
+    }
+
+    fn grouper(&self) -> Box<dyn Grouper> {
+        Box::<BytesGrouper>::default()
     }
 }
 

@@ -173,9 +173,15 @@ pub(crate) enum ReduceSpec {
     Raw,
     Pairs,
     Distinct,
-    Group,
+    /// Grouped by key: the key type lets the reduce side hash decoded keys.
+    Group {
+        key_type: String,
+    },
     Combine(AggSpec),
-    Sort { key_type: String, ascending: bool },
+    Sort {
+        key_type: String,
+        ascending: bool,
+    },
 }
 
 /// What a join of two keyed RDDs emits for each key.

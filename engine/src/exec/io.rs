@@ -4,8 +4,8 @@
 
 use crate::core::error::{EngineError, TaskFailure};
 use crate::core::plan::FileSplit;
-use crate::exec::objects::{self, ObjectReader};
 use crate::exec::lent::{lent, Lend, LentSource};
+use crate::exec::objects::{self, ObjectReader};
 use crate::exec::stream::{typed, Records};
 use crate::exec::task_context::TaskContext;
 use std::fs::File;

@@ -308,30 +308,12 @@ pub(crate) fn read(
                 Ok(())
             })?;
         }
-        ReduceSpec::Group => {
-            let mut groups: FxHashMap<Box<[u8]>, (u64, Vec<u8>)> = Default::default();
-            let mut order: Vec<Box<[u8]>> = Vec::new();
+        ReduceSpec::Group { key_type } => {
+            let mut grouper = registry::lookup_key(key_type)?.grouper();
             for_each_pair(tc, shuffle, num_maps, reduce, &mut |k, v| {
-                match groups.get_mut(k) {
-                    Some(g) => {
-                        g.0 += 1;
-                        g.1.extend_from_slice(v);
-                    }
-                    None => {
-                        order.push(k.into());
-                        groups.insert(k.into(), (1, v.to_vec()));
-                    }
-                }
-                Ok(())
+                grouper.insert(k, v)
             })?;
-            for k in order {
-                if let Some((n, vals)) = groups.remove(&k) {
-                    let mut r = k.to_vec();
-                    codec::put_varint(&mut r, n);
-                    r.extend_from_slice(&vals);
-                    out.push(r);
-                }
-            }
+            grouper.drain(&mut out)?;
         }
         ReduceSpec::Combine(agg) => {
             let mut table = registry::decode_agg(&agg.op)?.table(agg.zero.as_deref(), true)?;

@@ -246,6 +246,62 @@ proptest! {
     }
 }
 
+// The borrowed-record ops: from a text file (lines lent from the reader), from owned and from
+// encoded (parallelized) records, into each consumer: the combining shuffle's direct path
+// ((String, u64), (i64, i64)), its generic path ((String, String)), a key that is not a fast-path
+// type, a plain shuffle, the cache, a union and collect.
+proptest! {
+    #![proptest_config(ProptestConfig { cases: CASES, ..ProptestConfig::default() })]
+
+    #[test]
+    fn borrowed_ops_match_std(lines in prop::collection::vec("[a-c ]{0,12}", 0..40), v in values()) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.txt");
+        let mut text = lines.join("\n");
+        text.push('\n');
+        std::fs::write(&path, &text).unwrap();
+        let words: Vec<String> = lines.iter().flat_map(|l| l.split_whitespace().map(String::from)).collect();
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for w in &words {
+            *counts.entry(w.clone()).or_default() += 1;
+        }
+        let counts: Vec<(String, u64)> = counts.into_iter().collect();
+        for p in PARTS {
+            let from_file = ctx().text_file(&path, p).unwrap().flat_map_borrowed(SplitLent);
+            let from_vec = ctx().parallelize(lines.clone(), p).unwrap().flat_map_borrowed(SplitLent);
+            let owned_lines = ctx().parallelize(lines.clone(), p).unwrap().map(Words2);
+            for (name, w) in [("file", &from_file), ("parallelize", &from_vec), ("owned", &owned_lines.flat_map_borrowed(SplitLent))] {
+                prop_assert_eq!(w.collect().unwrap(), words.clone(), "{} {} partitions", name, p);
+                prop_assert_eq!(sorted(w.map_borrowed(WithOneLent).reduce_by_key(AddCounts, 3).collect().unwrap()), counts.clone());
+            }
+            let long: Vec<String> = words.iter().filter(|w| w.len() > 2).cloned().collect();
+            prop_assert_eq!(from_file.filter_borrowed(LongerThan(2)).collect().unwrap(), long);
+            let same: Vec<(String, String)> = counts.iter().map(|(w, _)| (w.clone(), w.clone())).collect();
+            prop_assert_eq!(sorted(from_file.map_borrowed(WithSelfLent).reduce_by_key(MinStr, 2).collect().unwrap()), same);
+            let grouped: Vec<(String, usize)> = counts.iter().map(|(w, n)| (w.clone(), *n as usize)).collect();
+            let got: Vec<(String, usize)> = from_file.map_borrowed(WithOneLent).group_by_key(2).collect().unwrap()
+                .into_iter().map(|(w, ones)| (w, ones.len())).collect();
+            prop_assert_eq!(sorted(got), grouped);
+            let cached = ctx().text_file(&path, p).unwrap().flat_map_borrowed(SplitLent);
+            cached.cache();
+            prop_assert_eq!(cached.count().unwrap(), words.len() as u64);
+            prop_assert_eq!(cached.collect().unwrap(), words.clone());
+            let both: Vec<String> = words.iter().chain(words.iter()).cloned().collect();
+            prop_assert_eq!(from_file.union(&from_vec).collect().unwrap(), both);
+
+            let r = rdd(&v, p);
+            let mut sums: BTreeMap<i64, i64> = BTreeMap::new();
+            for x in &v {
+                *sums.entry(x.rem_euclid(5)).or_default() += x;
+            }
+            let want: Vec<(i64, i64)> = sums.into_iter().collect();
+            prop_assert_eq!(sorted(r.map_borrowed(ModPairLent(5)).reduce_by_key(Add, 3).collect().unwrap()), want.clone());
+            let tuple_keys: Vec<((i64, i64), i64)> = want.iter().map(|&(k, s)| ((k, 0), s)).collect();
+            prop_assert_eq!(sorted(r.map_borrowed(TupleKeyLent(5)).reduce_by_key(Add, 3).collect().unwrap()), tuple_keys);
+        }
+    }
+}
+
 #[test]
 fn sort_by_orders_globally() {
     let v: Vec<i64> = (0..200).map(|i| (i * 7919) % 211).collect();

@@ -274,7 +274,10 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// All values of each key, in the order they arrive (no map-side combine, as in Spark).
     #[track_caller]
     pub fn group_by_key(&self, partitions: usize) -> Rdd<(K, Vec<V>)> {
-        self.by_key("group_by_key", partitions, None, ReduceSpec::Group, vec![])
+        let spec = ReduceSpec::Group {
+            key_type: key_type_name::<K>().to_string(),
+        };
+        self.by_key("group_by_key", partitions, None, spec, vec![])
     }
 
     /// Sorted by key across partitions: partition i holds keys before partition i+1's, each

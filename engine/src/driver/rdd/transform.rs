@@ -5,8 +5,8 @@ use super::{callsite, NodeSpec, Rdd, ReducePlacement};
 use crate::core::codec::Data;
 use crate::core::key::Key;
 use crate::core::plan::{KeyMode, NodeKind, Partitioning, RddId, ReduceSpec, ShuffleWriterSpec};
-use crate::exec::narrow::{self, NarrowOp};
 use crate::exec::lent::Borrowable;
+use crate::exec::narrow::{self, NarrowOp};
 use crate::exec::op::borrowed::{BorrowedFilter, BorrowedFlatMap, BorrowedMap};
 use crate::exec::op::{
     FilterBorrowedFn, FilterFn, FlatMapBorrowedFn, FlatMapFn, MapBorrowedFn, MapFn, Op, OpKind,
@@ -99,7 +99,11 @@ impl<T: Data> Rdd<T> {
     where
         T: Borrowable,
     {
-        self.narrow_op("MapPartitionsRdd", "flat_map_borrowed", BorrowedFlatMap(Arc::new(f)))
+        self.narrow_op(
+            "MapPartitionsRdd",
+            "flat_map_borrowed",
+            BorrowedFlatMap(Arc::new(f)),
+        )
     }
 
     /// [`map`](Self::map) over borrowed records: the output may borrow from the input.
@@ -117,7 +121,11 @@ impl<T: Data> Rdd<T> {
     where
         T: Borrowable,
     {
-        self.narrow_op("MapPartitionsRdd", "filter_borrowed", BorrowedFilter(Arc::new(f)))
+        self.narrow_op(
+            "MapPartitionsRdd",
+            "filter_borrowed",
+            BorrowedFilter(Arc::new(f)),
+        )
     }
 
     /// The records for which `f` returns true.

@@ -1,10 +1,10 @@
 //! The executor-side, type-erased form of each op kind. Every wrapper knows its op's concrete
 //! types, so it can decode its input, call the user's code and produce typed output.
 
+use super::typed_table::typed_table_for;
 use super::*;
 use crate::core::key::KeyCodec;
 use crate::exec::lent::LentRecords;
-use super::typed_table::typed_table_for;
 use crate::exec::stream::{self, into_typed, typed, Records};
 use crate::exec::task_context::TaskContext;
 use rustc_hash::FxHashMap;

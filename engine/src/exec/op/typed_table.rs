@@ -212,7 +212,10 @@ impl<K: FastKey, M: Merger> TypedCombineTable for TypedTable<K, M> {
 }
 
 /// The fast-path key types: a generic table per (key type, op) is compiled only for these.
-pub(super) fn typed_table_for<M: Merger>(merger: M, key_type: &str) -> Option<Box<dyn TypedCombineTable>> {
+pub(super) fn typed_table_for<M: Merger>(
+    merger: M,
+    key_type: &str,
+) -> Option<Box<dyn TypedCombineTable>> {
     macro_rules! fast_path {
         ($($t:ty),*) => {$(
             if key_type == std::any::type_name::<$t>() {
