@@ -79,7 +79,14 @@ pub(crate) fn get_varint(bytes: &[u8]) -> Result<(u64, usize), TaskFailure> {
     })
 }
 
-/// A list of byte strings, each behind a u32 little-endian length, kept in chunks of about
+/// The bytes a frame of `len` payload bytes takes: its varint length, then the payload.
+pub(crate) fn frame_len(len: usize) -> usize {
+    let bits = usize::BITS - (len | 1).leading_zeros();
+    bits.div_ceil(7) as usize + len
+}
+
+/// A list of byte strings, each behind its length as a LEB128 varint (one byte up to 127, so a
+/// small record's frame costs one byte, not four), kept in chunks of about
 /// 1 MiB: growing never copies what is written, and a frame never straddles two chunks. Used
 /// for shuffle buckets, cached blocks and collected results.
 #[derive(Default, Clone, Debug, PartialEq, Eq)]
@@ -123,18 +130,18 @@ impl Frames {
     }
 
     pub fn push(&mut self, bytes: &[u8]) {
-        let c = self.room(4 + bytes.len());
-        c.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        let c = self.room(frame_len(bytes.len()));
+        put_varint(c, bytes.len() as u64);
         c.extend_from_slice(bytes);
         self.count += 1;
     }
 
     /// A pair `(key, value)` as two consecutive frames.
     pub fn push_pair(&mut self, key: &[u8], value: &[u8]) {
-        let c = self.room(8 + key.len() + value.len());
-        c.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        let c = self.room(frame_len(key.len()) + frame_len(value.len()));
+        put_varint(c, key.len() as u64);
         c.extend_from_slice(key);
-        c.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        put_varint(c, value.len() as u64);
         c.extend_from_slice(value);
         self.count += 1;
     }
@@ -199,19 +206,19 @@ impl<'a> FrameReader<'a> {
     }
 
     pub fn next_frame(&mut self) -> Option<Result<&'a [u8], TaskFailure>> {
-        if self.rest.is_empty() {
-            return None;
-        }
-        if self.rest.len() < 4 {
+        let (&first, _) = self.rest.split_first()?;
+        let (len, head) = if first < 0x80 {
+            (usize::from(first), 1)
+        } else {
+            match get_varint(self.rest) {
+                Ok((len, head)) => (len as usize, head),
+                Err(_) => return Some(Err(truncated())),
+            }
+        };
+        let Some(frame) = self.rest.get(head..head.saturating_add(len)) else {
             return Some(Err(truncated()));
-        }
-        let len =
-            u32::from_le_bytes([self.rest[0], self.rest[1], self.rest[2], self.rest[3]]) as usize;
-        if self.rest.len() < 4 + len {
-            return Some(Err(truncated()));
-        }
-        let frame = &self.rest[4..4 + len];
-        self.rest = &self.rest[4 + len..];
+        };
+        self.rest = &self.rest[head + len..];
         Some(Ok(frame))
     }
 

@@ -231,7 +231,7 @@ fn locators(buckets: &[Arc<Frames>]) -> Result<Vec<u64>, TaskFailure> {
             while let Some(pair) = reader.next_pair() {
                 let (k, val) = pair?;
                 v.push(((m as u64) << 44) | ((c as u64) << 32) | off as u64);
-                off += 8 + k.len() + val.len();
+                off += codec::frame_len(k.len()) + codec::frame_len(val.len());
             }
         }
     }

@@ -105,7 +105,7 @@ pub(crate) fn encoded_records(frames: Arc<Frames>) -> Records {
         let c = frames.chunks().get(chunk)?;
         match FrameReader::new(&c[pos..]).next_frame() {
             Some(Ok(f)) => {
-                pos += 4 + f.len();
+                pos += codec::frame_len(f.len());
                 return Some(f.to_vec());
             }
             _ => {
