@@ -167,11 +167,16 @@ mod tests {
     fn sort_digest_sees_unsorted_seams() {
         let (mut a, mut b) = (SortDigest::default(), SortDigest::default());
         a.add(1, 0);
-        a.add(5, 0);
-        b.add(3, 0);
+        a.add(3, 0);
+        b.add(5, 0);
         assert!(a.sorted && b.sorted);
-        assert!(!a.then(b).sorted);
-        assert!(b.then(a).sorted);
+        assert!(a.then(b).sorted);
+        assert!(!b.then(a).sorted);
         assert_eq!(a.then(b).digest, b.then(a).digest);
+        let mut c = SortDigest::default();
+        c.add(2, 0);
+        c.add(1, 0);
+        assert!(!c.sorted && !a.then(c).sorted);
     }
+
 }
