@@ -178,5 +178,4 @@ mod tests {
         c.add(1, 0);
         assert!(!c.sorted && !a.then(c).sorted);
     }
-
 }

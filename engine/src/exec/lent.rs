@@ -6,7 +6,7 @@
 //! (`to_owned_record`) made at the boundary, and everything else (a shuffle's encoder, `count`)
 //! works on the borrowed view.
 //!
-//! The stream is push-based and resumable: [`LentSource::step`] lends the records made from one
+//! The stream is push-based and resumable: `LentSource::step` lends the records made from one
 //! input unit (a line, an upstream record), so a consumer that needs an iterator buffers one
 //! unit's output, never a partition's.
 

@@ -68,7 +68,7 @@ macro_rules! fast_int_key {
                     other => Err(other_key::<$t>(other)),
                 }
             }
-            fn find_borrowed<'m, C>(slots: &'m mut FxHashMap<$t, C>, key: $t) -> Option<&'m mut C> {
+            fn find_borrowed<C>(slots: &mut FxHashMap<$t, C>, key: $t) -> Option<&mut C> {
                 slots.get_mut(&key)
             }
         }
