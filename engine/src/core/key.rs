@@ -41,9 +41,11 @@ pub trait KeyCodec: Send + Sync {
 /// Collects each key's values, in the order they arrive, and emits one `(K, Vec<V>)` record
 /// per key (postcard's layout: the key, the count, the values) in the order keys first came.
 #[doc(hidden)]
-pub trait Grouper {
+pub trait Grouper: Send {
     fn insert(&mut self, key: &[u8], value: &[u8]) -> Result<(), TaskFailure>;
-    fn drain(self: Box<Self>, out: &mut Vec<Vec<u8>>) -> Result<(), TaskFailure>;
+    /// The groups' records, built one at a time as they are read (each group's values are
+    /// freed as its record is made, so the allocator reuses them).
+    fn into_records(self: Box<Self>) -> Box<dyn Iterator<Item = Vec<u8>> + Send>;
 }
 
 /// A group's record: the key's bytes, the value count, the values' bytes.
@@ -59,7 +61,8 @@ fn group_record(key: &[u8], count: u64, values: &[u8]) -> Vec<u8> {
 /// bytes.
 struct TypedGrouper<K> {
     index: FxHashMap<K, usize>,
-    groups: Vec<(K, u64, Vec<u8>)>,
+    /// The key's bytes as they came, the value count, the values' bytes.
+    groups: Vec<(Box<[u8]>, u64, Vec<u8>)>,
 }
 
 impl<K: Key> Grouper for TypedGrouper<K> {
@@ -72,22 +75,19 @@ impl<K: Key> Grouper for TypedGrouper<K> {
                 g.2.extend_from_slice(value);
             }
             None => {
-                self.index.insert(k.clone(), self.groups.len());
-                self.groups.push((k, 1, value.to_vec()));
+                self.index.insert(k, self.groups.len());
+                self.groups.push((key.into(), 1, value.to_vec()));
             }
         }
         Ok(())
     }
 
-    fn drain(self: Box<Self>, out: &mut Vec<Vec<u8>>) -> Result<(), TaskFailure> {
-        let mut kb = Vec::new();
-        out.reserve(self.groups.len());
-        for (k, n, values) in self.groups {
-            kb.clear();
-            codec::encode_into(&k, &mut kb)?;
-            out.push(group_record(&kb, n, &values));
-        }
-        Ok(())
+    fn into_records(self: Box<Self>) -> Box<dyn Iterator<Item = Vec<u8>> + Send> {
+        Box::new(
+            self.groups
+                .into_iter()
+                .map(|(k, n, values)| group_record(&k, n, &values)),
+        )
     }
 }
 
@@ -116,12 +116,13 @@ impl Grouper for BytesGrouper {
         Ok(())
     }
 
-    fn drain(self: Box<Self>, out: &mut Vec<Vec<u8>>) -> Result<(), TaskFailure> {
-        out.reserve(self.groups.len());
-        for (k, (n, values)) in self.keys.iter().zip(self.groups) {
-            out.push(group_record(k, n, &values));
-        }
-        Ok(())
+    fn into_records(self: Box<Self>) -> Box<dyn Iterator<Item = Vec<u8>> + Send> {
+        Box::new(
+            self.keys
+                .into_iter()
+                .zip(self.groups)
+                .map(|(k, (n, values))| group_record(&k, n, &values)),
+        )
     }
 }
 

@@ -313,7 +313,7 @@ pub(crate) fn read(
             for_each_pair(tc, shuffle, num_maps, reduce, &mut |k, v| {
                 grouper.insert(k, v)
             })?;
-            grouper.drain(&mut out)?;
+            return Ok(Records::Encoded(grouper.into_records()));
         }
         ReduceSpec::Combine(agg) => {
             let mut table = registry::decode_agg(&agg.op)?.table(agg.zero.as_deref(), true)?;
