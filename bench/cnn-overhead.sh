@@ -25,7 +25,7 @@ for r in $(seq "$RUNS"); do
     mkdir -p "$run/events"
     target/release/driver submit --master "$m" --no-progress --event-log "$run/events" cnn-job \
       --data "$data" --output "$run/out" --train-limit 45000 --epochs 2 --partitions 2 \
-      --batch-size 256 --augment none --init random >/dev/null
+      --batch-size 256 --augment none --init random >/dev/null 2>"$run/log"
     echo "$m" >"$run/master"
   done
 done
@@ -60,7 +60,7 @@ def engine_share(events_dir):
     # Training iterations (--aggregation dis): the two-stage collect jobs of the second epoch,
     # gradients then the leader shuffle; their slowest task is a gradient.
     its = [j for j in jobs.values() if j["desc"] == "collect" and "end" in j and len(j["sub"]) == 2
-           and j["start"] > epoch_ends[0] and j["end"] <= epoch_ends[1]]
+           and j["start"] >= epoch_ends[0] and j["end"] <= epoch_ends[1]]
     wall = sum(j["end"] - j["start"] for j in its)
     slowest = sum(max(max(r) for r in j["runs"].values()) for j in its)
     return len(its), wall, slowest
