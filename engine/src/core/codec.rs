@@ -205,6 +205,7 @@ impl<'a> FrameReader<'a> {
         FrameReader { rest: buf }
     }
 
+    #[inline]
     pub fn next_frame(&mut self) -> Option<Result<&'a [u8], TaskFailure>> {
         let (&first, _) = self.rest.split_first()?;
         let (len, head) = if first < 0x80 {
@@ -222,6 +223,7 @@ impl<'a> FrameReader<'a> {
         Some(Ok(frame))
     }
 
+    #[inline]
     pub fn next_pair(&mut self) -> Option<Result<BytePair<'a>, TaskFailure>> {
         let key = match self.next_frame()? {
             Ok(k) => k,
