@@ -90,15 +90,19 @@ fn cast<A: 'static, B: 'static>(value: A) -> Option<B> {
         .and_then(Option::take)
 }
 
+/// Merges `v` into a key's combiner (the slot is only empty while it is being merged).
+fn merge_into<M: Merger>(merger: &M, slot: &mut Option<M::C>, v: M::V) -> Result<(), TaskFailure> {
+    let old = slot
+        .take()
+        .ok_or_else(|| TaskFailure::plan("combine slot emptied"))?;
+    *slot = Some(merger.merge_value(old, v));
+    Ok(())
+}
+
 impl<K: FastKey, M: Merger> TypedTable<K, M> {
     fn merge(&mut self, key: K::Borrowed<'_>, v: M::V) -> Result<(), TaskFailure> {
         match K::find_borrowed(&mut self.slots, key) {
-            Some(slot) => {
-                let old = slot
-                    .take()
-                    .ok_or_else(|| TaskFailure::plan("combine slot emptied"))?;
-                *slot = Some(self.merger.merge_value(old, v));
-            }
+            Some(slot) => merge_into(&self.merger, slot, v)?,
             None => {
                 let c = self.merger.create(v);
                 self.slots.insert(K::to_owned_record(key), Some(c));
@@ -147,12 +151,7 @@ impl<K: FastKey, M: Merger> TypedCombineTable for TypedTable<K, M> {
             .map_err(|_| TaskFailure::plan("typed combine got records of another type"))?;
         for (k, v) in it.0 {
             match self.slots.get_mut(&k) {
-                Some(slot) => {
-                    let old = slot
-                        .take()
-                        .ok_or_else(|| TaskFailure::plan("combine slot emptied"))?;
-                    *slot = Some(self.merger.merge_value(old, v));
-                }
+                Some(slot) => merge_into(&self.merger, slot, v)?,
                 None => {
                     let c = self.merger.create(v);
                     self.slots.insert(k, Some(c));
@@ -183,12 +182,7 @@ impl<K: FastKey, M: Merger> TypedCombineTable for TypedTable<K, M> {
                 .and_then(Option::take)
                 .ok_or_else(|| TaskFailure::plan("a lent pair's value is of another type"))?;
             match K::find(slots, key)? {
-                Some(slot) => {
-                    let old = slot
-                        .take()
-                        .ok_or_else(|| TaskFailure::plan("combine slot emptied"))?;
-                    *slot = Some(merger.merge_value(old, v));
-                }
+                Some(slot) => merge_into(merger, slot, v)?,
                 None => {
                     slots.insert(K::from_view(key)?, Some(merger.create(v)));
                 }
