@@ -7,7 +7,7 @@ use super::erased::{Merger, PairSink, TypedCombineTable};
 use crate::core::codec;
 use crate::core::error::TaskFailure;
 use crate::core::key::Key;
-use crate::exec::lent::{Borrowable, KeyView, LentIter, LentRecords, LentSource};
+use crate::exec::lent::{self, Borrowable, KeyView, LentIter, LentRecords, LentSource};
 use rustc_hash::FxHashMap;
 use std::any::Any;
 
@@ -116,27 +116,12 @@ impl<K: FastKey, M: Merger> TypedTable<K, M> {
         &mut self,
         mut source: Box<dyn LentSource<(K, V)>>,
     ) -> Result<(), TaskFailure> {
-        let mut failed = None;
-        loop {
-            let more = source.step(&mut |(k, v)| {
-                if failed.is_some() {
-                    return;
-                }
-                let outcome = match cast::<V, M::V>(V::to_owned_record(v)) {
-                    Some(v) => self.merge(k, v),
-                    None => Err(TaskFailure::plan("a lent pair's value is of another type")),
-                };
-                if let Err(e) = outcome {
-                    failed = Some(e);
-                }
-            });
-            if let Some(e) = failed {
-                return Err(e);
+        lent::try_for_each(&mut *source, |(k, v)| {
+            match cast::<V, M::V>(V::to_owned_record(v)) {
+                Some(v) => self.merge(k, v),
+                None => Err(TaskFailure::plan("a lent pair's value is of another type")),
             }
-            if !more {
-                return Ok(());
-            }
-        }
+        })
     }
 }
 
