@@ -95,6 +95,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_batch_holds_the_normalization_formula_bit_for_bit() {
+        // Every pixel value in every channel, in two images.
+        let pixels: Vec<u8> = (0..2 * IMAGE_BYTES).map(|i| (i * 7 % 256) as u8).collect();
+        let images = Images {
+            labels: vec![3, 5],
+            pixels,
+        };
+        let norm = Normalization {
+            mean: [0.4914, 0.4822, 0.4465],
+            std: [0.2470, 0.2435, 0.2616],
+        };
+        let (x, labels) = batch(&images, &[1, 0], &norm, None);
+        assert_eq!(labels, [5, 3]);
+        for (slot, &i) in [1usize, 0].iter().enumerate() {
+            for (j, &p) in images.image(i).iter().enumerate() {
+                let c = j / 1024;
+                let want = (f32::from(p) / 255.0 - norm.mean[c]) / norm.std[c];
+                assert_eq!(
+                    x[slot * IMAGE_BYTES + j].to_bits(),
+                    want.to_bits(),
+                    "{i} {j}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn flip_and_shift_move_pixels() {
         let mut img: Vec<f32> = (0..IMAGE_BYTES).map(|i| i as f32).collect();
         shift_flip(&mut img, 0, 0, true);
