@@ -18,6 +18,9 @@ pub struct S3 {
     _log: tempfile::TempDir,
 }
 
+/// The first moto release the credential test has passed with (see `start_authenticated`).
+const SIGNATURES_CHECKED_FROM: (u32, u32, u32) = (5, 2, 5);
+
 fn moto_server() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("DISCNN_MOTO_SERVER").map(PathBuf::from) {
         return p.is_file().then_some(p);
@@ -41,6 +44,19 @@ impl S3 {
     /// needs that key and secret.
     pub fn start_authenticated() -> Option<S3> {
         let mut s = S3::launch(Some(4))?;
+        let version = s.moto_version();
+        if version < SIGNATURES_CHECKED_FROM {
+            // Seen with 5.2.1 (the one some machine images carry on PATH): a correctly signed
+            // list request is answered with SignatureDoesNotMatch. 5.2.5 is the first release
+            // this test has passed with.
+            let msg = format!(
+                "moto {version:?} checks request signatures wrongly; the credential test needs \
+                 {SIGNATURES_CHECKED_FROM:?} or later (.ci/run installs the latest)"
+            );
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
+            eprintln!("SKIPPED: {msg}");
+            return None;
+        }
         let script = r#"
 import boto3, json, sys
 ep = sys.argv[1]
@@ -107,6 +123,21 @@ print(k["AccessKeyId"], k["SecretAccessKey"])
             std::thread::sleep(Duration::from_millis(50));
         }
         Some(s)
+    }
+
+    /// moto's version as (major, minor, patch), from its own python.
+    fn moto_version(&self) -> (u32, u32, u32) {
+        let o = Command::new(&self.python)
+            .args(["-c", "import moto; print(moto.__version__)"])
+            .output()
+            .expect("moto's python runs");
+        let text = String::from_utf8_lossy(&o.stdout);
+        let mut parts = text
+            .trim()
+            .split('.')
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        let mut next = || parts.next().unwrap_or(0);
+        (next(), next(), next())
     }
 
     /// The variables `AmazonS3Builder::from_env` reads, pointing at this server.
