@@ -87,34 +87,37 @@ pub(crate) fn write(
         _ => None,
     };
     let mut router = Router::new(&spec.partitioning, map_index)?;
-    let mut buckets: Vec<Frames> = (0..n).map(|_| Frames::default()).collect();
-    // Typed records for a fast-path key: combine before encoding, then route each distinct key.
     let agg_op = match &spec.combine {
         Some(agg) => Some((registry::decode_agg(&agg.op)?, agg.zero.as_deref())),
         None => None,
     };
-    let records = match (&agg_op, &spec.key, records) {
-        (Some((op, zero)), KeyMode::Codec(name), Records::Typed(t)) => {
-            match op.typed_table(name, *zero)? {
-                Some(mut table) if table.accepts(t.type_name()) => {
-                    table.consume(t.into_any())?;
-                    return drain_typed(table, &mut router, n, tc);
-                }
-                _ => Records::Typed(t),
-            }
-        }
-        // Borrowed pairs: looked up by the borrowed key, copied only when the key is new.
-        (Some((op, zero)), KeyMode::Codec(name), Records::Lent(l)) => {
-            match op.typed_table(name, *zero)? {
-                Some(mut table) if table.accepts(l.type_name()) => {
-                    table.consume_lent(l)?;
-                    return drain_typed(table, &mut router, n, tc);
-                }
-                _ => Records::Lent(l),
-            }
-        }
-        (_, _, r) => r,
+    // Typed or lent records for a fast-path key: combine before encoding, then route each
+    // distinct key.
+    let fast_table = |key_type: &str, record_type: &str| match &agg_op {
+        Some((op, zero)) => Ok(op
+            .typed_table(key_type, *zero)?
+            .filter(|t| t.accepts(record_type))),
+        None => Ok::<_, TaskFailure>(None),
     };
+    let records = match (&spec.key, records) {
+        (KeyMode::Codec(name), Records::Typed(t)) => match fast_table(name, t.type_name())? {
+            Some(mut table) => {
+                table.consume(t.into_any())?;
+                return drain_typed(table, &mut router, n, tc);
+            }
+            None => Records::Typed(t),
+        },
+        // Borrowed pairs: looked up by the borrowed key, copied only when the key is new.
+        (KeyMode::Codec(name), Records::Lent(l)) => match fast_table(name, l.type_name())? {
+            Some(mut table) => {
+                table.consume_lent(l)?;
+                return drain_typed(table, &mut router, n, tc);
+            }
+            None => Records::Lent(l),
+        },
+        (_, r) => r,
+    };
+    let mut buckets: Vec<Frames> = (0..n).map(|_| Frames::default()).collect();
     let mut tables: Option<Vec<Box<dyn CombineTable>>> = match &agg_op {
         Some((op, zero)) => Some(
             (0..n)
