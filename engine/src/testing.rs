@@ -354,7 +354,7 @@ register_op!(map BlockOnce);
 /// concurrent use (`engine/benches/stores.rs`).
 pub mod stores {
     use crate::core::codec::Frames;
-    use crate::exec::shuffle::MapOutput;
+    use crate::exec::shuffle::{Bucket, MapOutput};
     use crate::exec::shuffle_store::ShuffleStore;
     use crate::exec::storage::{Block, BlockManager, StorageLevel, VecBlock};
     use std::sync::Arc;
@@ -396,7 +396,7 @@ pub mod stores {
             let bucket = || {
                 let mut f = Frames::default();
                 f.push(&vec![7u8; bytes]);
-                Arc::new(f)
+                Bucket::Encoded(Arc::new(f))
             };
             let out = MapOutput {
                 buckets: (0..reducers).map(|_| bucket()).collect(),

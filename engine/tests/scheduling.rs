@@ -183,6 +183,43 @@ fn map_output_past_the_shuffle_budget_is_spilled_and_read_back() {
     assert!(stats.shuffle_spilled_bytes <= stats.shuffle_bytes);
 }
 
+/// Typed map outputs (local mode keeps a shuffle's pairs typed) spill encoded past the budget;
+/// the sort, group and repartition read back from disk equal the ones read from memory.
+#[test]
+fn typed_map_outputs_spill_encoded_and_read_back_the_same() {
+    let job = |ctx: &Context| {
+        let pairs = ctx.parallelize(data(4000), 5).unwrap().key_by(Modulo(37));
+        let sorted = pairs.sort_by_key(false, 3).unwrap().collect().unwrap();
+        let grouped = pairs.group_by_key(4).glom().collect().unwrap();
+        let placed = pairs
+            .partition_by(ModPartitioner(3))
+            .unwrap()
+            .glom()
+            .collect()
+            .unwrap();
+        (sorted, grouped, placed)
+    };
+    let (in_memory, _) = local();
+    let want = job(&in_memory);
+    assert_eq!(in_memory.stats().shuffle_spilled_bytes, 0);
+    let mut stable = data(4000)
+        .into_iter()
+        .map(|x| (x % 37, x))
+        .collect::<Vec<_>>();
+    stable.sort_by_key(|p| std::cmp::Reverse(p.0));
+    assert_eq!(
+        want.0, stable,
+        "a descending sort keeps equal keys in input order"
+    );
+    let (spilling, _) = ctx_with_log(Config {
+        master: "local[2]".into(),
+        shuffle_memory_budget: 2048,
+        ..Config::default()
+    });
+    assert_eq!(job(&spilling), want);
+    assert!(spilling.stats().shuffle_spilled_bytes > 0);
+}
+
 #[test]
 fn a_failed_task_is_retried_and_a_hopeless_one_fails_the_job() {
     let (ctx, log) = local();

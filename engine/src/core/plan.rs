@@ -165,6 +165,9 @@ pub(crate) struct ShuffleWriterSpec {
     pub partitioning: Partitioning,
     pub num_reduces: u32,
     pub combine: Option<AggSpec>,
+    /// `Some(ascending)`: a map task that keeps its buckets typed sorts each by key, so the
+    /// reducer merges sorted runs (`sort_by_key`). Framed buckets are sorted by the reducer.
+    pub map_side_order: Option<bool>,
 }
 
 /// What the reduce side of a shuffle emits.

@@ -54,12 +54,13 @@ pub struct TaskMetrics {
     pub decode_micros: u64,
     /// Bytes of the encoded result sent back.
     pub result_bytes: u64,
-    /// Bytes of shuffle output written.
+    /// Bytes of shuffle output written: framed bytes, or for a bucket kept typed for a reader
+    /// in the same process its estimated size in memory.
     pub shuffle_write_bytes: u64,
     /// Records of shuffle output written.
     #[serde(default)]
     pub shuffle_write_records: u64,
-    /// Bytes of shuffle input read (local and fetched).
+    /// Bytes of shuffle input read (local and fetched; typed buckets by their estimate).
     #[serde(default)]
     pub shuffle_read_bytes: u64,
     /// Records of shuffle input read.

@@ -9,10 +9,11 @@ use crate::core::sync::Locked;
 use crate::core::task::{TaskDescription, TaskKind, TaskMetrics, TaskOutput, TaskResult};
 use crate::exec::broadcast::{BroadcastCache, BroadcastSource};
 use crate::exec::compute::Plan;
-use crate::exec::shuffle;
+use crate::exec::shuffle::{self, Bucket};
 use crate::exec::shuffle_store::ShuffleStore;
 use crate::exec::storage::BlockManager;
 use crate::exec::task_context::TaskContext;
+use crate::exec::typed_shuffle::PairTypes;
 use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::mpsc::{channel, Receiver, Sender};
@@ -27,6 +28,8 @@ pub(crate) struct ExecutorEnv {
     pub broadcasts: BroadcastCache,
     /// Reads map outputs held by other executors (cluster mode).
     pub fetcher: Option<Arc<dyn ShuffleFetcher>>,
+    /// The pair types this process's map tasks may keep typed (`typed_shuffle`).
+    pub pair_types: PairTypes,
 }
 
 /// Fetches one bucket of a map output from another executor.
@@ -87,6 +90,7 @@ impl ExecutorEnv {
             shuffle: ShuffleStore::new_in(budgets.shuffle, work_dir)?,
             broadcasts: BroadcastCache::new(source),
             fetcher: None,
+            pair_types: PairTypes::default(),
         })
     }
 
@@ -96,7 +100,7 @@ impl ExecutorEnv {
         shuffle: ShuffleId,
         map: u32,
         reduce: u32,
-    ) -> Result<Arc<Frames>, TaskFailure> {
+    ) -> Result<Bucket, TaskFailure> {
         let holder = locations
             .maps
             .get(&shuffle)
@@ -115,9 +119,11 @@ impl ExecutorEnv {
                         map,
                         message: format!("no address for executor {holder}"),
                     })?;
-            return fetcher.fetch(holder, address, instance, shuffle, map, reduce);
+            return fetcher
+                .fetch(holder, address, instance, shuffle, map, reduce)
+                .map(Bucket::Encoded);
         }
-        self.shuffle.bucket(shuffle, map, reduce)
+        self.shuffle.read(shuffle, map, reduce)
     }
 }
 
@@ -227,8 +233,8 @@ fn execute(task: &TaskDescription, tc: &Arc<TaskContext>) -> Result<TaskOutput, 
             let out = shuffle::write(records, writer, task.partition, tc)?;
             tc.check()?;
             let bytes = out.bytes();
-            let records = out.buckets.iter().map(|b| b.count as u64).sum();
-            let buckets = out.buckets.iter().map(|b| b.byte_len() as u64).collect();
+            let records = out.buckets.iter().map(|b| b.count() as u64).sum();
+            let buckets = out.buckets.iter().map(Bucket::byte_len).collect();
             tc.env.shuffle.put(*shuffle, task.partition, out)?;
             Ok(TaskOutput::MapOutput {
                 bytes,

@@ -1,5 +1,5 @@
 //! Computing a partition: the op registry, record streams, the block manager, shuffle write,
-//! read and store, accumulators' and broadcasts' task side, the task context, I/O sources and
+//! read and store (framed, or typed for readers in the same process), accumulators' and broadcasts' task side, the task context, I/O sources and
 //! sinks, and the executor that runs encoded tasks. Imports only `core`.
 
 pub mod accumulator;
@@ -16,3 +16,4 @@ pub(crate) mod shuffle_store;
 pub mod storage;
 pub mod stream;
 pub mod task_context;
+pub(crate) mod typed_shuffle;

@@ -13,18 +13,71 @@ use crate::exec::op::erased::{CombineTable, ErasedPartitioner, PairSink, TypedCo
 use crate::exec::op::registry;
 use crate::exec::stream::{self, Records};
 use crate::exec::task_context::TaskContext;
+use crate::exec::typed_shuffle::TypedBucket;
 use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
-/// One map task's output: a framed bucket of `(key, value)` pairs per reduce partition.
+/// One map task's output: a bucket of `(key, value)` pairs per reduce partition.
 pub(crate) struct MapOutput {
-    pub buckets: Vec<Arc<Frames>>,
+    pub buckets: Vec<Bucket>,
 }
 
 impl MapOutput {
     pub fn bytes(&self) -> u64 {
-        self.buckets.iter().map(|b| b.byte_len() as u64).sum()
+        self.buckets.iter().map(Bucket::byte_len).sum()
     }
+}
+
+/// One reduce partition's part of a map output: framed pairs, or typed ones that only a reader
+/// in this process can use as they are (`typed_shuffle`).
+#[derive(Clone)]
+pub(crate) enum Bucket {
+    Encoded(Arc<Frames>),
+    Typed(Arc<dyn TypedBucket>),
+}
+
+impl Bucket {
+    /// Framed bytes, or the typed pairs' estimated size in memory.
+    pub fn byte_len(&self) -> u64 {
+        match self {
+            Bucket::Encoded(f) => f.byte_len() as u64,
+            Bucket::Typed(t) => t.mem_bytes(),
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        match self {
+            Bucket::Encoded(f) => f.count,
+            Bucket::Typed(t) => t.len(),
+        }
+    }
+
+    /// The framed pairs, encoding typed ones.
+    pub fn encoded(&self) -> Result<Arc<Frames>, TaskFailure> {
+        match self {
+            Bucket::Encoded(f) => Ok(f.clone()),
+            Bucket::Typed(t) => t.encode().map(Arc::new),
+        }
+    }
+}
+
+/// The typed buckets, when every one is typed and of one type.
+fn all_typed(buckets: &[Bucket]) -> Option<Vec<Arc<dyn TypedBucket>>> {
+    let mut out = Vec::with_capacity(buckets.len());
+    for b in buckets {
+        match b {
+            Bucket::Typed(t) => out.push(t.clone()),
+            Bucket::Encoded(_) => return None,
+        }
+    }
+    let first = out.first()?.as_any().type_id();
+    out.iter()
+        .all(|t| t.as_any().type_id() == first)
+        .then_some(out)
+}
+
+fn all_encoded(buckets: Vec<Bucket>) -> Result<Vec<Arc<Frames>>, TaskFailure> {
+    buckets.iter().map(Bucket::encoded).collect()
 }
 
 enum Router {
@@ -105,7 +158,17 @@ pub(crate) fn write(
                 table.consume(t.into_any())?;
                 return drain_typed(table, &mut router, n, tc);
             }
-            None => Records::Typed(t),
+            // No combining and a pair type this process registered: typed buckets.
+            None => match tc.env.pair_types.get(t.record_type()) {
+                Some(splitter) if agg_op.is_none() => {
+                    let buckets =
+                        splitter.split(Records::Typed(t), spec, &mut |k| router.route(k), tc)?;
+                    return Ok(MapOutput {
+                        buckets: buckets.into_iter().map(Bucket::Typed).collect(),
+                    });
+                }
+                _ => Records::Typed(t),
+            },
         },
         // Borrowed pairs: looked up by the borrowed key, copied only when the key is new.
         (KeyMode::Codec(name), Records::Lent(l)) => match fast_table(name, l.type_name())? {
@@ -157,7 +220,10 @@ pub(crate) fn write(
         }
     }
     Ok(MapOutput {
-        buckets: buckets.into_iter().map(Arc::new).collect(),
+        buckets: buckets
+            .into_iter()
+            .map(|b| Bucket::Encoded(Arc::new(b)))
+            .collect(),
     })
 }
 
@@ -179,7 +245,10 @@ fn drain_typed(
         Ok(())
     })?;
     Ok(MapOutput {
-        buckets: buckets.into_iter().map(Arc::new).collect(),
+        buckets: buckets
+            .into_iter()
+            .map(|b| Bucket::Encoded(Arc::new(b)))
+            .collect(),
     })
 }
 
@@ -190,21 +259,15 @@ fn fetch_all(
     shuffle: ShuffleId,
     num_maps: u32,
     reduce: usize,
-) -> Result<Vec<Arc<Frames>>, TaskFailure> {
+) -> Result<Vec<Bucket>, TaskFailure> {
     (0..num_maps)
         .map(|map| tc.fetch_bucket(shuffle, map, reduce as u32))
         .collect()
 }
 
-/// Calls `f` with every `(key, value)` pair of reduce partition `reduce` of `shuffle`.
-fn for_each_pair(
-    tc: &Arc<TaskContext>,
-    shuffle: ShuffleId,
-    num_maps: u32,
-    reduce: usize,
-    f: PairSink<'_>,
-) -> Result<(), TaskFailure> {
-    for bucket in fetch_all(tc, shuffle, num_maps, reduce)? {
+/// Calls `f` with every `(key, value)` pair of `buckets`, in order.
+fn for_each_pair(buckets: Vec<Bucket>, f: PairSink<'_>) -> Result<(), TaskFailure> {
+    for bucket in all_encoded(buckets)? {
         for chunk in bucket.chunks() {
             let mut reader = FrameReader::new(chunk);
             while let Some(pair) = reader.next_pair() {
@@ -330,6 +393,10 @@ pub(crate) fn read(
     match spec {
         ReduceSpec::Raw | ReduceSpec::Pairs => {
             let outputs = fetch_all(tc, shuffle, num_maps, reduce)?;
+            if let (ReduceSpec::Pairs, Some(t)) = (spec, all_typed(&outputs)) {
+                return t[0].pairs(&t);
+            }
+            let outputs = all_encoded(outputs)?;
             let locs = locators(&outputs)?;
             return Ok(emit_located(outputs, locs, *spec == ReduceSpec::Pairs));
         }
@@ -339,6 +406,10 @@ pub(crate) fn read(
         } => {
             let codec = registry::lookup_key(key_type)?;
             let outputs = fetch_all(tc, shuffle, num_maps, reduce)?;
+            if let Some(t) = all_typed(&outputs) {
+                return t[0].sort(&t, *ascending);
+            }
+            let outputs = all_encoded(outputs)?;
             let locs = locators(&outputs)?;
             let key_at = |l: u64| {
                 let (m, c, off) = unpack(l);
@@ -353,7 +424,7 @@ pub(crate) fn read(
         }
         ReduceSpec::Distinct => {
             let mut seen: rustc_hash::FxHashSet<Box<[u8]>> = Default::default();
-            for_each_pair(tc, shuffle, num_maps, reduce, &mut |k, _| {
+            for_each_pair(fetch_all(tc, shuffle, num_maps, reduce)?, &mut |k, _| {
                 if seen.insert(k.into()) {
                     out.push(k.to_vec());
                 }
@@ -361,15 +432,17 @@ pub(crate) fn read(
             })?;
         }
         ReduceSpec::Group { key_type } => {
+            let outputs = fetch_all(tc, shuffle, num_maps, reduce)?;
+            if let Some(t) = all_typed(&outputs) {
+                return t[0].group(&t);
+            }
             let mut grouper = registry::lookup_key(key_type)?.grouper();
-            for_each_pair(tc, shuffle, num_maps, reduce, &mut |k, v| {
-                grouper.insert(k, v)
-            })?;
+            for_each_pair(outputs, &mut |k, v| grouper.insert(k, v))?;
             return Ok(Records::Encoded(grouper.into_records()));
         }
         ReduceSpec::Combine(agg) => {
             let mut table = registry::decode_agg(&agg.op)?.table(agg.zero.as_deref(), true)?;
-            for_each_pair(tc, shuffle, num_maps, reduce, &mut |k, v| {
+            for_each_pair(fetch_all(tc, shuffle, num_maps, reduce)?, &mut |k, v| {
                 table.insert(k, v)
             })?;
             table.drain(&mut |k, v| {
@@ -392,7 +465,7 @@ pub(crate) fn cogroup(
     let mut groups: FxHashMap<Box<[u8]>, Vec<Vec<Vec<u8>>>> = Default::default();
     let mut order: Vec<Box<[u8]>> = Vec::new();
     for (side, &(shuffle, num_maps)) in inputs.iter().enumerate() {
-        for_each_pair(tc, shuffle, num_maps, reduce, &mut |k, v| {
+        for_each_pair(fetch_all(tc, shuffle, num_maps, reduce)?, &mut |k, v| {
             if !groups.contains_key(k) {
                 order.push(k.into());
                 groups.insert(k.into(), vec![Vec::new(); sides]);

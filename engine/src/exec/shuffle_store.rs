@@ -7,7 +7,7 @@ use crate::core::codec::Frames;
 use crate::core::error::TaskFailure;
 use crate::core::plan::ShuffleId;
 use crate::core::sync::Locked;
-use crate::exec::shuffle::MapOutput;
+use crate::exec::shuffle::{Bucket, MapOutput};
 use dashmap::DashMap;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -94,7 +94,13 @@ impl ShuffleStore {
             .dir
             .path()
             .join(format!("shuffle_{shuffle}_{map}.data"));
-        let spilled = write_spill(&path, &out).map_err(|e| TaskFailure::io(path.display(), e))?;
+        let buckets = out
+            .buckets
+            .iter()
+            .map(Bucket::encoded)
+            .collect::<Result<Vec<_>, _>>()?;
+        let spilled =
+            write_spill(&path, &buckets).map_err(|e| TaskFailure::io(path.display(), e))?;
         tracing::debug!(shuffle, map, bytes, path = %path.display(), "map output spilled to disk");
         let _writes = self.writes.locked();
         self.disk_bytes.fetch_add(spilled.bytes, Ordering::Relaxed);
@@ -102,13 +108,19 @@ impl ShuffleStore {
         Ok(())
     }
 
-    /// One reduce partition's bucket of a map output, read back from disk if it was spilled.
+    /// One reduce partition's bucket of a map output, framed (for another executor), read back
+    /// from disk if it was spilled.
     pub fn bucket(
         &self,
         shuffle: ShuffleId,
         map: u32,
         reduce: u32,
     ) -> Result<Arc<Frames>, TaskFailure> {
+        self.read(shuffle, map, reduce)?.encoded()
+    }
+
+    /// One reduce partition's bucket of a map output as it is held: typed buckets stay typed.
+    pub fn read(&self, shuffle: ShuffleId, map: u32, reduce: u32) -> Result<Bucket, TaskFailure> {
         let lost = |message: String| TaskFailure::FetchFailed {
             shuffle,
             map,
@@ -133,7 +145,7 @@ impl ShuffleStore {
             (spilled.path.clone(), (b.chunks.clone(), b.count))
         };
         read_spill(&path, &layout.0, layout.1)
-            .map(Arc::new)
+            .map(|f| Bucket::Encoded(Arc::new(f)))
             .map_err(|e| lost(format!("reading {}: {e}", path.display())))
     }
 
@@ -185,11 +197,11 @@ fn remove_file(path: Option<PathBuf>) {
     }
 }
 
-fn write_spill(path: &Path, out: &MapOutput) -> std::io::Result<Spilled> {
+fn write_spill(path: &Path, encoded: &[Arc<Frames>]) -> std::io::Result<Spilled> {
     let mut w = BufWriter::new(std::fs::File::create(path)?);
     let mut offset = 0u64;
-    let mut buckets = Vec::with_capacity(out.buckets.len());
-    for bucket in &out.buckets {
+    let mut buckets = Vec::with_capacity(encoded.len());
+    for bucket in encoded {
         let mut chunks = Vec::with_capacity(bucket.chunks().len());
         for c in bucket.chunks() {
             w.write_all(c)?;
@@ -235,10 +247,14 @@ mod tests {
                     for i in 0..n {
                         f.push_pair(format!("k{b}-{i}").as_bytes(), &[b as u8; 3]);
                     }
-                    Arc::new(f)
+                    Bucket::Encoded(Arc::new(f))
                 })
                 .collect(),
         }
+    }
+
+    fn frames(b: &Bucket) -> Frames {
+        (*b.encoded().unwrap()).clone()
     }
 
     #[test]
@@ -247,11 +263,11 @@ mod tests {
         let a = output(&[10, 0, 3]);
         let budget = a.bytes() as usize;
         let store = ShuffleStore::new_in(budget, dir.path()).unwrap();
-        let expect_a: Vec<Frames> = a.buckets.iter().map(|b| (**b).clone()).collect();
+        let expect_a: Vec<Frames> = a.buckets.iter().map(frames).collect();
         store.put(7, 0, a).unwrap();
         assert_eq!(store.spilled_bytes(), 0);
         let b = output(&[5, 5, 5]);
-        let expect_b: Vec<Frames> = b.buckets.iter().map(|b| (**b).clone()).collect();
+        let expect_b: Vec<Frames> = b.buckets.iter().map(frames).collect();
         let b_bytes = b.bytes();
         store.put(7, 1, b).unwrap();
         assert_eq!(store.spilled_bytes(), b_bytes);

@@ -3,13 +3,13 @@
 //! the attempt; iterators that cannot return an error (decoding inside a pipeline) record their
 //! failure here and stop, and the task runner checks it before anything is committed.
 
-use crate::core::codec::Frames;
 use crate::core::error::TaskFailure;
 use crate::core::plan::ShuffleId;
 use crate::core::sync::Locked;
 use crate::core::task::CachedBlock;
 use crate::exec::accumulator::PartialValue;
 use crate::exec::executor::{ExecutorEnv, ShuffleLocations};
+use crate::exec::shuffle::Bucket;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -61,13 +61,13 @@ impl TaskContext {
         shuffle: ShuffleId,
         map: u32,
         reduce: u32,
-    ) -> Result<Arc<Frames>, TaskFailure> {
+    ) -> Result<Bucket, TaskFailure> {
         let bucket = self
             .env
             .fetch_bucket(&self.locations, shuffle, map, reduce)?;
         let mut read = self.shuffle_read.locked();
-        read.0 += bucket.byte_len() as u64;
-        read.1 += bucket.count as u64;
+        read.0 += bucket.byte_len();
+        read.1 += bucket.count() as u64;
         Ok(bucket)
     }
 

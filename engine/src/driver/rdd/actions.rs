@@ -163,6 +163,7 @@ impl<T: Data> Rdd<T> {
                 partitioning: Partitioning::ByMapIndex(n as u32),
                 num_reduces: n as u32,
                 combine: None,
+                map_side_order: None,
             };
             let shuffled: Rdd<F::Acc> = level.shuffled(
                 "ShuffledRdd",

@@ -77,6 +77,12 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         KeyMode::Codec(key_type_name::<K>().into())
     }
 
+    /// Lets this process's map tasks keep these pairs typed for a shuffle without combining
+    /// (`exec::typed_shuffle`): only here is the value type known.
+    fn keep_typed(&self) {
+        self.ctx.inner.env.pair_types.register::<K, V>();
+    }
+
     #[track_caller]
     fn by_key<U>(
         &self,
@@ -92,6 +98,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
             partitioning,
             num_reduces: n,
             combine,
+            map_side_order: None,
         };
         self.shuffled("ShuffledRdd", op, writer, reduce, ops)
     }
@@ -192,6 +199,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         p: P,
         placement: ReducePlacement,
     ) -> Result<Rdd<(K, V)>> {
+        self.keep_typed();
         let partitioning = p.clone_partitioning(self)?;
         let n = if let Partitioning::Custom(op) = &partitioning {
             crate::exec::op::registry::decode_partitioner(op)
@@ -205,6 +213,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
             partitioning,
             num_reduces: n as u32,
             combine: None,
+            map_side_order: None,
         };
         Ok(self.shuffled_placed(
             "ShuffledRdd",
@@ -274,6 +283,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// All values of each key, in the order they arrive (no map-side combine, as in Spark).
     #[track_caller]
     pub fn group_by_key(&self, partitions: usize) -> Rdd<(K, Vec<V>)> {
+        self.keep_typed();
         let spec = ReduceSpec::Group {
             key_type: key_type_name::<K>().to_string(),
         };
@@ -284,6 +294,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
     /// partition sorted. Samples the keys first (a small job) to choose the range bounds.
     #[track_caller]
     pub fn sort_by_key(&self, ascending: bool, partitions: usize) -> Result<Rdd<(K, V)>> {
+        self.keep_typed();
         let name = key_type_name::<K>().to_string();
         let bounds = self.range_bounds(partitions.max(1))?;
         let n = bounds.len() as u32 + 1;
@@ -297,6 +308,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
             partitioning,
             num_reduces: n,
             combine: None,
+            map_side_order: Some(ascending),
         };
         Ok(self.shuffled(
             "ShuffledRdd",
@@ -368,6 +380,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
             partitioning,
             num_reduces: n,
             combine: None,
+            map_side_order: None,
         };
         let a = self.ctx.shuffle_dep(&self.node, writer.clone());
         let b = self.ctx.shuffle_dep(&other.node, writer);

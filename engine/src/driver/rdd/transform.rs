@@ -250,6 +250,7 @@ impl<T: Data> Rdd<T> {
             partitioning: Partitioning::RoundRobin(n),
             num_reduces: n,
             combine: None,
+            map_side_order: None,
         };
         self.shuffled(
             "ShuffledRdd",
@@ -310,6 +311,7 @@ impl<T: Key> Rdd<T> {
             partitioning: Partitioning::Hash(n),
             num_reduces: n,
             combine: None,
+            map_side_order: None,
         };
         self.shuffled(
             "ShuffledRdd",
