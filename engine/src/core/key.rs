@@ -1,6 +1,7 @@
-//! Key types. The keyed operators (shuffles, joins, sorts) move values as opaque bytes and only
-//! need to find, hash and order keys; a registered [`KeyCodec`] does that for one key type, found
-//! by name on the executor. Keys hash by their encoding, which postcard makes canonical for the
+//! Key types. The keyed operators (shuffles, joins, sorts) move values as opaque bytes — unless
+//! a shuffle's pairs stay typed for a reader in the same process (`exec::typed_shuffle`) — and
+//! only need to find, hash and order keys; a registered [`KeyCodec`] does that for one key type,
+//! found by name on the executor. Keys hash by their encoding, which postcard makes canonical for the
 //! types allowed here (`Eq + Hash + Ord`: no floats, no hash maps).
 
 use crate::core::codec::{self, Data};
