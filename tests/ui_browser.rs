@@ -204,13 +204,22 @@ fn the_training_page_moves_in_a_real_browser() {
         until(
             Duration::from_secs(30),
             "the last epoch in the table",
+            // The page redraws the table as events arrive: an element gone stale between two
+            // reads means a redraw, so that poll reads nothing and the next one reads again.
             || async {
-                let rows = c.find_all(Locator::Css("#epochs tr")).await.unwrap();
+                let Ok(rows) = c.find_all(Locator::Css("#epochs tr")).await else {
+                    return false;
+                };
                 let Some(row) = rows.last() else { return false };
-                let cells = row.find_all(Locator::Css("td")).await.unwrap();
+                let Ok(cells) = row.find_all(Locator::Css("td")).await else {
+                    return false;
+                };
                 let mut got = Vec::new();
                 for cell in cells.iter().take(3) {
-                    got.push(cell.text().await.unwrap());
+                    match cell.text().await {
+                        Ok(t) => got.push(t),
+                        Err(_) => return false,
+                    }
                 }
                 got == want
             },
