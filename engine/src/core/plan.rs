@@ -165,9 +165,21 @@ pub(crate) struct ShuffleWriterSpec {
     pub partitioning: Partitioning,
     pub num_reduces: u32,
     pub combine: Option<AggSpec>,
-    /// `Some(ascending)`: a map task that keeps its buckets typed sorts each by key, so the
-    /// reducer merges sorted runs (`sort_by_key`). Framed buckets are sorted by the reducer.
-    pub map_side_order: Option<bool>,
+    /// Whether the reducer can use typed buckets (`exec::typed_shuffle`).
+    pub typed: TypedBuckets,
+}
+
+/// Whether a map task whose pairs arrive typed, of a pair type this process registered, may
+/// keep its buckets typed: only shuffles whose reduce side reads typed buckets ask for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum TypedBuckets {
+    /// Framed buckets always (combining shuffles, joins, record shuffles).
+    Never,
+    /// The pairs as they come (`group_by_key`, `partition_by`).
+    AsTheyCome,
+    /// Each bucket sorted by key, so the reducer merges sorted runs (`sort_by_key`). Framed
+    /// buckets are sorted by the reducer instead.
+    SortedByKey { ascending: bool },
 }
 
 /// What the reduce side of a shuffle emits.

@@ -7,7 +7,7 @@ use crate::core::codec::{self, FrameReader, Frames};
 use crate::core::error::TaskFailure;
 use crate::core::key::KeyCodec;
 use crate::core::plan::{
-    JoinMode, KeyMode, Partitioning, ReduceSpec, ShuffleId, ShuffleWriterSpec,
+    JoinMode, KeyMode, Partitioning, ReduceSpec, ShuffleId, ShuffleWriterSpec, TypedBuckets,
 };
 use crate::exec::op::erased::{CombineTable, ErasedPartitioner, PairSink, TypedCombineTable};
 use crate::exec::op::registry;
@@ -158,9 +158,9 @@ pub(crate) fn write(
                 table.consume(t.into_any())?;
                 return drain_typed(table, &mut router, n, tc);
             }
-            // No combining and a pair type this process registered: typed buckets.
+            // A reader of typed buckets and a pair type this process registered.
             None => match tc.env.pair_types.get(t.record_type()) {
-                Some(splitter) if agg_op.is_none() => {
+                Some(splitter) if agg_op.is_none() && spec.typed != TypedBuckets::Never => {
                     let buckets =
                         splitter.split(Records::Typed(t), spec, &mut |k| router.route(k), tc)?;
                     return Ok(MapOutput {

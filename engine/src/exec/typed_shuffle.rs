@@ -14,7 +14,7 @@
 use crate::core::codec::{self, Data, Frames};
 use crate::core::error::TaskFailure;
 use crate::core::key::Key;
-use crate::core::plan::{Partitioning, ShuffleWriterSpec};
+use crate::core::plan::{Partitioning, ShuffleWriterSpec, TypedBuckets};
 use crate::exec::stream::{self, Records};
 use crate::exec::task_context::TaskContext;
 use dashmap::DashMap;
@@ -210,6 +210,10 @@ impl<K: Key, V: Data> PairSplitter for Splitter<K, V> {
         tc: &Arc<TaskContext>,
     ) -> Result<Vec<Arc<dyn TypedBucket>>, TaskFailure> {
         let n = spec.num_reduces as usize;
+        let order = match spec.typed {
+            TypedBuckets::SortedByKey { ascending } => Some(ascending),
+            _ => None,
+        };
         let range = match &spec.partitioning {
             Partitioning::Range {
                 bounds, ascending, ..
@@ -256,7 +260,7 @@ impl<K: Key, V: Data> PairSplitter for Splitter<K, V> {
         tc.check()?;
         buckets
             .into_iter()
-            .map(|b| Ok(Arc::new(PairBucket::new(b, spec.map_side_order)?) as Arc<dyn TypedBucket>))
+            .map(|b| Ok(Arc::new(PairBucket::new(b, order)?) as Arc<dyn TypedBucket>))
             .collect()
     }
 }

@@ -7,6 +7,7 @@ use crate::core::error::{EngineError, Result};
 use crate::core::key::{key_type_name, Key};
 use crate::core::plan::{
     AggSpec, KeyMode, NodeKind, Partitioning, ReduceSpec, ResultSink, ShuffleWriterSpec,
+    TypedBuckets,
 };
 use crate::exec::op::{AggregateFn, ForeachFn, ForeachPartitionFn, OpKind, ReduceFn};
 use std::path::Path;
@@ -163,7 +164,7 @@ impl<T: Data> Rdd<T> {
                 partitioning: Partitioning::ByMapIndex(n as u32),
                 num_reduces: n as u32,
                 combine: None,
-                map_side_order: None,
+                typed: TypedBuckets::Never,
             };
             let shuffled: Rdd<F::Acc> = level.shuffled(
                 "ShuffledRdd",

@@ -12,6 +12,7 @@ use crate::core::error::{EngineError, Result};
 use crate::core::key::{key_type_name, Key};
 use crate::core::plan::{
     AggSpec, JoinMode, KeyMode, NodeKind, Partitioning, ReduceSpec, ResultSink, ShuffleWriterSpec,
+    TypedBuckets,
 };
 use crate::exec::narrow;
 use crate::exec::op::{
@@ -93,12 +94,16 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         ops: Ops,
     ) -> Rdd<U> {
         let (partitioning, n) = hash(partitions);
+        let typed = match reduce {
+            ReduceSpec::Group { .. } => TypedBuckets::AsTheyCome,
+            _ => TypedBuckets::Never,
+        };
         let writer = ShuffleWriterSpec {
             key: Self::key_mode(),
             partitioning,
             num_reduces: n,
             combine,
-            map_side_order: None,
+            typed,
         };
         self.shuffled("ShuffledRdd", op, writer, reduce, ops)
     }
@@ -213,7 +218,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
             partitioning,
             num_reduces: n as u32,
             combine: None,
-            map_side_order: None,
+            typed: TypedBuckets::AsTheyCome,
         };
         Ok(self.shuffled_placed(
             "ShuffledRdd",
@@ -308,7 +313,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
             partitioning,
             num_reduces: n,
             combine: None,
-            map_side_order: Some(ascending),
+            typed: TypedBuckets::SortedByKey { ascending },
         };
         Ok(self.shuffled(
             "ShuffledRdd",
@@ -380,7 +385,7 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
             partitioning,
             num_reduces: n,
             combine: None,
-            map_side_order: None,
+            typed: TypedBuckets::Never,
         };
         let a = self.ctx.shuffle_dep(&self.node, writer.clone());
         let b = self.ctx.shuffle_dep(&other.node, writer);

@@ -4,7 +4,9 @@
 use super::{callsite, NodeSpec, Rdd, ReducePlacement};
 use crate::core::codec::Data;
 use crate::core::key::Key;
-use crate::core::plan::{KeyMode, NodeKind, Partitioning, RddId, ReduceSpec, ShuffleWriterSpec};
+use crate::core::plan::{
+    KeyMode, NodeKind, Partitioning, RddId, ReduceSpec, ShuffleWriterSpec, TypedBuckets,
+};
 use crate::exec::lent::Borrowable;
 use crate::exec::narrow::{self, NarrowOp};
 use crate::exec::op::borrowed::{BorrowedFilter, BorrowedFlatMap, BorrowedMap};
@@ -250,7 +252,7 @@ impl<T: Data> Rdd<T> {
             partitioning: Partitioning::RoundRobin(n),
             num_reduces: n,
             combine: None,
-            map_side_order: None,
+            typed: TypedBuckets::Never,
         };
         self.shuffled(
             "ShuffledRdd",
@@ -311,7 +313,7 @@ impl<T: Key> Rdd<T> {
             partitioning: Partitioning::Hash(n),
             num_reduces: n,
             combine: None,
-            map_side_order: None,
+            typed: TypedBuckets::Never,
         };
         self.shuffled(
             "ShuffledRdd",
