@@ -201,6 +201,9 @@ pub(crate) fn reservoir_sample<T>(
             break;
         }
     }
+    if chosen.len() < n {
+        return (seen, chosen);
+    }
     // In (0, 1], so its logarithm is finite.
     let uniform = |rng: &mut rand_chacha::ChaCha8Rng| 1.0 - rng.gen::<f64>();
     let mut w = (uniform(rng).ln() / n as f64).exp();

@@ -64,6 +64,10 @@ fn by_key<K: Ord, V>(ascending: bool) -> impl Fn(&(K, V), &(K, V)) -> Ordering {
     }
 }
 
+fn mixed() -> TaskFailure {
+    TaskFailure::plan("a shuffle read typed map outputs of different types")
+}
+
 /// How many records the memory estimate measures to guess the heap behind each.
 const SIZE_SAMPLE: usize = 8;
 
@@ -97,9 +101,7 @@ impl<K: Key, V: Data> PairBucket<K, V> {
                 b.as_any()
                     .downcast_ref::<Self>()
                     .map(|b| b.pairs.as_slice())
-                    .ok_or_else(|| {
-                        TaskFailure::plan("a shuffle read typed map outputs of different types")
-                    })
+                    .ok_or_else(mixed)
             })
             .collect()
     }
@@ -145,17 +147,11 @@ impl<K: Key, V: Data> TypedBucket for PairBucket<K, V> {
     }
 
     fn sort(&self, all: &[Arc<dyn TypedBucket>], ascending: bool) -> Result<Records, TaskFailure> {
-        let sorted_runs = all.iter().all(|b| {
-            b.as_any()
-                .downcast_ref::<Self>()
-                .is_some_and(|b| b.order == Some(ascending))
-        });
-        if sorted_runs {
-            let runs = all
-                .iter()
-                .map(|b| b.clone().into_any().downcast::<Self>())
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|_| TaskFailure::plan("a typed sorted run changed type"))?;
+        let runs = all
+            .iter()
+            .map(|b| b.clone().into_any().downcast::<Self>().map_err(|_| mixed()))
+            .collect::<Result<Vec<_>, _>>()?;
+        if runs.iter().all(|r| r.order == Some(ascending)) {
             return Ok(stream::typed(Merge::new(runs, ascending)));
         }
         let mut v = Self::concat(all)?;
@@ -177,7 +173,6 @@ impl<K: Key, V: Data> TypedBucket for PairBucket<K, V> {
                 }
             }
         }
-        drop(index);
         Ok(stream::typed(groups.into_iter()))
     }
 

@@ -78,8 +78,8 @@ impl<K: Key, V: Data> Rdd<(K, V)> {
         KeyMode::Codec(key_type_name::<K>().into())
     }
 
-    /// Lets this process's map tasks keep these pairs typed for a shuffle without combining
-    /// (`exec::typed_shuffle`): only here is the value type known.
+    /// Lets this process's map tasks keep these pairs typed for a shuffle whose reader uses
+    /// typed buckets (`exec::typed_shuffle`): only here is the value type known.
     fn keep_typed(&self) {
         self.ctx.inner.env.pair_types.register::<K, V>();
     }
