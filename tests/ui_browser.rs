@@ -15,6 +15,7 @@ use discnn_cnn::cifar;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,10 +35,15 @@ fn browser_present() -> bool {
     false
 }
 
+/// chromedriver in its own process group, which the browsers it starts join: dropping this
+/// kills the group, so a test that panics before closing its session leaves no chromium behind
+/// (killing chromedriver alone orphans them).
 struct Killed(Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -47,6 +53,7 @@ fn start_chromedriver() -> (Killed, String) {
     let port = free_port();
     let child = Command::new(CHROMEDRIVER)
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
