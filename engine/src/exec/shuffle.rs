@@ -23,6 +23,15 @@ pub(crate) struct MapOutput {
 }
 
 impl MapOutput {
+    fn framed(buckets: Vec<Frames>) -> Self {
+        MapOutput {
+            buckets: buckets
+                .into_iter()
+                .map(|b| Bucket::Encoded(Arc::new(b)))
+                .collect(),
+        }
+    }
+
     pub fn bytes(&self) -> u64 {
         self.buckets.iter().map(Bucket::byte_len).sum()
     }
@@ -219,12 +228,7 @@ pub(crate) fn write(
             })?;
         }
     }
-    Ok(MapOutput {
-        buckets: buckets
-            .into_iter()
-            .map(|b| Bucket::Encoded(Arc::new(b)))
-            .collect(),
-    })
+    Ok(MapOutput::framed(buckets))
 }
 
 /// Encodes a typed combine table's keys and combiners into their reduce partitions' buckets.
@@ -244,12 +248,7 @@ fn drain_typed(
         bucket.push_pair(k, c);
         Ok(())
     })?;
-    Ok(MapOutput {
-        buckets: buckets
-            .into_iter()
-            .map(|b| Bucket::Encoded(Arc::new(b)))
-            .collect(),
-    })
+    Ok(MapOutput::framed(buckets))
 }
 
 /// The buckets for reduce partition `reduce` from every map output of `shuffle`, local or
