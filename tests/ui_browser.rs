@@ -131,6 +131,14 @@ fn the_training_page_moves_in_a_real_browser() {
     // Learnable images (each class a stripe pattern under noise): the curves move.
     cifar::write_patterned_folder(&data, 800, 200, 3).unwrap();
     let out = dir.path().join("out");
+    // The browser starts before the job: started after the first epoch, a slow start can open
+    // the page after the last epoch, when the chart has nothing left to gain (seen once, as
+    // the 120 s wait below running out).
+    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let (_driver, webdriver) = start_chromedriver();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let c = rt.block_on(browser(&webdriver));
     let job = served
         .submit(
             dir.path(),
@@ -153,9 +161,6 @@ fn the_training_page_moves_in_a_real_browser() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
-    std::fs::create_dir_all(&shots).unwrap();
-    let (_driver, webdriver) = start_chromedriver();
 
     // The application and its first epoch, seen through the API.
     let mut id = String::new();
@@ -169,9 +174,7 @@ fn the_training_page_moves_in_a_real_browser() {
         r.status == 200 && !r.json().as_array().unwrap().is_empty()
     });
 
-    let rt = tokio::runtime::Runtime::new().unwrap();
     let job = rt.block_on(async {
-        let c = browser(&webdriver).await;
         let base = format!("http://{ui}");
         c.goto(&format!("{base}/applications/{id}/training"))
             .await
@@ -181,6 +184,10 @@ fn the_training_page_moves_in_a_real_browser() {
             .unwrap();
         let first = count(&c, "#curves circle").await;
         assert!(first >= 2, "points for the first epoch: {first}");
+        assert!(
+            first < 2 * 8,
+            "the job ended before the page opened: {first} points"
+        );
         until(
             Duration::from_secs(120),
             "the chart gains points",
