@@ -11,6 +11,7 @@ pub mod lent;
 pub(crate) mod narrow;
 pub mod objects;
 pub mod op;
+pub(crate) mod radix_sort;
 pub(crate) mod shuffle;
 pub(crate) mod shuffle_store;
 pub mod storage;

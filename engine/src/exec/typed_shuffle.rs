@@ -15,6 +15,7 @@ use crate::core::codec::{self, Data, Frames};
 use crate::core::error::TaskFailure;
 use crate::core::key::Key;
 use crate::core::plan::{Partitioning, ShuffleWriterSpec, TypedBuckets};
+use crate::exec::radix_sort;
 use crate::exec::stream::{self, Records};
 use crate::exec::task_context::TaskContext;
 use dashmap::DashMap;
@@ -53,17 +54,6 @@ struct PairBucket<K, V> {
     mem_bytes: u64,
 }
 
-/// Key order, equal keys in the order they came (a stable sort's).
-fn by_key<K: Ord, V>(ascending: bool) -> impl Fn(&(K, V), &(K, V)) -> Ordering {
-    move |a, b| {
-        if ascending {
-            a.0.cmp(&b.0)
-        } else {
-            b.0.cmp(&a.0)
-        }
-    }
-}
-
 fn mixed() -> TaskFailure {
     TaskFailure::plan("a shuffle read typed map outputs of different types")
 }
@@ -74,7 +64,7 @@ const SIZE_SAMPLE: usize = 8;
 impl<K: Key, V: Data> PairBucket<K, V> {
     fn new(mut pairs: Vec<(K, V)>, order: Option<bool>) -> Result<Self, TaskFailure> {
         if let Some(ascending) = order {
-            pairs.sort_by(by_key(ascending));
+            radix_sort::sort_pairs_by_key(&mut pairs, ascending);
         }
         // Inline size plus the mean encoded size of a few records (measured, not written): for
         // numbers a little over, for strings and vectors about their heap.
@@ -155,7 +145,7 @@ impl<K: Key, V: Data> TypedBucket for PairBucket<K, V> {
             return Ok(stream::typed(Merge::new(runs, ascending)));
         }
         let mut v = Self::concat(all)?;
-        v.sort_by(by_key(ascending));
+        radix_sort::sort_pairs_by_key(&mut v, ascending);
         Ok(stream::typed(v.into_iter()))
     }
 
@@ -398,6 +388,17 @@ mod tests {
                 Err(_) => panic!("records of another type"),
             },
             _ => panic!("typed buckets gave untyped records"),
+        }
+    }
+
+    /// Key order, equal keys in the order they came (a stable sort's).
+    fn by_key<K: Ord, V>(ascending: bool) -> impl Fn(&(K, V), &(K, V)) -> Ordering {
+        move |a, b| {
+            if ascending {
+                a.0.cmp(&b.0)
+            } else {
+                b.0.cmp(&a.0)
+            }
         }
     }
 
