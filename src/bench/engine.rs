@@ -114,6 +114,18 @@ impl MapFn for MakePair {
 }
 register_op!(map MakePair);
 
+/// `x` plus the first weight of a broadcast vector: W0 with a broadcast read by every task.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct AddFirstWeight(pub discnn_engine::Broadcast<Vec<f32>>);
+impl MapFn for AddFirstWeight {
+    type In = i64;
+    type Out = i64;
+    fn call(&self, x: i64) -> i64 {
+        x + self.0.value().first().copied().unwrap_or(0.0) as i64
+    }
+}
+register_op!(map AddFirstWeight);
+
 /// A partition of grouped pairs as its [`GroupDigest`] (groups, values, digest).
 #[derive(Clone, Serialize, Deserialize)]
 pub struct DigestGroups;
@@ -184,7 +196,8 @@ pub struct BenchReport {
     pub detail: serde_json::Value,
 }
 
-/// Runs one workload. `size`: lines for w1, points for w2, pairs for w3, jobs for w0.
+/// Runs one workload. `size`: lines for w1, points for w2, pairs for w3, jobs for w0 and
+/// w0-broadcast.
 pub fn run(ctx: &Context, workload: &str, size: u64, work_dir: &Path) -> Result<BenchReport> {
     let t0 = Instant::now();
     let master = ctx.config().master.clone();
@@ -213,6 +226,26 @@ pub fn run(ctx: &Context, workload: &str, size: u64, work_dir: &Path) -> Result<
                 t.elapsed().as_secs_f64(),
                 size as f64,
                 serde_json::json!({"partitions": 8}),
+            ))
+        }
+        // A Dis-CNN iteration without its compute: a fresh broadcast of the paper's net's
+        // 12,448 weights, read by 2 tasks, then destroyed.
+        "w0-broadcast" => {
+            let r = ctx.range(0, 2000, 1, 2)?;
+            r.cache();
+            r.count()?;
+            let setup = t0.elapsed().as_secs_f64();
+            let t = Instant::now();
+            for i in 0..size {
+                let w = ctx.broadcast(vec![i as f32; 12_448])?;
+                r.map(AddFirstWeight(w.clone())).count()?;
+                w.destroy();
+            }
+            Ok(report(
+                setup,
+                t.elapsed().as_secs_f64(),
+                size as f64,
+                serde_json::json!({"partitions": 2, "broadcast_fetches": ctx.stats().broadcast_fetches}),
             ))
         }
         "w1" => {
@@ -331,7 +364,7 @@ pub fn run(ctx: &Context, workload: &str, size: u64, work_dir: &Path) -> Result<
             ))
         }
         other => Err(discnn_engine::EngineError::InvalidArgument(format!(
-            "unknown workload `{other}` (expected w0, w1, w2, w3-group or w3-sort)"
+            "unknown workload `{other}` (expected w0, w0-broadcast, w1, w2, w3-group or w3-sort)"
         ))),
     }
 }

@@ -187,8 +187,9 @@ enum BenchKind {
     },
     /// The RDD engine workloads of BENCHMARKS.md.
     Engine {
-        /// w0 (small-job overhead), w1 (wordcount), w2 (logistic regression),
-        /// w3-group or w3-sort (group_by_key / sort_by_key).
+        /// w0 (small-job overhead), w0-broadcast (w0 with a fresh broadcast per job), w1
+        /// (wordcount), w2 (logistic regression), w3-group or w3-sort (group_by_key /
+        /// sort_by_key).
         #[arg(long)]
         workload: String,
         /// Jobs for w0, lines for w1, points for w2, pairs for w3.

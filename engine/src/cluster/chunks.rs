@@ -125,7 +125,7 @@ pub async fn collect<M, H>(
     mut header: H,
 ) -> Result<Vec<u8>, Status>
 where
-    H: FnMut(&M),
+    H: FnMut(&mut M),
 {
     let mut out = Vec::new();
     let mut first = true;
@@ -136,7 +136,7 @@ where
     };
     while let Some(mut m) = stream.message().await? {
         if first {
-            header(&m);
+            header(&mut m);
             first = false;
         }
         let d = data(&mut m);

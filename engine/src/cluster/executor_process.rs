@@ -443,12 +443,16 @@ impl pb::executor_server::Executor for ExecutorService {
         req: Request<Streaming<pb::LaunchTaskPart>>,
     ) -> Result<Response<pb::Empty>, Status> {
         let mut task_id = 0;
+        let mut pushed = Vec::new();
         let peer = req.remote_addr().map(|a| a.ip());
         let bytes = chunks::collect(
             peer,
             req.into_inner(),
             |m| std::mem::take(&mut m.data),
-            |m| task_id = m.task_id,
+            |m| {
+                task_id = m.task_id;
+                pushed = std::mem::take(&mut m.broadcasts);
+            },
         )
         .await?;
         if self.shared.draining.load(Ordering::SeqCst) {
@@ -465,6 +469,9 @@ impl pb::executor_server::Executor for ExecutorService {
             env = self.shared.env();
         }
         let env = env.ok_or_else(|| Status::failed_precondition("executor is not registered"))?;
+        for b in pushed {
+            env.broadcasts.offer(b.id, b.data);
+        }
         self.shared.busy.fetch_add(1, Ordering::SeqCst);
         let queued = self.shared.queue.locked().send(Work {
             env,

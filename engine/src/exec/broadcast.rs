@@ -1,6 +1,7 @@
 //! Broadcast variables: encoded once on the driver, fetched at most once per executor (the first
 //! task that reads one fetches it; the others wait for that fetch), decoded once there and shared
-//! by every task of that executor.
+//! by every task of that executor. A cluster sends small ones ahead with the next task each
+//! executor gets (`BroadcastCache::offer`), so that the task's first read fetches nothing.
 
 use crate::core::codec::{self, Data};
 use crate::core::error::{EngineError, TaskFailure};
@@ -50,6 +51,15 @@ impl BroadcastManager {
     pub fn fetch_count(&self) -> u64 {
         self.fetches.load(Ordering::Relaxed)
     }
+
+    /// The values of at most `max` encoded bytes, which a cluster sends ahead with tasks.
+    pub fn small_values(&self, max: usize) -> Vec<(u64, Arc<Vec<u8>>)> {
+        self.values
+            .iter()
+            .filter(|e| e.value().len() <= max)
+            .map(|e| (*e.key(), e.value().clone()))
+            .collect()
+    }
 }
 
 impl BroadcastSource for BroadcastManager {
@@ -71,6 +81,9 @@ pub(crate) struct BroadcastCache {
     /// Every task of the executor looks its broadcasts up here: a sharded map. A slot's own
     /// mutex makes the tasks that want one value wait for the single fetch of it.
     slots: DashMap<u64, Slot>,
+    /// Encoded values the driver sent ahead with a task (cluster mode), decoded on first use
+    /// instead of fetched.
+    pushed: DashMap<u64, Vec<u8>>,
     source: Arc<dyn BroadcastSource>,
 }
 
@@ -78,8 +91,19 @@ impl BroadcastCache {
     pub fn new(source: Arc<dyn BroadcastSource>) -> Self {
         BroadcastCache {
             slots: DashMap::new(),
+            pushed: DashMap::new(),
             source,
         }
+    }
+
+    /// Keeps a value the driver sent ahead, unless this executor has it decoded already.
+    pub fn offer(&self, id: u64, bytes: Vec<u8>) {
+        // Cloned out so that no shard is held while waiting for a fetch in progress.
+        let slot = self.slots.get(&id).map(|s| s.clone());
+        if slot.is_some_and(|s| s.locked().is_some()) {
+            return;
+        }
+        self.pushed.insert(id, bytes);
     }
 
     pub fn get<T: Data>(&self, id: u64) -> Result<Arc<T>, TaskFailure> {
@@ -87,8 +111,10 @@ impl BroadcastCache {
         let slot = self.slots.entry(id).or_default().clone();
         let mut value = slot.locked();
         if value.is_none() {
-            let bytes = self.source.fetch(id)?;
-            let v: T = codec::decode(&bytes)?;
+            let v: T = match self.pushed.remove(&id) {
+                Some((_, bytes)) => codec::decode(&bytes)?,
+                None => codec::decode(&self.source.fetch(id)?)?,
+            };
             *value = Some(Arc::new(v));
         }
         let any = value
@@ -104,6 +130,7 @@ impl BroadcastCache {
 
     pub fn remove(&self, id: u64) {
         self.slots.remove(&id);
+        self.pushed.remove(&id);
     }
 
     pub fn len(&self) -> usize {

@@ -4,6 +4,15 @@
 
 use super::*;
 
+/// A broadcast of at most this many encoded bytes travels with the first task each executor
+/// gets after it is made, so that the task reads it without a fetch; larger ones are fetched
+/// on first use.
+pub(crate) const PUSH_EACH: usize = 256 << 10;
+/// The most broadcast bytes one task launch carries.
+const PUSH_LIMIT: usize = 1 << 20;
+
+type Pushed = Vec<(u64, Arc<Vec<u8>>)>;
+
 impl ClusterBackend {
     /// The dispatcher: places pending tasks, watches heartbeats, and fails tasks that have
     /// waited out the grace period with no executor alive.
@@ -11,9 +20,11 @@ impl ClusterBackend {
         loop {
             let _ = tokio::time::timeout(Duration::from_millis(100), self.wake.notified()).await;
             self.check_heartbeats();
-            for (executor, rpc, task_id, bytes) in self.place_tasks() {
+            for (executor, rpc, task_id, bytes, push) in self.place_tasks() {
                 let me = self.clone();
-                tokio::spawn(async move { me.send_task(executor, rpc, task_id, bytes).await });
+                tokio::spawn(
+                    async move { me.send_task(executor, rpc, task_id, bytes, push).await },
+                );
             }
         }
     }
@@ -33,8 +44,20 @@ impl ClusterBackend {
         }
     }
 
+    /// The small broadcasts of every context on this cluster.
+    fn small_broadcasts(&self) -> Pushed {
+        self.broadcasts
+            .locked()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .flat_map(|m| m.small_values(PUSH_EACH))
+            .collect()
+    }
+
     #[allow(clippy::type_complexity)]
-    fn place_tasks(&self) -> Vec<(String, ExecutorRpc, u64, Arc<Vec<u8>>)> {
+    fn place_tasks(&self) -> Vec<(String, ExecutorRpc, u64, Arc<Vec<u8>>, Pushed)> {
+        // Read before the state lock, which is never held while taking the broadcasts' lock.
+        let small = self.small_broadcasts();
         let mut st = self.lock();
         let st = &mut *st;
         let mut out = Vec::new();
@@ -72,7 +95,14 @@ impl ClusterBackend {
                     };
                     e.free -= 1;
                     let task_id = p.launch.task_id;
-                    out.push((id.clone(), e.rpc.clone(), task_id, Arc::new(p.launch.bytes)));
+                    let push = broadcasts_to_send(&mut e.pushed, &small);
+                    out.push((
+                        id.clone(),
+                        e.rpc.clone(),
+                        task_id,
+                        Arc::new(p.launch.bytes),
+                        push,
+                    ));
                     st.running.insert(
                         task_id,
                         Running {
@@ -94,11 +124,25 @@ impl ClusterBackend {
         mut rpc: ExecutorRpc,
         task_id: u64,
         bytes: Arc<Vec<u8>>,
+        push: Pushed,
     ) {
-        let parts: Vec<pb::LaunchTaskPart> = chunks::split(&bytes)
+        let mut parts: Vec<pb::LaunchTaskPart> = chunks::split(&bytes)
             .into_iter()
-            .map(|data| pb::LaunchTaskPart { task_id, data })
+            .map(|data| pb::LaunchTaskPart {
+                task_id,
+                data,
+                broadcasts: Vec::new(),
+            })
             .collect();
+        if let Some(first) = parts.first_mut() {
+            first.broadcasts = push
+                .iter()
+                .map(|(id, b)| pb::BroadcastValue {
+                    id: *id,
+                    data: b.to_vec(),
+                })
+                .collect();
+        }
         let sent = tokio::time::timeout(
             Duration::from_secs(30),
             rpc.launch_task(tokio_stream::iter(parts)),
@@ -148,6 +192,26 @@ impl ClusterBackend {
         drop(st);
         self.wake.notify_one();
     }
+}
+
+/// The broadcasts of `live` not yet sent to an executor that has been sent `sent`, as many as
+/// fit in one launch, now marked sent; destroyed ones leave `sent`. Sending is an optimisation
+/// only: a task whose broadcast did not come with it (a refused launch, an unpersist since)
+/// fetches it.
+fn broadcasts_to_send(sent: &mut HashSet<u64>, live: &Pushed) -> Pushed {
+    let ids: HashSet<u64> = live.iter().map(|(id, _)| *id).collect();
+    sent.retain(|id| ids.contains(id));
+    let mut bytes = 0;
+    let mut out = Vec::new();
+    for (id, b) in live {
+        if sent.contains(id) || bytes + b.len() > PUSH_LIMIT {
+            continue;
+        }
+        bytes += b.len();
+        sent.insert(*id);
+        out.push((*id, b.clone()));
+    }
+    out
 }
 
 /// Where a pending task goes now, if anywhere: an executor holding its cached input when one is

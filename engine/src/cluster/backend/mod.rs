@@ -95,6 +95,8 @@ struct Executor {
     state: ExecutorState,
     rpc: ExecutorRpc,
     cleanups: Vec<pb::Cleanup>,
+    /// Live broadcasts sent ahead to it with a task (`dispatch::broadcasts_to_send`).
+    pushed: HashSet<u64>,
 }
 
 struct Pending {
@@ -266,6 +268,7 @@ impl ClusterBackend {
                 state: ExecutorState::Alive,
                 rpc,
                 cleanups: Vec::new(),
+                pushed: HashSet::new(),
             },
         );
         st.idle_since = None;
