@@ -114,3 +114,72 @@ fn executors_serve_map_output_they_spilled_to_disk() {
         }
     });
 }
+
+#[test]
+fn small_broadcasts_travel_with_tasks_and_large_ones_are_fetched() {
+    use discnn_engine::testing::AddFromTable;
+    let c = ctx();
+    let fetches = || c.stats().broadcast_fetches;
+    let run = |table: &Vec<i64>, b: &discnn_engine::Broadcast<Vec<i64>>| {
+        let v: Vec<i64> = (0..600).collect();
+        let want: Vec<i64> = v
+            .iter()
+            .map(|x| x + table[(*x as usize) % table.len()])
+            .collect();
+        let got = c
+            .parallelize(v, 6)
+            .unwrap()
+            .map(AddFromTable(b.clone()))
+            .collect()
+            .unwrap();
+        assert_eq!(got, want);
+    };
+    // About 10 KB encoded: sent ahead with each executor's next task, never fetched.
+    let small_table: Vec<i64> = (0..1000).map(|i| i << 50).collect();
+    let small = c.broadcast(small_table.clone()).unwrap();
+    let before = fetches();
+    run(&small_table, &small);
+    run(&small_table, &small);
+    assert_eq!(fetches() - before, 0, "a small broadcast was fetched");
+    // About 450 KB: over the limit, so each executor that reads it fetches it once.
+    let large_table: Vec<i64> = (0..50_000).map(|i| (i + 1) << 55).collect();
+    let large = c.broadcast(large_table.clone()).unwrap();
+    let before = fetches();
+    run(&large_table, &large);
+    run(&large_table, &large);
+    let fetched = fetches() - before;
+    assert!(
+        (1..=3).contains(&fetched),
+        "a large broadcast fetched {fetched} times by 3 executors"
+    );
+    small.destroy();
+    large.destroy();
+}
+
+#[test]
+fn reducers_fetch_nothing_from_empty_buckets() {
+    use discnn_engine::testing::ModPartitioner;
+    let c = common::cluster(2, Duration::from_secs(10), Duration::from_secs(30));
+    common::with_logs(&c, || {
+        let served = || -> u64 {
+            let stats = c.cluster().expect("cluster mode").executor_stats();
+            stats.iter().map(|(_, s)| s.shuffle_fetches_served).sum()
+        };
+        // Every key is a multiple of 4: of 4 reduce partitions only the first gets records.
+        let pairs: Vec<(i64, i64)> = (0..1200).map(|i| (i * 4, i)).collect();
+        let before = served();
+        let mut got = c
+            .parallelize(pairs.clone(), 12)
+            .unwrap()
+            .partition_by(ModPartitioner(4))
+            .unwrap()
+            .collect()
+            .unwrap();
+        got.sort();
+        assert_eq!(got, pairs);
+        // Each reducer would fetch every map output held by the other executor: 2 × 12 for 4
+        // reducers on 2 executors. Only the first reducer's fetches remain, one per map at most.
+        let fetched = served() - before;
+        assert!(fetched <= 12, "{fetched} fetches for 12 maps with records");
+    });
+}

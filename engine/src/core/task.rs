@@ -21,6 +21,9 @@ pub(crate) struct TaskDescription {
     /// (id, address, instance) of the executors named in `shuffle_locations` (empty in local
     /// mode): where to fetch, and the audience of the fetch's token.
     pub executors: Vec<(String, String, String)>,
+    /// (shuffle, reduce, maps): the map outputs whose bucket for a reduce partition this task
+    /// reads is empty, so that an executor fetches nothing from them.
+    pub empty_buckets: Vec<(ShuffleId, u32, Vec<u32>)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -39,7 +42,8 @@ pub(crate) enum TaskOutput {
         bytes: u64,
         /// Records written.
         records: u64,
-        /// Bytes per reduce partition (Spark's MapStatus sizes).
+        /// Bytes per reduce partition (Spark's MapStatus sizes), 0 exactly when the bucket is
+        /// empty.
         buckets: Vec<u64>,
     },
     Value(#[serde(with = "serde_bytes")] Vec<u8>),

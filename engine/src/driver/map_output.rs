@@ -5,11 +5,14 @@ use crate::core::sync::Locked;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
+/// Maps of a shuffle whose bucket for one reduce partition is empty: (shuffle, reduce, maps).
+pub(crate) type Empty = (ShuffleId, u32, Vec<u32>);
+
 #[derive(Debug, Clone, Default)]
 pub(crate) struct MapStatus {
     pub executor: String,
     pub bytes: u64,
-    /// Bytes per reduce partition.
+    /// Bytes per reduce partition: 0 exactly when the bucket holds no record.
     pub buckets: Vec<u64>,
     /// Order of arrival among this tracker's outputs (set by `add_output`).
     pub finished: u64,
@@ -103,16 +106,33 @@ impl MapOutputTracker {
         removed
     }
 
-    /// The executor holding each map output of `shuffle` ("" where missing).
-    pub fn locations(&self, shuffle: ShuffleId) -> Vec<String> {
-        self.lock()
-            .get(&shuffle)
-            .map(|v| {
-                v.iter()
-                    .map(|s| s.as_ref().map(|s| s.executor.clone()).unwrap_or_default())
-                    .collect()
+    /// The executor holding each map output of `shuffle` ("" where missing), and for each of
+    /// `reduces` the maps whose bucket for it is empty, which a reducer need not fetch (Spark
+    /// skips zero-size blocks too). Read under one lock: an output replaced in between would
+    /// otherwise pair a new location with an old size.
+    pub fn locations(&self, shuffle: ShuffleId, reduces: &[usize]) -> (Vec<String>, Vec<Empty>) {
+        let st = self.lock();
+        let Some(v) = st.get(&shuffle) else {
+            return (Vec::new(), Vec::new());
+        };
+        let at = v
+            .iter()
+            .map(|s| s.as_ref().map(|s| s.executor.clone()).unwrap_or_default())
+            .collect();
+        let empty = reduces
+            .iter()
+            .map(|&r| {
+                let maps = (0..v.len())
+                    .filter(|&m| {
+                        v[m].as_ref()
+                            .is_some_and(|s| s.buckets.get(r).is_some_and(|&b| b == 0))
+                    })
+                    .map(|m| m as u32)
+                    .collect();
+                (shuffle, r as u32, maps)
             })
-            .unwrap_or_default()
+            .collect();
+        (at, empty)
     }
 
     pub fn missing(&self, shuffle: ShuffleId) -> Option<Vec<usize>> {

@@ -63,6 +63,8 @@ pub(crate) struct MemoryBudgets {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ShuffleLocations {
     pub maps: HashMap<ShuffleId, Vec<String>>,
+    /// (shuffle, reduce, map) of the buckets the driver knows to be empty.
+    pub empty: HashSet<(ShuffleId, u32, u32)>,
     /// Executor id → (address, instance).
     pub addresses: HashMap<String, (String, String)>,
 }
@@ -110,6 +112,9 @@ impl ExecutorEnv {
             _ => None,
         };
         if let Some((holder, fetcher)) = remote {
+            if locations.empty.contains(&(shuffle, reduce, map)) {
+                return Ok(Bucket::Encoded(Arc::new(Frames::default())));
+            }
             let (address, instance) =
                 locations
                     .addresses
@@ -149,6 +154,11 @@ pub(crate) fn run_task(env: &Arc<ExecutorEnv>, task_id: u64, bytes: &[u8]) -> Ve
             metrics.decode_micros = start.elapsed().as_micros() as u64;
             let locations = ShuffleLocations {
                 maps: task.shuffle_locations.iter().cloned().collect(),
+                empty: task
+                    .empty_buckets
+                    .iter()
+                    .flat_map(|(s, r, maps)| maps.iter().map(move |m| (*s, *r, *m)))
+                    .collect(),
                 addresses: task
                     .executors
                     .iter()
@@ -234,7 +244,16 @@ fn execute(task: &TaskDescription, tc: &Arc<TaskContext>) -> Result<TaskOutput, 
             tc.check()?;
             let bytes = out.bytes();
             let records = out.buckets.iter().map(|b| b.count() as u64).sum();
-            let buckets = out.buckets.iter().map(Bucket::byte_len).collect();
+            // Never 0 for a bucket with records (a typed one's size is an estimate): reducers
+            // skip fetching the buckets whose size is 0.
+            let buckets = out
+                .buckets
+                .iter()
+                .map(|b| match b.count() {
+                    0 => 0,
+                    _ => b.byte_len().max(1),
+                })
+                .collect();
             tc.env.shuffle.put(*shuffle, task.partition, out)?;
             Ok(TaskOutput::MapOutput {
                 bytes,

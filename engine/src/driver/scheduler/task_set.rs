@@ -10,6 +10,7 @@ use crate::core::events::Event;
 use crate::core::plan::{self, NodeKind, RddId, ShuffleId, WireNode};
 use crate::core::sync::Locked;
 use crate::core::task::{TaskDescription, TaskKind, TaskResult};
+use crate::driver::map_output::Empty;
 use crate::driver::rdd::{RddNode, ReducePlacement};
 use crate::exec::executor::Launch;
 use std::collections::{BTreeSet, HashMap};
@@ -231,7 +232,8 @@ impl<'a, 'c> TaskSet<'a, 'c> {
         let task_id = inner.next_id();
         let reach = plan::reachable(&self.nodes, stage.rdd.id, partition);
         let task_nodes = task_nodes(&self.nodes, &reach);
-        let (shuffle_locations, executors) = self.shuffle_locations(&task_nodes);
+        let (shuffle_locations, executors, empty_buckets) =
+            self.shuffle_locations(&task_nodes, &reach);
         let preferred = self.preferred_executors(&reach);
         let desc = TaskDescription {
             task_id,
@@ -245,6 +247,7 @@ impl<'a, 'c> TaskSet<'a, 'c> {
             kind: self.kind.clone(),
             shuffle_locations,
             executors,
+            empty_buckets,
         };
         let bytes = codec::encode(&desc).map_err(EngineError::from)?;
         inner.post(Event::TaskStart {
@@ -287,24 +290,39 @@ impl<'a, 'c> TaskSet<'a, 'c> {
         at
     }
 
-    /// For the shuffles `nodes` read: who holds each map output, and their addresses.
+    /// For the shuffles `nodes` read (the partitions of each in `reach`): who holds each map
+    /// output, their addresses, and which buckets the task reads are empty.
     #[allow(clippy::type_complexity)]
     fn shuffle_locations(
         &self,
         nodes: &[WireNode],
-    ) -> (Vec<(ShuffleId, Vec<String>)>, Vec<(String, String, String)>) {
+        reach: &HashMap<RddId, Vec<usize>>,
+    ) -> (
+        Vec<(ShuffleId, Vec<String>)>,
+        Vec<(String, String, String)>,
+        Vec<Empty>,
+    ) {
         let inner = self.sched.inner;
         let mut shuffles = Vec::new();
         for n in nodes {
+            // A shuffled node's partition is the reduce partition it reads.
+            let reduces = reach.get(&n.id).cloned().unwrap_or_default();
             match &n.kind {
-                NodeKind::Shuffled { shuffle, .. } => shuffles.push(*shuffle),
-                NodeKind::CoGrouped { inputs, .. } => shuffles.extend(inputs.iter().map(|i| i.0)),
+                NodeKind::Shuffled { shuffle, .. } => shuffles.push((*shuffle, reduces)),
+                NodeKind::CoGrouped { inputs, .. } => {
+                    shuffles.extend(inputs.iter().map(|i| (i.0, reduces.clone())))
+                }
                 _ => {}
             }
         }
+        let mut empty = Vec::new();
         let locations: Vec<(ShuffleId, Vec<String>)> = shuffles
             .into_iter()
-            .map(|s| (s, inner.tracker.locations(s)))
+            .map(|(s, reduces)| {
+                let (at, e) = inner.tracker.locations(s, &reduces);
+                empty.extend(e);
+                (s, at)
+            })
             .collect();
         let ids: BTreeSet<&String> = locations.iter().flat_map(|(_, l)| l.iter()).collect();
         let executors = ids
@@ -314,7 +332,7 @@ impl<'a, 'c> TaskSet<'a, 'c> {
                 Some((id.clone(), address, instance))
             })
             .collect();
-        (locations, executors)
+        (locations, executors, empty)
     }
 }
 
