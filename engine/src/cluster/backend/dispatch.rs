@@ -7,7 +7,7 @@ use super::*;
 /// A broadcast of at most this many encoded bytes travels with the first task each executor
 /// gets after it is made, so that the task reads it without a fetch; larger ones are fetched
 /// on first use.
-pub(crate) const PUSH_EACH: usize = 256 << 10;
+const PUSH_EACH: usize = 256 << 10;
 /// The most broadcast bytes one task launch carries.
 const PUSH_LIMIT: usize = 1 << 20;
 
