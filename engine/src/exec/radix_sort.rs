@@ -47,7 +47,8 @@ pub(crate) fn sort_pairs_by_key<K: Ord + 'static, V>(pairs: &mut Vec<(K, V)>, as
     pairs.sort_by(|a, b| by_key(&a.0, &b.0, ascending));
 }
 
-fn by_key<K: Ord>(a: &K, b: &K, ascending: bool) -> Ordering {
+/// Key order, ascending or descending.
+pub(crate) fn by_key<K: Ord>(a: &K, b: &K, ascending: bool) -> Ordering {
     if ascending {
         a.cmp(b)
     } else {

@@ -391,17 +391,6 @@ mod tests {
         }
     }
 
-    /// Key order, equal keys in the order they came (a stable sort's).
-    fn by_key<K: Ord, V>(ascending: bool) -> impl Fn(&(K, V), &(K, V)) -> Ordering {
-        move |a, b| {
-            if ascending {
-                a.0.cmp(&b.0)
-            } else {
-                b.0.cmp(&a.0)
-            }
-        }
-    }
-
     proptest! {
         /// Merging sorted runs, sorting unsorted ones and a stable sort of the runs one after
         /// another all agree, both ways; grouping keeps first-come key and value order.
@@ -412,7 +401,7 @@ mod tests {
             let all: Vec<(u8, u16)> = runs.concat();
             for ascending in [true, false] {
                 let mut want = all.clone();
-                want.sort_by(by_key(ascending));
+                want.sort_by(|a, b| radix_sort::by_key(&a.0, &b.0, ascending));
                 let sorted = buckets(&runs, Some(ascending));
                 prop_assert_eq!(records(sorted[0].sort(&sorted, ascending).unwrap()), want.clone());
                 let unsorted = buckets(&runs, None);
