@@ -212,40 +212,32 @@ pub fn run(ctx: &Context, workload: &str, size: u64, work_dir: &Path) -> Result<
         detail,
     };
     match workload {
-        "w0" => {
-            let r = ctx.range(0, 8000, 1, 8)?;
-            r.cache();
-            r.count()?;
-            let setup = t0.elapsed().as_secs_f64();
-            let t = Instant::now();
-            for _ in 0..size {
-                r.count()?;
-            }
-            Ok(report(
-                setup,
-                t.elapsed().as_secs_f64(),
-                size as f64,
-                serde_json::json!({"partitions": 8}),
-            ))
-        }
-        // A Dis-CNN iteration without its compute: a fresh broadcast of the paper's net's
-        // 12,448 weights, read by 2 tasks, then destroyed.
-        "w0-broadcast" => {
-            let r = ctx.range(0, 2000, 1, 2)?;
+        // w0-broadcast is a Dis-CNN iteration without its compute: a fresh broadcast of the
+        // paper's net's 12,448 weights, read by 2 tasks, then destroyed.
+        "w0" | "w0-broadcast" => {
+            let parts = if workload == "w0" { 8 } else { 2 };
+            let r = ctx.range(0, 1000 * parts as i64, 1, parts)?;
             r.cache();
             r.count()?;
             let setup = t0.elapsed().as_secs_f64();
             let t = Instant::now();
             for i in 0..size {
-                let w = ctx.broadcast(vec![i as f32; 12_448])?;
-                r.map(AddFirstWeight(w.clone())).count()?;
-                w.destroy();
+                if workload == "w0" {
+                    r.count()?;
+                } else {
+                    let w = ctx.broadcast(vec![i as f32; 12_448])?;
+                    r.map(AddFirstWeight(w.clone())).count()?;
+                    w.destroy();
+                }
             }
             Ok(report(
                 setup,
                 t.elapsed().as_secs_f64(),
                 size as f64,
-                serde_json::json!({"partitions": 2, "broadcast_fetches": ctx.stats().broadcast_fetches}),
+                serde_json::json!({
+                    "partitions": parts,
+                    "broadcast_fetches": ctx.stats().broadcast_fetches,
+                }),
             ))
         }
         "w1" => {
