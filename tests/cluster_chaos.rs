@@ -95,6 +95,47 @@ fn an_executor_killed_during_a_map_stage() {
     assert_eq!(lost, 1);
 }
 
+/// A dead executor's task channel breaks with its process: the driver declares it lost at once,
+/// not after the heartbeat timeout (a minute here), and the job recovers within seconds.
+#[test]
+fn a_killed_executor_is_lost_when_its_task_channel_breaks() {
+    let job = |c: &Context, dir: &Path| {
+        let mut v = c
+            .parallelize(values(), 6)
+            .unwrap()
+            .map(barrier(dir, 2))
+            .key_by(Modulo(7))
+            .reduce_by_key(Add, 3)
+            .collect()
+            .unwrap();
+        v.sort();
+        v
+    };
+    let disarmed = tempfile::tempdir().unwrap();
+    std::fs::write(disarmed.path().join("reached"), "0").unwrap();
+    let want = job(&Context::local(2).unwrap(), disarmed.path());
+
+    let ctx = common::cluster(3, Duration::from_secs(60), Duration::from_secs(30));
+    let log = Arc::new(EventLog::default());
+    common::with_logs(&ctx, || {
+        ctx.add_listener(log.clone());
+        let dir = tempfile::tempdir().unwrap();
+        let (got, after_kill) = std::thread::scope(|s| {
+            let h = s.spawn(|| job(&ctx, dir.path()));
+            kill_at_barrier(dir.path());
+            let killed = Instant::now();
+            (h.join().expect("job thread"), killed.elapsed())
+        });
+        assert_eq!(got, want);
+        assert!(executor_lost(&log), "an ExecutorLost failure was recorded");
+        assert!(
+            after_kill < Duration::from_secs(20),
+            "the job finished {after_kill:?} after the kill: the loss waited for the heartbeat \
+             timeout"
+        );
+    });
+}
+
 /// join(s, t): s's map stage runs first and writes its output on every executor; t's map stage
 /// then blocks at the barrier (partition 1) until the test has done its fault.
 fn join_after_barrier(c: &Context, dir: &Path) -> Vec<(i64, i64)> {
@@ -191,6 +232,11 @@ fn killing_every_executor_fails_the_job_within_the_grace_period() {
         });
         common::wait_for_file(&dir.path().join("reached"), Duration::from_secs(60));
         let t = Instant::now();
+        // All frozen first: a process that dies breaks its task channel and is declared lost
+        // at once, and the other could run the retried task before its own kill arrived.
+        for p in &pids {
+            common::signal(*p, "STOP");
+        }
         for p in &pids {
             common::kill9(*p);
         }

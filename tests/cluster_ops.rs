@@ -77,8 +77,8 @@ fn the_cluster_is_real_and_the_driver_is_not_in_the_data_path() {
             received.bytes
         );
         eprintln!(
-            "wordcount of {input_bytes} bytes: the driver received {} RPCs, {} bytes; executors served {} shuffle bytes",
-            received.requests,
+            "wordcount of {input_bytes} bytes: the driver received {} messages, {} bytes; executors served {} shuffle bytes",
+            received.messages,
             received.bytes,
             served - served_before
         );

@@ -127,26 +127,36 @@ fn bad_messages_get_error_replies_and_the_cluster_keeps_serving() {
     let secret = discnn_engine::cluster::Secret::new("correct horse").unwrap();
     rt.block_on(async {
         let mut c = client(&s.address, secret.clone()).await;
-        // A stream with no header message.
-        let r = c.task_finished(tokio_stream::iter(Vec::new())).await;
+        // A task channel with no header message.
+        let r = c.tasks(tokio_stream::iter(Vec::new())).await;
         assert_eq!(r.expect_err("empty").code(), tonic::Code::InvalidArgument);
-        // A result for no running task, with garbage bytes: ignored.
-        let part = pb::TaskResultPart {
-            executor_id: "exec-99".into(),
-            task_id: 12345,
-            data: vec![0xff; 17],
+        // One that opens with something other than its executor's id.
+        let result = pb::FromExecutor {
+            what: Some(pb::from_executor::What::Result(pb::TaskPart {
+                task_id: 12345,
+                data: vec![0xff; 17],
+                last: true,
+            })),
         };
-        c.task_finished(tokio_stream::iter(vec![part]))
-            .await
-            .expect("accepted and dropped");
+        let r = c.tasks(tokio_stream::iter(vec![result])).await;
+        assert_eq!(
+            r.expect_err("headless").code(),
+            tonic::Code::InvalidArgument
+        );
+        // One for an executor that never registered.
+        let hello = pb::FromExecutor {
+            what: Some(pb::from_executor::What::ExecutorId("exec-99".into())),
+        };
+        let r = c.tasks(tokio_stream::iter(vec![hello])).await;
+        let e = r.expect_err("unknown executor");
+        assert_eq!(e.code(), tonic::Code::NotFound);
+        assert!(e.message().contains("exec-99"), "{}", e.message());
         // A frame over the explicit message limit.
-        let big = pb::TaskResultPart {
-            executor_id: "x".into(),
-            task_id: 1,
-            data: vec![0; 5 << 20],
+        let big = pb::FromExecutor {
+            what: Some(pb::from_executor::What::ExecutorId("x".repeat(5 << 20))),
         };
         let mut c = c.max_encoding_message_size(64 << 20);
-        let r = c.task_finished(tokio_stream::iter(vec![big])).await;
+        let r = c.tasks(tokio_stream::iter(vec![big])).await;
         assert!(r.is_err(), "an oversized frame is refused");
         // A submission of a job this driver does not know.
         let r = c

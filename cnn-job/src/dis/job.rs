@@ -138,7 +138,7 @@ fn driver_traffic(ctx: &Context, local: &ResultTraffic) -> (u64, u64) {
     match ctx.cluster() {
         Some(c) => {
             let t = c.traffic();
-            (t.requests, t.bytes)
+            (t.messages, t.bytes)
         }
         None => (
             local.messages.load(Ordering::Relaxed),

@@ -263,7 +263,7 @@ impl ServerAuth {
         }
     }
 
-    fn verify(&self, token: Option<&str>, method: &str) -> Result<(), &'static str> {
+    pub(crate) fn verify(&self, token: Option<&str>, method: &str) -> Result<(), &'static str> {
         let Some(secret) = &self.secret else {
             return Ok(());
         };
@@ -326,7 +326,7 @@ mod tests {
     fn tokens_verify_once_and_only_with_the_same_secret() {
         let a = Secret::new("alpha").expect("non-empty");
         let b = Secret::new("beta").expect("non-empty");
-        let m = "/discnn.Executor/LaunchTask";
+        let m = "/discnn.Executor/FetchShuffle";
         let server = ServerAuth::new(Some(a.clone()), "test", "exec-a");
         let t = a.token("exec-a", m);
         assert!(!t.contains("alpha"));
@@ -347,7 +347,7 @@ mod tests {
     fn a_token_is_bound_to_its_process_and_method() {
         let s = Secret::new("shared").expect("non-empty");
         let heartbeat = "/discnn.Driver/Heartbeat";
-        let launch = "/discnn.Executor/LaunchTask";
+        let launch = "/discnn.Executor/FetchShuffle";
         let driver = ServerAuth::new(Some(s.clone()), "driver", DRIVER);
         let exec_a = ServerAuth::new(Some(s.clone()), "executor", "a");
         let exec_b = ServerAuth::new(Some(s.clone()), "executor", "b");

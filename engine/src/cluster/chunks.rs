@@ -4,7 +4,7 @@
 
 use crate::core::sync::Locked;
 use std::net::IpAddr;
-use tonic::{Status, Streaming};
+use tonic::Status;
 
 /// Bytes per chunk message.
 pub const CHUNK: usize = 1 << 20;
@@ -117,63 +117,75 @@ pub fn split(bytes: &[u8]) -> Vec<Vec<u8>> {
     bytes.chunks(CHUNK).map(<[u8]>::to_vec).collect()
 }
 
-/// Concatenates a stream of messages' data fields from `peer`; `header` sees the first message.
-pub async fn collect<M, H>(
+/// Assembles the payloads of a long-lived stream whose messages are pieces of many payloads,
+/// possibly interleaved (a task channel), each under [`MAX_PAYLOAD`] and all of them, from a
+/// peer and from every stream together, under [`MAX_PER_PEER`] and [`MAX_IN_FLIGHT`].
+pub struct Assembler {
     peer: Option<IpAddr>,
-    mut stream: Streaming<M>,
-    data: impl Fn(&mut M) -> Vec<u8>,
-    mut header: H,
-) -> Result<Vec<u8>, Status>
-where
-    H: FnMut(&mut M),
-{
-    let mut out = Vec::new();
-    let mut first = true;
-    let mut held = Held {
-        budget: &IN_FLIGHT,
-        peer,
-        bytes: 0,
-    };
-    while let Some(mut m) = stream.message().await? {
-        if first {
-            header(&mut m);
-            first = false;
+    partial: std::collections::HashMap<u64, (Vec<u8>, Held<'static>)>,
+}
+
+impl Assembler {
+    pub fn new(peer: Option<IpAddr>) -> Assembler {
+        Assembler {
+            peer,
+            partial: Default::default(),
         }
-        let d = data(&mut m);
-        if out.len() + d.len() > MAX_PAYLOAD {
-            return Err(Status::resource_exhausted(format!(
-                "payload larger than {MAX_PAYLOAD} bytes (a task, result or broadcast must \
-                 fit in 1 GiB; collect less, or write the data with save_as_text_file)"
-            )));
-        }
-        if let Some(p) = peer {
-            reserve_peer(p, d.len()).map_err(|used| {
-                Status::resource_exhausted(format!(
-                    "{p} already has {used} bytes being assembled here (at most {MAX_PER_PEER} \
-                     a peer); try again when its other streams are done"
-                ))
-            })?;
-        }
-        if let Err(used) = held.budget.reserve(d.len()) {
-            if let Some(p) = peer {
-                release_peer(p, d.len());
-            }
-            return Err(Status::resource_exhausted(format!(
-                "this process is already assembling {used} bytes from other streams (at most \
-                 {MAX_IN_FLIGHT}); try again when they are done"
-            )));
-        }
-        held.bytes += d.len();
+    }
+
+    /// Adds a piece of payload `id`; its whole bytes once `last` is set.
+    pub fn push(&mut self, id: u64, data: Vec<u8>, last: bool) -> Result<Option<Vec<u8>>, Status> {
+        let peer = self.peer;
+        let (out, held) = self.partial.entry(id).or_insert_with(|| {
+            (
+                Vec::new(),
+                Held {
+                    budget: &IN_FLIGHT,
+                    peer,
+                    bytes: 0,
+                },
+            )
+        });
+        reserve(held, out.len(), data.len())?;
         if out.is_empty() {
-            out = d;
+            *out = data;
         } else {
-            out.extend_from_slice(&d);
+            out.extend_from_slice(&data);
         }
+        if !last {
+            return Ok(None);
+        }
+        Ok(self.partial.remove(&id).map(|(bytes, _held)| bytes))
     }
-    if first {
-        return Err(Status::invalid_argument("empty stream: no header message"));
+}
+
+/// Takes `n` more bytes for a payload of `have` bytes into `held`, or refuses with why.
+fn reserve(held: &mut Held<'_>, have: usize, n: usize) -> Result<(), Status> {
+    if have + n > MAX_PAYLOAD {
+        return Err(Status::resource_exhausted(format!(
+            "payload larger than {MAX_PAYLOAD} bytes (a task, result or broadcast must \
+             fit in 1 GiB; collect less, or write the data with save_as_text_file)"
+        )));
     }
-    Ok(out)
+    if let Some(p) = held.peer {
+        reserve_peer(p, n).map_err(|used| {
+            Status::resource_exhausted(format!(
+                "{p} already has {used} bytes being assembled here (at most {MAX_PER_PEER} \
+                 a peer); try again when its other streams are done"
+            ))
+        })?;
+    }
+    if let Err(used) = held.budget.reserve(n) {
+        if let Some(p) = held.peer {
+            release_peer(p, n);
+        }
+        return Err(Status::resource_exhausted(format!(
+            "this process is already assembling {used} bytes from other streams (at most \
+             {MAX_IN_FLIGHT}); try again when they are done"
+        )));
+    }
+    held.bytes += n;
+    Ok(())
 }
 
 #[cfg(test)]

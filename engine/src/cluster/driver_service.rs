@@ -1,11 +1,9 @@
-//! The driver's gRPC service: executors register, heartbeat, report task results and fetch
+//! The driver's gRPC service: executors register, heartbeat, open their task channels and fetch
 //! broadcasts; clients submit jobs and ask for the cluster's status.
 
 use super::backend::ClusterBackend;
 use super::chunks;
 use super::jobs::JobQueue;
-use crate::core::codec;
-use crate::core::task::TaskResult;
 use discnn_proto::pb;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,6 +17,7 @@ pub(crate) struct DriverService {
 
 type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::Chunk, Status>> + Send>>;
 type EventStream = Pin<Box<dyn Stream<Item = Result<pb::JobEvent, Status>> + Send>>;
+type ToExecutorStream = Pin<Box<dyn Stream<Item = Result<pb::ToExecutor, Status>> + Send>>;
 
 /// Refuses a peer built from different code: it could not decode our plans (or we its results).
 pub(crate) fn check_fingerprint(theirs: &str, who: &str) -> Result<(), Status> {
@@ -85,26 +84,30 @@ impl pb::driver_server::Driver for DriverService {
         Ok(Response::new(pb::Empty {}))
     }
 
-    async fn task_finished(
+    type TasksStream = ToExecutorStream;
+
+    async fn tasks(
         &self,
-        req: Request<Streaming<pb::TaskResultPart>>,
-    ) -> Result<Response<pb::Empty>, Status> {
-        let mut who = (String::new(), 0u64);
+        req: Request<Streaming<pb::FromExecutor>>,
+    ) -> Result<Response<ToExecutorStream>, Status> {
         let peer = req.remote_addr().map(|a| a.ip());
-        let bytes = chunks::collect(
-            peer,
-            req.into_inner(),
-            |m| std::mem::take(&mut m.data),
-            |m| who = (m.executor_id.clone(), m.task_id),
-        )
-        .await?;
-        // A result that does not decode is still routed: the scheduler turns it into a task
-        // failure, so the task is retried rather than lost.
-        if let Err(e) = codec::decode::<TaskResult>(&bytes) {
-            tracing::warn!("task {} from {}: undecodable result: {e}", who.1, who.0);
-        }
-        self.backend.task_finished(&who.0, who.1, bytes);
-        Ok(Response::new(pb::Empty {}))
+        let mut stream = req.into_inner();
+        let id = match stream.message().await? {
+            Some(pb::FromExecutor {
+                what: Some(pb::from_executor::What::ExecutorId(id)),
+            }) => id,
+            Some(_) => {
+                return Err(Status::invalid_argument(
+                    "a task channel's first message names its executor",
+                ))
+            }
+            None => return Err(Status::invalid_argument("empty stream: no header message")),
+        };
+        let rx = self.backend.open_channel(&id)?;
+        tokio::spawn(self.backend.clone().read_channel(id, peer, stream));
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::UnboundedReceiverStream::new(rx),
+        )))
     }
 
     type FetchBroadcastStream = ChunkStream;

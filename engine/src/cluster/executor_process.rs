@@ -7,6 +7,7 @@
 //! tasks, finishes the running ones and deregisters.
 
 use super::auth::{Secret, ServerAuth};
+use super::backend::{task_parts, TASKS_METHOD};
 use super::chunks::{self, MAX_MESSAGE};
 use super::remote::{self, DriverRpc, RemoteBroadcasts, RemoteFetcher};
 use super::tls::{self, Tls};
@@ -20,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+use tokio::sync::mpsc::UnboundedSender;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -84,6 +86,10 @@ struct Work {
 struct Shared {
     env: RwLock<Option<Arc<ExecutorEnv>>>,
     queue: Mutex<Sender<Work>>,
+    /// The sending half of the task channel of this registration (`task_channel`).
+    channel: Mutex<Option<UnboundedSender<pb::FromExecutor>>>,
+    /// Checks tokens: callers' on this executor's service, the driver's on the task channel.
+    auth: ServerAuth,
     draining: AtomicBool,
     /// Tasks accepted and not yet reported.
     busy: AtomicU32,
@@ -137,6 +143,8 @@ pub fn run(opts: ExecutorOptions) -> Result<(), ClusterError> {
     let shared = Arc::new(Shared {
         env: RwLock::new(None),
         queue: Mutex::new(tx),
+        channel: Mutex::new(None),
+        auth: ServerAuth::new(opts.secret.clone(), "executor", instance.clone()),
         draining: AtomicBool::new(false),
         busy: AtomicU32::new(0),
         served_bytes: AtomicU64::new(0),
@@ -151,10 +159,8 @@ pub fn run(opts: ExecutorOptions) -> Result<(), ClusterError> {
     })
     .max_decoding_message_size(MAX_MESSAGE)
     .max_encoding_message_size(MAX_MESSAGE);
-    let service = tonic::service::interceptor::InterceptedService::new(
-        service,
-        ServerAuth::new(opts.secret.clone(), "executor", instance.clone()),
-    );
+    let service =
+        tonic::service::interceptor::InterceptedService::new(service, shared.auth.clone());
     let server = tls::server(opts.tls.as_deref())?;
     let incoming = {
         let _g = runtime.enter();
@@ -210,13 +216,19 @@ async fn control(
         let (id, interval) = registered;
         let env = new_env(&shared, opts, work, &id)?;
         shared.set_env(Some(env.clone()));
+        let mut channel = tokio::spawn(task_channel(
+            shared.clone(),
+            driver.clone(),
+            id.clone(),
+            env.clone(),
+        ));
         let mut tick = tokio::time::interval(interval);
         let mut failures = 0u32;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = term.recv() => return drain(&shared, &mut driver, &id).await,
-                _ = int.recv() => return drain(&shared, &mut driver, &id).await,
+                _ = term.recv() => return drain(&shared, &mut driver, &id, &mut channel).await,
+                _ = int.recv() => return drain(&shared, &mut driver, &id, &mut channel).await,
             }
             let hb = pb::HeartbeatRequest {
                 executor_id: id.clone(),
@@ -236,6 +248,8 @@ async fn control(
                              driver restarted): dropping its state and registering anew"
                         );
                         shared.set_env(None);
+                        channel.abort();
+                        shared.channel.locked().take();
                         break;
                     }
                     apply_cleanups(&env, &r.cleanups);
@@ -357,8 +371,14 @@ fn apply_cleanups(env: &ExecutorEnv, cleanups: &[pb::Cleanup]) {
     }
 }
 
-/// Stops taking tasks, lets the running ones finish (up to a minute), deregisters.
-async fn drain(shared: &Shared, driver: &mut DriverRpc, id: &str) -> Result<(), ClusterError> {
+/// Stops taking tasks, lets the running ones finish (up to a minute), closes the task channel
+/// once the driver has their results, deregisters.
+async fn drain(
+    shared: &Shared,
+    driver: &mut DriverRpc,
+    id: &str,
+    channel: &mut tokio::task::JoinHandle<()>,
+) -> Result<(), ClusterError> {
     tracing::info!("shutting down: finishing running tasks");
     shared.draining.store(true, Ordering::SeqCst);
     let _ = driver
@@ -371,6 +391,14 @@ async fn drain(shared: &Shared, driver: &mut DriverRpc, id: &str) -> Result<(), 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while shared.busy.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Our end closes after the results sent; the driver closes its end once it has read them.
+    shared.channel.locked().take();
+    if tokio::time::timeout(Duration::from_secs(10), &mut *channel)
+        .await
+        .is_err()
+    {
+        channel.abort();
     }
     let _ = driver
         .deregister(pb::DeregisterRequest {
@@ -393,7 +421,7 @@ fn start_slots(shared: &Arc<Shared>, rx: Receiver<Work>, n: usize) -> Result<(),
                 let Ok(w) = next else { return };
                 let result = run_task(&w.env, w.task_id, &w.bytes);
                 shared.tasks_run.fetch_add(1, Ordering::Relaxed);
-                report(&shared, &w.env.executor_id, w.task_id, result);
+                report(&shared, w.task_id, result);
                 shared.busy.fetch_sub(1, Ordering::SeqCst);
             })
             .map_err(ClusterError::Runtime)?;
@@ -401,33 +429,143 @@ fn start_slots(shared: &Arc<Shared>, rx: Receiver<Work>, n: usize) -> Result<(),
     Ok(())
 }
 
-/// Sends a task's result to the driver, retrying a few times (the driver may be restarting;
-/// if it never answers, the task is re-run elsewhere once this executor is declared lost).
-fn report(shared: &Shared, executor: &str, task_id: u64, result: Vec<u8>) {
-    let mut driver = shared.driver.clone();
-    for attempt in 0..5u32 {
-        let parts: Vec<pb::TaskResultPart> = chunks::split(&result)
+/// Sends a task's result up the task channel. Without one (the channel broke, or this executor
+/// is registering anew) the result is dropped: the driver has declared this executor lost and
+/// re-runs the task elsewhere.
+fn report(shared: &Shared, task_id: u64, result: Vec<u8>) {
+    let sent = send(
+        shared,
+        task_parts(task_id, result)
             .into_iter()
-            .map(|data| pb::TaskResultPart {
-                executor_id: executor.to_string(),
-                task_id,
-                data,
-            })
-            .collect();
-        let sent = shared
-            .runtime
-            .block_on(driver.task_finished(tokio_stream::iter(parts)));
-        match sent {
-            Ok(_) => return,
+            .map(pb::from_executor::What::Result),
+    );
+    if !sent {
+        tracing::warn!("the result of task {task_id} was not sent: no task channel to the driver");
+    }
+}
+
+/// Sends messages up the task channel; false when there is none.
+fn send(shared: &Shared, what: impl IntoIterator<Item = pb::from_executor::What>) -> bool {
+    let Some(tx) = shared.channel.locked().clone() else {
+        return false;
+    };
+    what.into_iter()
+        .all(|w| tx.send(pb::FromExecutor { what: Some(w) }).is_ok())
+}
+
+/// The task channel of registration `id` (the driver's `Tasks`): opened, with retries while the
+/// driver cannot be reached; then tasks come down it until it closes. A channel that breaks
+/// is not reopened: the driver has declared this executor lost, and its next heartbeat reply
+/// says to register anew, which starts a new channel.
+async fn task_channel(
+    shared: Arc<Shared>,
+    mut driver: DriverRpc,
+    id: String,
+    env: Arc<ExecutorEnv>,
+) {
+    let mut backoff = Duration::from_millis(50);
+    let mut attempts = 0u32;
+    loop {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let hello = pb::from_executor::What::ExecutorId(id.clone());
+        let _ = tx.send(pb::FromExecutor { what: Some(hello) });
+        *shared.channel.locked() = Some(tx);
+        let opened = driver
+            .tasks(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
+            .await;
+        match opened {
+            Ok(r) => return serve_channel(&shared, &env, r.into_inner()).await,
             Err(s) => {
-                tracing::warn!(
-                    "reporting task {task_id} failed (attempt {attempt}): {}",
-                    s.message()
-                );
-                std::thread::sleep(Duration::from_millis(200 << attempt));
+                shared.channel.locked().take();
+                attempts += 1;
+                if attempts == 1 || attempts.is_multiple_of(20) {
+                    tracing::warn!("opening the task channel failed: {}", s.message());
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
             }
         }
     }
+}
+
+/// Takes the tasks that come down an open task channel, after checking that the driver holds
+/// the cluster's secret.
+async fn serve_channel(
+    shared: &Shared,
+    env: &Arc<ExecutorEnv>,
+    mut inbound: Streaming<pb::ToExecutor>,
+) {
+    use pb::to_executor::What;
+    match inbound.message().await {
+        Ok(Some(pb::ToExecutor {
+            what: Some(What::Token(t)),
+        })) => {
+            let token = (!t.is_empty()).then_some(t.as_str());
+            if let Err(why) = shared.auth.verify(token, TASKS_METHOD) {
+                tracing::error!("refusing the driver's task channel: {why}");
+                return;
+            }
+        }
+        Ok(_) => {
+            tracing::error!("the driver's task channel did not start with its token");
+            return;
+        }
+        Err(s) => {
+            tracing::warn!("the task channel broke: {}", s.message());
+            return;
+        }
+    }
+    let mut parts = chunks::Assembler::new(None);
+    loop {
+        let m = match inbound.message().await {
+            Ok(Some(m)) => m,
+            Ok(None) => return,
+            Err(s) => {
+                tracing::warn!("the task channel broke: {}", s.message());
+                return;
+            }
+        };
+        match m.what {
+            Some(What::Broadcast(b)) => env.broadcasts.offer(b.id, b.data),
+            Some(What::Task(p)) => match parts.push(p.task_id, p.data, p.last) {
+                Ok(Some(bytes)) => accept(shared, env, p.task_id, bytes),
+                Ok(None) => {}
+                Err(s) => {
+                    tracing::error!("task {} refused: {}", p.task_id, s.message());
+                    refuse(shared, p.task_id, s.message(), false);
+                }
+            },
+            Some(What::Token(_)) | None => {
+                tracing::warn!("an unexpected message on the task channel: ignored");
+            }
+        }
+    }
+}
+
+/// Queues a task for a slot, or refuses it.
+fn accept(shared: &Shared, env: &Arc<ExecutorEnv>, task_id: u64, bytes: Vec<u8>) {
+    if shared.draining.load(Ordering::SeqCst) {
+        return refuse(shared, task_id, "executor is draining", true);
+    }
+    shared.busy.fetch_add(1, Ordering::SeqCst);
+    let queued = shared.queue.locked().send(Work {
+        env: env.clone(),
+        task_id,
+        bytes,
+    });
+    if queued.is_err() {
+        shared.busy.fetch_sub(1, Ordering::SeqCst);
+        refuse(shared, task_id, "executor slots stopped", false);
+    }
+}
+
+fn refuse(shared: &Shared, task_id: u64, reason: &str, draining: bool) {
+    let r = pb::TaskRefused {
+        task_id,
+        reason: reason.to_string(),
+        draining,
+    };
+    send(shared, [pb::from_executor::What::Refused(r)]);
 }
 
 struct ExecutorService {
@@ -438,53 +576,6 @@ type ChunkStream = Pin<Box<dyn Stream<Item = Result<pb::Chunk, Status>> + Send>>
 
 #[tonic::async_trait]
 impl pb::executor_server::Executor for ExecutorService {
-    async fn launch_task(
-        &self,
-        req: Request<Streaming<pb::LaunchTaskPart>>,
-    ) -> Result<Response<pb::Empty>, Status> {
-        let mut task_id = 0;
-        let mut pushed = Vec::new();
-        let peer = req.remote_addr().map(|a| a.ip());
-        let bytes = chunks::collect(
-            peer,
-            req.into_inner(),
-            |m| std::mem::take(&mut m.data),
-            |m| {
-                task_id = m.task_id;
-                pushed = std::mem::take(&mut m.broadcasts);
-            },
-        )
-        .await?;
-        if self.shared.draining.load(Ordering::SeqCst) {
-            return Err(Status::failed_precondition("executor is draining"));
-        }
-        // The driver may send a task in the moment between accepting the registration and this
-        // executor setting up its stores for the new id.
-        let mut env = self.shared.env();
-        for _ in 0..500 {
-            if env.is_some() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            env = self.shared.env();
-        }
-        let env = env.ok_or_else(|| Status::failed_precondition("executor is not registered"))?;
-        for b in pushed {
-            env.broadcasts.offer(b.id, b.data);
-        }
-        self.shared.busy.fetch_add(1, Ordering::SeqCst);
-        let queued = self.shared.queue.locked().send(Work {
-            env,
-            task_id,
-            bytes,
-        });
-        if queued.is_err() {
-            self.shared.busy.fetch_sub(1, Ordering::SeqCst);
-            return Err(Status::unavailable("executor slots stopped"));
-        }
-        Ok(Response::new(pb::Empty {}))
-    }
-
     type FetchShuffleStream = ChunkStream;
 
     async fn fetch_shuffle(

@@ -1,6 +1,7 @@
 //! A tower layer on the driver's gRPC server that counts every inbound RPC and every byte of
 //! its request bodies (gRPC framing included), below every service: what a driver receives is
-//! measured where it arrives, not by the code that sends it.
+//! measured where it arrives, not by the code that sends it. A task channel is one RPC that
+//! carries many messages; its reader counts each one it receives after the first.
 
 use bytes::Buf;
 use http_body::{Body, Frame, SizeHint};
@@ -9,18 +10,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-/// Inbound RPCs and request bytes since the server started.
+/// Inbound messages and request bytes since the server started.
 #[derive(Debug, Default)]
 pub struct Traffic {
-    requests: AtomicU64,
+    messages: AtomicU64,
     bytes: AtomicU64,
 }
 
 /// A reading of [`Traffic`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TrafficSnapshot {
-    /// RPCs made.
-    pub requests: u64,
+    /// Messages received: each RPC, and each result or refusal on a task channel.
+    pub messages: u64,
     /// Bytes sent in them.
     pub bytes: u64,
 }
@@ -29,7 +30,7 @@ impl std::ops::Sub for TrafficSnapshot {
     type Output = TrafficSnapshot;
     fn sub(self, o: TrafficSnapshot) -> TrafficSnapshot {
         TrafficSnapshot {
-            requests: self.requests - o.requests,
+            messages: self.messages - o.messages,
             bytes: self.bytes - o.bytes,
         }
     }
@@ -39,9 +40,14 @@ impl Traffic {
     /// The counts now.
     pub fn snapshot(&self) -> TrafficSnapshot {
         TrafficSnapshot {
-            requests: self.requests.load(Ordering::Relaxed),
+            messages: self.messages.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
         }
+    }
+
+    /// One more message on a task channel (its bytes are counted with the RPC's body).
+    pub(crate) fn channel_message(&self) {
+        self.messages.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -77,7 +83,7 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        self.traffic.requests.fetch_add(1, Ordering::Relaxed);
+        self.traffic.messages.fetch_add(1, Ordering::Relaxed);
         let (parts, body) = req.into_parts();
         let body = CountedBody {
             inner: body,

@@ -1,6 +1,6 @@
-//! The dispatcher: one loop on the RPC runtime that watches heartbeats, places pending tasks
-//! on free slots (delay scheduling toward preferred executors), ships them, and turns a
-//! failed launch into a requeue or an `ExecutorLost` result.
+//! The dispatcher: places pending tasks on free slots (delay scheduling toward preferred
+//! executors) whenever a task is launched or a slot frees up, requeues refused tasks, and runs
+//! a loop on the RPC runtime that watches heartbeats and retries what waits for locality.
 
 use super::*;
 
@@ -16,16 +16,12 @@ type Pushed = Vec<(u64, Arc<Vec<u8>>)>;
 impl ClusterBackend {
     /// The dispatcher: places pending tasks, watches heartbeats, and fails tasks that have
     /// waited out the grace period with no executor alive.
+    /// The dispatcher's loop: heartbeats, and tasks whose locality wait has run out.
     pub(crate) async fn run_dispatcher(self: Arc<Self>) {
         loop {
             let _ = tokio::time::timeout(Duration::from_millis(100), self.wake.notified()).await;
             self.check_heartbeats();
-            for (executor, rpc, task_id, bytes, push) in self.place_tasks() {
-                let me = self.clone();
-                tokio::spawn(
-                    async move { me.send_task(executor, rpc, task_id, bytes, push).await },
-                );
-            }
+            self.dispatch();
         }
     }
 
@@ -55,16 +51,20 @@ impl ClusterBackend {
     }
 
     #[allow(clippy::type_complexity)]
-    fn place_tasks(&self) -> Vec<(String, ExecutorRpc, u64, Arc<Vec<u8>>, Pushed)> {
+    pub(super) fn place_tasks(&self) -> Vec<(String, ChannelTx, u64, Arc<Vec<u8>>, Pushed)> {
+        let mut out = Vec::new();
+        {
+            let mut st = self.lock();
+            if st.pending.is_empty() {
+                st.idle_since = None;
+                return out;
+            }
+        }
         // Read before the state lock, which is never held while taking the broadcasts' lock.
         let small = self.small_broadcasts();
         let mut st = self.lock();
         let st = &mut *st;
-        let mut out = Vec::new();
-        let alive = st
-            .executors
-            .values()
-            .any(|e| e.state == ExecutorState::Alive);
+        let alive = st.executors.values().any(Executor::takes_tasks);
         if !alive {
             if st.pending.is_empty() {
                 st.idle_since = None;
@@ -89,25 +89,25 @@ impl ClusterBackend {
         while let Some(p) = st.pending.pop_front() {
             match pick(&st.executors, &p, self.config.timings.locality_wait) {
                 Some(id) => {
-                    let Some(e) = st.executors.get_mut(&id) else {
+                    let Some((e, tx)) = st
+                        .executors
+                        .get_mut(&id)
+                        .and_then(|e| e.channel.clone().map(|tx| (e, tx)))
+                    else {
                         keep.push_back(p);
                         continue;
                     };
                     e.free -= 1;
                     let task_id = p.launch.task_id;
                     let push = broadcasts_to_send(&mut e.pushed, &small);
-                    out.push((
-                        id.clone(),
-                        e.rpc.clone(),
-                        task_id,
-                        Arc::new(p.launch.bytes),
-                        push,
-                    ));
+                    let bytes = Arc::new(p.launch.bytes);
+                    out.push((id.clone(), tx, task_id, bytes.clone(), push));
                     st.running.insert(
                         task_id,
                         Running {
                             executor: id,
                             reply: p.launch.reply,
+                            bytes,
                         },
                     );
                 }
@@ -118,79 +118,37 @@ impl ClusterBackend {
         out
     }
 
-    async fn send_task(
-        self: Arc<Self>,
-        executor: String,
-        mut rpc: ExecutorRpc,
-        task_id: u64,
-        bytes: Arc<Vec<u8>>,
-        push: Pushed,
-    ) {
-        let mut parts: Vec<pb::LaunchTaskPart> = chunks::split(&bytes)
-            .into_iter()
-            .map(|data| pb::LaunchTaskPart {
-                task_id,
-                data,
-                broadcasts: Vec::new(),
-            })
-            .collect();
-        if let Some(first) = parts.first_mut() {
-            first.broadcasts = push
-                .iter()
-                .map(|(id, b)| pb::BroadcastValue {
-                    id: *id,
-                    data: b.to_vec(),
-                })
-                .collect();
-        }
-        let sent = tokio::time::timeout(
-            Duration::from_secs(30),
-            rpc.launch_task(tokio_stream::iter(parts)),
-        )
-        .await;
-        match sent {
-            Ok(Ok(_)) => {}
-            Ok(Err(status)) if status.code() == tonic::Code::FailedPrecondition => {
-                // Draining, or between registrations: hand the task to another executor.
-                tracing::info!(
-                    "executor {executor} refused task {task_id}: {}",
-                    status.message()
-                );
-                let draining = status.message().contains("draining");
-                self.requeue(&executor, task_id, bytes, draining);
+    /// Puts a task that `executor` refused back in the queue, to go elsewhere; a draining
+    /// executor gets no more.
+    pub(super) fn requeue(&self, executor: &str, task_id: u64, draining: bool) {
+        {
+            let mut st = self.lock();
+            match st.running.get(&task_id) {
+                Some(r) if r.executor == executor => {}
+                _ => return,
             }
-            Ok(Err(status)) => self.declare_lost(
-                &executor,
-                &format!("launching task {task_id} failed: {}", status.message()),
-            ),
-            Err(_) => self.declare_lost(&executor, "launching a task timed out after 30 s"),
-        }
-    }
-
-    fn requeue(&self, executor: &str, task_id: u64, bytes: Arc<Vec<u8>>, draining: bool) {
-        let mut st = self.lock();
-        let Some(r) = st.running.remove(&task_id) else {
-            return;
-        };
-        if let Some(e) = st.executors.get_mut(executor) {
-            if draining && e.state == ExecutorState::Alive {
-                e.state = ExecutorState::Draining;
-            } else if e.state == ExecutorState::Alive {
-                e.free = (e.free + 1).min(e.cores);
+            let Some(r) = st.running.remove(&task_id) else {
+                return;
+            };
+            if let Some(e) = st.executors.get_mut(executor) {
+                if draining && e.state == ExecutorState::Alive {
+                    e.state = ExecutorState::Draining;
+                } else if e.state == ExecutorState::Alive {
+                    e.free = (e.free + 1).min(e.cores);
+                }
             }
+            st.pending.push_front(Pending {
+                launch: Launch {
+                    task_id,
+                    bytes: Arc::try_unwrap(r.bytes).unwrap_or_else(|b| (*b).clone()),
+                    reply: r.reply,
+                    preferred: Vec::new(),
+                    avoid: vec![executor.to_string()],
+                },
+                queued: Instant::now(),
+            });
         }
-        st.pending.push_front(Pending {
-            launch: Launch {
-                task_id,
-                bytes: Arc::try_unwrap(bytes).unwrap_or_else(|b| (*b).clone()),
-                reply: r.reply,
-                preferred: Vec::new(),
-                avoid: vec![executor.to_string()],
-            },
-            queued: Instant::now(),
-        });
-        drop(st);
-        self.wake.notify_one();
+        self.dispatch();
     }
 }
 
@@ -222,11 +180,7 @@ fn pick(
     p: &Pending,
     locality_wait: Duration,
 ) -> Option<String> {
-    let alive = |id: &String| {
-        executors
-            .get(id)
-            .is_some_and(|e| e.state == ExecutorState::Alive)
-    };
+    let alive = |id: &String| executors.get(id).is_some_and(Executor::takes_tasks);
     let preferred: Vec<&String> = p.launch.preferred.iter().filter(|id| alive(id)).collect();
     if !preferred.is_empty() {
         if let Some(id) = preferred
@@ -242,7 +196,7 @@ fn pick(
     let usable = |avoid: bool| {
         executors
             .iter()
-            .filter(|(_, e)| e.state == ExecutorState::Alive && e.free > 0)
+            .filter(|(_, e)| e.takes_tasks() && e.free > 0)
             .filter(move |(id, _)| !avoid || !p.launch.avoid.contains(id))
             .max_by_key(|(id, e)| {
                 (
@@ -255,7 +209,7 @@ fn pick(
     };
     let others_exist = executors
         .iter()
-        .any(|(id, e)| e.state == ExecutorState::Alive && !p.launch.avoid.contains(id));
+        .any(|(id, e)| e.takes_tasks() && !p.launch.avoid.contains(id));
     if others_exist {
         usable(true)
     } else {

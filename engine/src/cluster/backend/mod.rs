@@ -1,13 +1,17 @@
 //! The driver's side of a cluster (Spark's CoarseGrainedSchedulerBackend): which executors are
 //! registered and alive, which tasks run where, and where cached blocks live. The DAG scheduler
 //! hands it encoded tasks; it places them on free slots (preferring executors that hold a
-//! task's cached input), ships them, and routes each executor's result back to the scheduler.
-//! An executor that stops heartbeating, or whose task launch fails, is declared lost: its running
-//! tasks come back as `ExecutorLost` failures, which the scheduler retries elsewhere.
+//! task's cached input), ships them down each executor's task channel, and routes each result
+//! back to the scheduler. An executor that stops heartbeating, or whose task channel breaks, is
+//! declared lost: its running tasks come back as `ExecutorLost` failures, which the scheduler
+//! retries elsewhere.
 
+mod channel;
 mod dispatch;
 
 use crate::core::sync::Locked;
+use channel::ChannelTx;
+pub(crate) use channel::{task_parts, TASKS_METHOD};
 use dispatch::lost_result;
 
 use super::auth::{ClientAuth, Secret};
@@ -97,6 +101,15 @@ struct Executor {
     cleanups: Vec<pb::Cleanup>,
     /// Live broadcasts sent ahead to it with a task (`dispatch::broadcasts_to_send`).
     pushed: HashSet<u64>,
+    /// Its task channel, once it has opened one (`channel`).
+    channel: Option<ChannelTx>,
+}
+
+impl Executor {
+    /// Whether new tasks may go to it: alive, with its task channel open.
+    fn takes_tasks(&self) -> bool {
+        self.state == ExecutorState::Alive && self.channel.is_some()
+    }
 }
 
 struct Pending {
@@ -107,6 +120,9 @@ struct Pending {
 struct Running {
     executor: String,
     reply: std::sync::mpsc::Sender<(u64, Vec<u8>)>,
+    /// The encoded task, kept until it is done: an executor that refuses it (draining) sends
+    /// back only its id.
+    bytes: Arc<Vec<u8>>,
 }
 
 /// The executors, the tasks queued and running, and who holds which block, under one lock (not
@@ -269,6 +285,7 @@ impl ClusterBackend {
                 rpc,
                 cleanups: Vec::new(),
                 pushed: HashSet::new(),
+                channel: None,
             },
         );
         st.idle_since = None;
@@ -519,12 +536,14 @@ impl ClusterBackend {
 
     // ---- tasks -----------------------------------------------------------------------------
 
+    /// Queues a task and places what it can at once, on the caller's thread: a hop to the
+    /// dispatcher's would add a thread wake-up to every task.
     pub(crate) fn launch(&self, launch: Launch) {
         self.lock().pending.push_back(Pending {
             launch,
             queued: Instant::now(),
         });
-        self.wake.notify_one();
+        self.dispatch();
     }
 
     /// Drops the tasks among `task_ids` that are still waiting for a slot.
@@ -566,6 +585,7 @@ impl ClusterBackend {
         if let Some(reply) = reply {
             let _ = reply.send((task_id, bytes));
         }
-        self.wake.notify_one();
+        // A slot is free: a task waiting for one goes now.
+        self.dispatch();
     }
 }
