@@ -119,6 +119,24 @@ impl ShuffleStore {
         self.read(shuffle, map, reduce)?.encoded()
     }
 
+    /// The bucket's framed bytes when it is held in memory and at most `limit` bytes: cheap
+    /// enough to hand out on the RPC runtime itself, with no hop to a blocking thread.
+    pub fn small_bucket(
+        &self,
+        shuffle: ShuffleId,
+        map: u32,
+        reduce: u32,
+        limit: u64,
+    ) -> Option<Result<Arc<Frames>, TaskFailure>> {
+        let bucket = self
+            .memory
+            .get(&(shuffle, map))?
+            .buckets
+            .get(reduce as usize)?
+            .clone();
+        (bucket.byte_len() <= limit).then(|| bucket.encoded())
+    }
+
     /// One reduce partition's bucket of a map output as it is held: typed buckets stay typed.
     pub fn read(&self, shuffle: ShuffleId, map: u32, reduce: u32) -> Result<Bucket, TaskFailure> {
         let lost = |message: String| TaskFailure::FetchFailed {

@@ -6,24 +6,28 @@
 //! trusts what an executor held before it was lost. On SIGTERM or Ctrl-C it stops taking
 //! tasks, finishes the running ones and deregisters.
 
+mod tasks;
+mod work_dir;
+
 use super::auth::{Secret, ServerAuth};
-use super::backend::{task_parts, TASKS_METHOD};
-use super::chunks::{self, MAX_MESSAGE};
+use super::chunks::MAX_MESSAGE;
 use super::remote::{self, DriverRpc, RemoteBroadcasts, RemoteFetcher};
 use super::tls::{self, Tls};
 use super::{ClusterError, Credentials};
 use crate::core::sync::Locked;
-use crate::exec::executor::{run_task, ExecutorEnv, MemoryBudgets};
+use crate::exec::executor::{ExecutorEnv, MemoryBudgets};
 use discnn_proto::pb;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+use tasks::{start_slots, task_channel};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_stream::Stream;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status};
+use work_dir::WorkDir;
 
 /// How an executor process runs (the `executor` command line).
 #[derive(Debug, Clone)]
@@ -409,164 +413,8 @@ async fn drain(
     Ok(())
 }
 
-fn start_slots(shared: &Arc<Shared>, rx: Receiver<Work>, n: usize) -> Result<(), ClusterError> {
-    let rx = Arc::new(Mutex::new(rx));
-    for i in 0..n {
-        let rx = rx.clone();
-        let shared = shared.clone();
-        std::thread::Builder::new()
-            .name(format!("discnn-slot-{i}"))
-            .spawn(move || loop {
-                let next = rx.locked().recv();
-                let Ok(w) = next else { return };
-                let result = run_task(&w.env, w.task_id, &w.bytes);
-                shared.tasks_run.fetch_add(1, Ordering::Relaxed);
-                report(&shared, w.task_id, result);
-                shared.busy.fetch_sub(1, Ordering::SeqCst);
-            })
-            .map_err(ClusterError::Runtime)?;
-    }
-    Ok(())
-}
-
-/// Sends a task's result up the task channel. Without one (the channel broke, or this executor
-/// is registering anew) the result is dropped: the driver has declared this executor lost and
-/// re-runs the task elsewhere.
-fn report(shared: &Shared, task_id: u64, result: Vec<u8>) {
-    let sent = send(
-        shared,
-        task_parts(task_id, result)
-            .into_iter()
-            .map(pb::from_executor::What::Result),
-    );
-    if !sent {
-        tracing::warn!("the result of task {task_id} was not sent: no task channel to the driver");
-    }
-}
-
-/// Sends messages up the task channel; false when there is none.
-fn send(shared: &Shared, what: impl IntoIterator<Item = pb::from_executor::What>) -> bool {
-    let Some(tx) = shared.channel.locked().clone() else {
-        return false;
-    };
-    what.into_iter()
-        .all(|w| tx.send(pb::FromExecutor { what: Some(w) }).is_ok())
-}
-
-/// The task channel of registration `id` (the driver's `Tasks`): opened, with retries while the
-/// driver cannot be reached; then tasks come down it until it closes. A channel that breaks
-/// is not reopened: the driver has declared this executor lost, and its next heartbeat reply
-/// says to register anew, which starts a new channel.
-async fn task_channel(
-    shared: Arc<Shared>,
-    mut driver: DriverRpc,
-    id: String,
-    env: Arc<ExecutorEnv>,
-) {
-    let mut backoff = Duration::from_millis(50);
-    let mut attempts = 0u32;
-    loop {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let hello = pb::from_executor::What::ExecutorId(id.clone());
-        let _ = tx.send(pb::FromExecutor { what: Some(hello) });
-        *shared.channel.locked() = Some(tx);
-        let opened = driver
-            .tasks(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
-            .await;
-        match opened {
-            Ok(r) => return serve_channel(&shared, &env, r.into_inner()).await,
-            Err(s) => {
-                shared.channel.locked().take();
-                attempts += 1;
-                if attempts == 1 || attempts.is_multiple_of(20) {
-                    tracing::warn!("opening the task channel failed: {}", s.message());
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
-            }
-        }
-    }
-}
-
-/// Takes the tasks that come down an open task channel, after checking that the driver holds
-/// the cluster's secret.
-async fn serve_channel(
-    shared: &Shared,
-    env: &Arc<ExecutorEnv>,
-    mut inbound: Streaming<pb::ToExecutor>,
-) {
-    use pb::to_executor::What;
-    match inbound.message().await {
-        Ok(Some(pb::ToExecutor {
-            what: Some(What::Token(t)),
-        })) => {
-            let token = (!t.is_empty()).then_some(t.as_str());
-            if let Err(why) = shared.auth.verify(token, TASKS_METHOD) {
-                tracing::error!("refusing the driver's task channel: {why}");
-                return;
-            }
-        }
-        Ok(_) => {
-            tracing::error!("the driver's task channel did not start with its token");
-            return;
-        }
-        Err(s) => {
-            tracing::warn!("the task channel broke: {}", s.message());
-            return;
-        }
-    }
-    let mut parts = chunks::Assembler::new(None);
-    loop {
-        let m = match inbound.message().await {
-            Ok(Some(m)) => m,
-            Ok(None) => return,
-            Err(s) => {
-                tracing::warn!("the task channel broke: {}", s.message());
-                return;
-            }
-        };
-        match m.what {
-            Some(What::Broadcast(b)) => env.broadcasts.offer(b.id, b.data),
-            Some(What::Task(p)) => match parts.push(p.task_id, p.data, p.last) {
-                Ok(Some(bytes)) => accept(shared, env, p.task_id, bytes),
-                Ok(None) => {}
-                Err(s) => {
-                    tracing::error!("task {} refused: {}", p.task_id, s.message());
-                    refuse(shared, p.task_id, s.message(), false);
-                }
-            },
-            Some(What::Token(_)) | None => {
-                tracing::warn!("an unexpected message on the task channel: ignored");
-            }
-        }
-    }
-}
-
-/// Queues a task for a slot, or refuses it.
-fn accept(shared: &Shared, env: &Arc<ExecutorEnv>, task_id: u64, bytes: Vec<u8>) {
-    if shared.draining.load(Ordering::SeqCst) {
-        return refuse(shared, task_id, "executor is draining", true);
-    }
-    shared.busy.fetch_add(1, Ordering::SeqCst);
-    let queued = shared.queue.locked().send(Work {
-        env: env.clone(),
-        task_id,
-        bytes,
-    });
-    if queued.is_err() {
-        shared.busy.fetch_sub(1, Ordering::SeqCst);
-        refuse(shared, task_id, "executor slots stopped", false);
-    }
-}
-
-fn refuse(shared: &Shared, task_id: u64, reason: &str, draining: bool) {
-    let r = pb::TaskRefused {
-        task_id,
-        reason: reason.to_string(),
-        draining,
-    };
-    send(shared, [pb::from_executor::What::Refused(r)]);
-}
+/// The largest in-memory bucket a fetch encodes on the RPC runtime (a Dis-CNN gradient is 50 KB).
+const INLINE_BUCKET: u64 = 256 << 10;
 
 struct ExecutorService {
     shared: Arc<Shared>,
@@ -587,12 +435,20 @@ impl pb::executor_server::Executor for ExecutorService {
             .shared
             .env()
             .ok_or_else(|| Status::not_found("executor is not registered"))?;
-        // A spilled bucket is read from disk off the async runtime.
-        let bucket =
-            tokio::task::spawn_blocking(move || env.shuffle.bucket(r.shuffle, r.map, r.reduce))
-                .await
-                .map_err(|e| Status::internal(e.to_string()))?
-                .map_err(|f| Status::not_found(f.to_string()))?;
+        // A small bucket in memory is served here; a spilled one is read from disk, and a large
+        // one encoded, off the async runtime.
+        let bucket = match env
+            .shuffle
+            .small_bucket(r.shuffle, r.map, r.reduce, INLINE_BUCKET)
+        {
+            Some(b) => b,
+            None => {
+                tokio::task::spawn_blocking(move || env.shuffle.bucket(r.shuffle, r.map, r.reduce))
+                    .await
+                    .map_err(|e| Status::internal(e.to_string()))?
+            }
+        }
+        .map_err(|f| Status::not_found(f.to_string()))?;
         self.shared
             .served_bytes
             .fetch_add(bucket.byte_len() as u64, Ordering::Relaxed);
@@ -616,60 +472,5 @@ impl pb::executor_server::Executor for ExecutorService {
                 .env()
                 .map_or(0, |env| env.shuffle.spilled_bytes()),
         }))
-    }
-}
-
-/// This executor's own directory: `executor-<pid>-<random>` under `--work-dir` (or the system
-/// temporary directory), marked with a `.discnn-executor` file holding the pid. At start-up,
-/// directories marked by executors whose process is gone are swept; nothing unmarked is touched.
-struct WorkDir {
-    path: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-const MARKER: &str = ".discnn-executor";
-
-impl WorkDir {
-    fn create(parent: Option<&Path>) -> Result<WorkDir, ClusterError> {
-        let parent = parent.map_or_else(std::env::temp_dir, Path::to_path_buf);
-        let io = |path: &Path, source| ClusterError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        std::fs::create_dir_all(&parent).map_err(|e| io(&parent, e))?;
-        sweep(&parent);
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("executor-{}-", std::process::id()))
-            .tempdir_in(&parent)
-            .map_err(|e| io(&parent, e))?;
-        // Written whole under another name, then renamed: an executor sweeping at the same
-        // moment sees either no marker or a complete one, never an empty file.
-        let marker = dir.path().join(MARKER);
-        let partial = dir.path().join(".discnn-executor.partial");
-        std::fs::write(&partial, std::process::id().to_string()).map_err(|e| io(&partial, e))?;
-        std::fs::rename(&partial, &marker).map_err(|e| io(&marker, e))?;
-        Ok(WorkDir {
-            path: dir.path().to_path_buf(),
-            _dir: dir,
-        })
-    }
-}
-
-fn sweep(parent: &Path) {
-    let Ok(entries) = std::fs::read_dir(parent) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let marker = e.path().join(MARKER);
-        let Ok(pid) = std::fs::read_to_string(&marker) else {
-            continue;
-        };
-        let Ok(pid) = pid.trim().parse::<u32>() else {
-            continue;
-        };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            tracing::info!("removing {} left by a dead executor", e.path().display());
-            let _ = std::fs::remove_dir_all(e.path());
-        }
     }
 }
