@@ -45,48 +45,54 @@ fn retried(log: &EventLog) -> bool {
         .any(|(_, a, f)| *a > 0 && f.is_none())
 }
 
-/// Runs `job` locally with the barrier disarmed, then on a fresh 3-executor cluster while the
-/// executor that reaches the barrier is killed; asserts both give the same output and that the
-/// fault landed (an `ExecutorLost` failure and a successful retry). Returns the events.
+/// Runs `job` locally with the barrier disarmed, then on a fresh 3-executor cluster (executors
+/// lost after `heartbeat_timeout` of silence) while the executor that reaches the barrier is
+/// killed; asserts both give the same output and that the fault landed (an `ExecutorLost`
+/// failure and a successful retry). Returns the events and how long the job ran after the kill.
 fn killed_at_barrier_matches_local(
+    heartbeat_timeout: Duration,
     job: impl Fn(&Context, &Path) -> Vec<(i64, i64)> + Sync,
-) -> (Context, Arc<EventLog>) {
+) -> (Context, Arc<EventLog>, Duration) {
     let disarmed = tempfile::tempdir().unwrap();
     std::fs::write(disarmed.path().join("reached"), "0").unwrap();
     let want = job(&Context::local(2).unwrap(), disarmed.path());
 
-    let ctx = common::cluster(3, HEARTBEAT_TIMEOUT, Duration::from_secs(30));
+    let ctx = common::cluster(3, heartbeat_timeout, Duration::from_secs(30));
     let log = Arc::new(EventLog::default());
-    common::with_logs(&ctx, || {
+    let after_kill = common::with_logs(&ctx, || {
         ctx.add_listener(log.clone());
         let dir = tempfile::tempdir().unwrap();
-        let got = std::thread::scope(|s| {
+        let (got, after_kill) = std::thread::scope(|s| {
             let h = s.spawn(|| job(&ctx, dir.path()));
             kill_at_barrier(dir.path());
-            h.join().expect("job thread")
+            let killed = Instant::now();
+            (h.join().expect("job thread"), killed.elapsed())
         });
         assert_eq!(got, want);
         assert!(executor_lost(&log), "an ExecutorLost failure was recorded");
         assert!(retried(&log), "a task attempt > 0 succeeded");
+        after_kill
     });
-    (ctx, log)
+    (ctx, log, after_kill)
+}
+
+/// A map stage whose partition 2 waits at the barrier.
+fn map_stage_with_barrier(c: &Context, dir: &Path) -> Vec<(i64, i64)> {
+    let mut v = c
+        .parallelize(values(), 6)
+        .unwrap()
+        .map(barrier(dir, 2))
+        .key_by(Modulo(7))
+        .reduce_by_key(Add, 3)
+        .collect()
+        .unwrap();
+    v.sort();
+    v
 }
 
 #[test]
 fn an_executor_killed_during_a_map_stage() {
-    let job = |c: &Context, dir: &Path| {
-        let mut v = c
-            .parallelize(values(), 6)
-            .unwrap()
-            .map(barrier(dir, 2))
-            .key_by(Modulo(7))
-            .reduce_by_key(Add, 3)
-            .collect()
-            .unwrap();
-        v.sort();
-        v
-    };
-    let (ctx, _) = killed_at_barrier_matches_local(job);
+    let (ctx, _, _) = killed_at_barrier_matches_local(HEARTBEAT_TIMEOUT, map_stage_with_barrier);
     let lost = ctx
         .executors()
         .iter()
@@ -99,41 +105,13 @@ fn an_executor_killed_during_a_map_stage() {
 /// not after the heartbeat timeout (a minute here), and the job recovers within seconds.
 #[test]
 fn a_killed_executor_is_lost_when_its_task_channel_breaks() {
-    let job = |c: &Context, dir: &Path| {
-        let mut v = c
-            .parallelize(values(), 6)
-            .unwrap()
-            .map(barrier(dir, 2))
-            .key_by(Modulo(7))
-            .reduce_by_key(Add, 3)
-            .collect()
-            .unwrap();
-        v.sort();
-        v
-    };
-    let disarmed = tempfile::tempdir().unwrap();
-    std::fs::write(disarmed.path().join("reached"), "0").unwrap();
-    let want = job(&Context::local(2).unwrap(), disarmed.path());
-
-    let ctx = common::cluster(3, Duration::from_secs(60), Duration::from_secs(30));
-    let log = Arc::new(EventLog::default());
-    common::with_logs(&ctx, || {
-        ctx.add_listener(log.clone());
-        let dir = tempfile::tempdir().unwrap();
-        let (got, after_kill) = std::thread::scope(|s| {
-            let h = s.spawn(|| job(&ctx, dir.path()));
-            kill_at_barrier(dir.path());
-            let killed = Instant::now();
-            (h.join().expect("job thread"), killed.elapsed())
-        });
-        assert_eq!(got, want);
-        assert!(executor_lost(&log), "an ExecutorLost failure was recorded");
-        assert!(
-            after_kill < Duration::from_secs(20),
-            "the job finished {after_kill:?} after the kill: the loss waited for the heartbeat \
-             timeout"
-        );
-    });
+    let (_, _, after_kill) =
+        killed_at_barrier_matches_local(Duration::from_secs(60), map_stage_with_barrier);
+    assert!(
+        after_kill < Duration::from_secs(20),
+        "the job finished {after_kill:?} after the kill: the loss waited for the heartbeat \
+         timeout"
+    );
 }
 
 /// join(s, t): s's map stage runs first and writes its output on every executor; t's map stage
@@ -163,7 +141,7 @@ fn join_after_barrier(c: &Context, dir: &Path) -> Vec<(i64, i64)> {
 #[test]
 fn an_executor_killed_after_writing_shuffle_output_before_it_is_read() {
     // t's map stage blocks at the barrier, and that executor — holding s's output — is killed.
-    let (_ctx, log) = killed_at_barrier_matches_local(join_after_barrier);
+    let (_ctx, log, _) = killed_at_barrier_matches_local(HEARTBEAT_TIMEOUT, join_after_barrier);
     {
         // s's lost map outputs were recomputed: some stage ran map tasks of s twice.
         let events = log.events();
