@@ -14,9 +14,8 @@ const PUSH_LIMIT: usize = 1 << 20;
 type Pushed = Vec<(u64, Arc<Vec<u8>>)>;
 
 impl ClusterBackend {
-    /// The dispatcher: places pending tasks, watches heartbeats, and fails tasks that have
-    /// waited out the grace period with no executor alive.
-    /// The dispatcher's loop: heartbeats, and tasks whose locality wait has run out.
+    /// The dispatcher's loop: heartbeats, tasks whose locality wait has run out, and tasks that
+    /// have waited out the grace period with no executor to take them.
     pub(crate) async fn run_dispatcher(self: Arc<Self>) {
         loop {
             let _ = tokio::time::timeout(Duration::from_millis(100), self.wake.notified()).await;

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tonic::Streaming;
 
+/// N slot threads, each running the queued tasks one at a time and sending their results.
 pub(super) fn start_slots(
     shared: &Arc<Shared>,
     rx: Receiver<Work>,
