@@ -92,15 +92,10 @@ impl ClusterBackend {
             };
             self.traffic.channel_message();
             match m.what {
+                // Routed undecoded: the scheduler decodes it once, and turns a result that does
+                // not decode into a task failure, so the task is retried rather than lost.
                 Some(Up::Result(p)) => match parts.push(p.task_id, p.data, p.last) {
-                    Ok(Some(bytes)) => {
-                        // A result that does not decode is still routed: the scheduler turns it
-                        // into a task failure, so the task is retried rather than lost.
-                        if let Err(e) = codec::decode::<TaskResult>(&bytes) {
-                            tracing::warn!("task {} from {id}: undecodable result: {e}", p.task_id);
-                        }
-                        self.task_finished(&id, p.task_id, bytes);
-                    }
+                    Ok(Some(bytes)) => self.task_finished(&id, p.task_id, bytes),
                     Ok(None) => {}
                     Err(s) => break Err(s.message().to_string()),
                 },
