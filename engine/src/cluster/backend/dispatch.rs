@@ -3,6 +3,7 @@
 //! a loop on the RPC runtime that watches heartbeats and retries what waits for locality.
 
 use super::*;
+use std::collections::hash_map::Entry;
 
 /// A broadcast of at most this many encoded bytes travels with the first task each executor
 /// gets after it is made, so that the task reads it without a fetch; larger ones are fetched
@@ -122,12 +123,9 @@ impl ClusterBackend {
     pub(super) fn requeue(&self, executor: &str, task_id: u64, draining: bool) {
         {
             let mut st = self.lock();
-            match st.running.get(&task_id) {
-                Some(r) if r.executor == executor => {}
+            let r = match st.running.entry(task_id) {
+                Entry::Occupied(r) if r.get().executor == executor => r.remove(),
                 _ => return,
-            }
-            let Some(r) = st.running.remove(&task_id) else {
-                return;
             };
             if let Some(e) = st.executors.get_mut(executor) {
                 if draining && e.state == ExecutorState::Alive {
