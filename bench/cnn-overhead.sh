@@ -7,7 +7,9 @@
 #   - the epoch against pure compute (45,000 images at cnn-train's rate);
 #   - the engine's own work, from the event log: per iteration, the job's wall time less its
 #     slowest gradient task (broadcast, task encode/decode, scheduling, the leader shuffle, the
-#     result, the driver's step), as a share of the epoch.
+#     result, the driver's step), as a share of the epoch;
+#   - the slowest gradient task of an iteration against the pure compute of its 2 × 256 images
+#     (what the tasks themselves add: batch assembly, a shared or split thread pool).
 #
 #   bench/cnn-overhead.sh ../shared/data/cifar-10-batches-bin
 set -euo pipefail
@@ -17,7 +19,9 @@ RUNS=${RUNS:-5}
 MASTERS=${MASTERS:-"local[2] local-cluster[2,1]"}
 cargo build --release -q --bin driver --bin executor
 out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+# KEEP=1 leaves the runs (event logs, metrics) in the directory it names, for a closer look.
+trap '[ -n "${KEEP:-}" ] || rm -rf "$out"' EXIT
+[ -z "${KEEP:-}" ] || echo "runs kept in $out" >&2
 for r in $(seq "$RUNS"); do
   target/release/driver bench cnn-train --batch 256 --threads 2 --json >>"$out/compute.jsonl"
   for m in $MASTERS; do
@@ -71,12 +75,15 @@ for run in sorted(glob.glob(os.path.join(out, "run-*"))):
     lines = [json.loads(l) for l in open(os.path.join(run, "out", "metrics.jsonl"))]
     epoch = lines[-1]["wall_s"]
     n, wall_ms, slowest_ms = engine_share(os.path.join(run, "events"))
-    rows.setdefault(m, []).append((epoch, n, (wall_ms - slowest_ms) / 1000))
+    rows.setdefault(m, []).append((epoch, n, (wall_ms - slowest_ms) / 1000, slowest_ms / n))
 for m, rs in rows.items():
     epoch = statistics.median(r[0] for r in rs)
     engine = statistics.median(r[2] for r in rs)
     n = rs[0][1]
     print(f"{m:<20} epoch {epoch:.3f} s ({images / epoch:,.0f} images/s), over pure compute {100 * (epoch / pure - 1):+.1f} %;"
           f" engine work {engine * 1000 / n:.2f} ms per iteration ({n} iterations) = {100 * engine / epoch:.1f} % of the epoch")
+    task = statistics.median(r[3] for r in rs)
+    per_it = 2 * 256 / rate * 1000
+    print(f"{'':<20} slowest gradient task {task:.2f} ms per iteration, pure compute {per_it:.2f} ms: {100 * (task / per_it - 1):+.1f} %")
     print(f"{'':<20} epochs: {', '.join(f'{r[0]:.3f}' for r in rs)}")
 PY
