@@ -25,7 +25,7 @@ elif [[ -n "${QUICK:-}" ]]; then
 else
   workloads=("w0 1000" "w1 5000000" "w2 2000000" "w3-group 5000000" "w3-sort 5000000")
 fi
-cargo build --release -q --bin driver -p discnn -p discnn-naive
+cargo build --release -q -p discnn -p discnn-naive --bin driver --bin naive
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for w in "${workloads[@]}"; do

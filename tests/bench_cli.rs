@@ -1,4 +1,5 @@
-//! `driver bench cnn-train` as users call it: the JSON keys the issue names, and usage errors.
+//! `driver bench` as users call it: cnn-train's JSON keys and usage errors, and w0-leader (a
+//! Dis-CNN iteration without its compute) on both kinds of master.
 
 use std::process::Command;
 
@@ -36,5 +37,26 @@ fn cnn_train_usage_errors_exit_2() {
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(!out.stderr.is_empty());
+    }
+}
+
+#[test]
+fn w0_leader_sums_each_jobs_vectors_and_a_local_cluster_stops_without_warnings() {
+    for master in ["local[2]", "local-cluster[2,1]"] {
+        let out = driver()
+            .args(["bench", "engine", "--workload", "w0-leader", "--size", "20"])
+            .args(["--master", master, "--json"])
+            .env("DISCNN_EXECUTOR_BIN", env!("CARGO_BIN_EXE_executor"))
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // The workload checks every job's sum itself and fails the run on a wrong one.
+        assert!(out.status.success(), "{master}: {stderr}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["workload"], "w0-leader");
+        assert!(v["per_unit_ms"].as_f64().is_some_and(|x| x > 0.0), "{v}");
+        // Stopping the executors it started is the end of the run, not a loss to warn about.
+        assert!(!stderr.contains("WARN"), "{master}: {stderr}");
     }
 }

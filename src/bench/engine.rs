@@ -126,6 +126,37 @@ impl MapFn for AddFirstWeight {
 }
 register_op!(map AddFirstWeight);
 
+/// w0-leader's map side, a Dis-CNN gradient task without its compute: one record per
+/// partition, `(group 0, the broadcast's weights plus the partition's record count and index)`.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct StandInGradient(pub discnn_engine::Broadcast<Vec<f32>>);
+impl PartitionFn for StandInGradient {
+    type In = i64;
+    type Out = (u8, Vec<f32>);
+    fn call(&self, partition: usize, input: BoxIter<i64>) -> BoxIter<(u8, Vec<f32>)> {
+        let shift = (input.count() + partition) as f32;
+        let grad = self.0.value().iter().map(|w| w + shift).collect();
+        Box::new(std::iter::once((0, grad)))
+    }
+}
+register_op!(partitions StandInGradient);
+
+/// w0-leader's reduce side: a group's vectors summed on its leader.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SumVectors;
+impl PartitionFn for SumVectors {
+    type In = (u8, Vec<f32>);
+    type Out = Vec<f32>;
+    fn call(&self, _: usize, input: BoxIter<(u8, Vec<f32>)>) -> BoxIter<Vec<f32>> {
+        let sum = input.map(|(_, v)| v).reduce(|mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+            a
+        });
+        Box::new(sum.into_iter())
+    }
+}
+register_op!(partitions SumVectors);
+
 /// A partition of grouped pairs as its [`GroupDigest`] (groups, values, digest).
 #[derive(Clone, Serialize, Deserialize)]
 pub struct DigestGroups;
@@ -196,8 +227,8 @@ pub struct BenchReport {
     pub detail: serde_json::Value,
 }
 
-/// Runs one workload. `size`: lines for w1, points for w2, pairs for w3, jobs for w0 and
-/// w0-broadcast.
+/// Runs one workload. `size`: lines for w1, points for w2, pairs for w3, jobs for w0,
+/// w0-broadcast and w0-leader.
 pub fn run(ctx: &Context, workload: &str, size: u64, work_dir: &Path) -> Result<BenchReport> {
     let t0 = Instant::now();
     let master = ctx.config().master.clone();
@@ -212,9 +243,12 @@ pub fn run(ctx: &Context, workload: &str, size: u64, work_dir: &Path) -> Result<
         detail,
     };
     match workload {
-        // w0-broadcast is a Dis-CNN iteration without its compute: a fresh broadcast of the
-        // paper's net's 12,448 weights, read by 2 tasks, then destroyed.
-        "w0" | "w0-broadcast" => {
+        // w0-broadcast is a Dis-CNN iteration's launch without its compute: a fresh broadcast
+        // of the paper's net's 12,448 weights, read by 2 tasks, then destroyed. w0-leader is
+        // the whole iteration without its compute: each of the 2 tasks sends a 50 KB vector
+        // to group 0, whose leader sums them (one fetch from the other executor in a
+        // cluster) and returns the sum.
+        "w0" | "w0-broadcast" | "w0-leader" => {
             let parts = if workload == "w0" { 8 } else { 2 };
             let r = ctx.range(0, 1000 * parts as i64, 1, parts)?;
             r.cache();
@@ -224,6 +258,22 @@ pub fn run(ctx: &Context, workload: &str, size: u64, work_dir: &Path) -> Result<
             for i in 0..size {
                 if workload == "w0" {
                     r.count()?;
+                } else if workload == "w0-leader" {
+                    let w = ctx.broadcast(vec![i as f32; 12_448])?;
+                    let sums = r
+                        .map_partitions(StandInGradient(w.clone()))
+                        .partition_by_leader(discnn_engine::HashPartitioner(2))?
+                        .map_partitions(SumVectors)
+                        .collect()?;
+                    w.destroy();
+                    // Both partitions' vectors, in group 0: 2i + 1000 + 0 + 1000 + 1.
+                    let expected = 2.0 * i as f32 + 2001.0;
+                    if sums.len() != 1 || sums[0].first() != Some(&expected) {
+                        return Err(discnn_engine::EngineError::BadInput(format!(
+                            "w0-leader job {i} summed to {:?}, expected [{expected}, …]",
+                            sums.iter().map(|s| s.first()).collect::<Vec<_>>()
+                        )));
+                    }
                 } else {
                     let w = ctx.broadcast(vec![i as f32; 12_448])?;
                     r.map(AddFirstWeight(w.clone())).count()?;
@@ -356,7 +406,7 @@ pub fn run(ctx: &Context, workload: &str, size: u64, work_dir: &Path) -> Result<
             ))
         }
         other => Err(discnn_engine::EngineError::InvalidArgument(format!(
-            "unknown workload `{other}` (expected w0, w0-broadcast, w1, w2, w3-group or w3-sort)"
+            "unknown workload `{other}` (expected w0, w0-broadcast, w0-leader, w1, w2, w3-group or w3-sort)"
         ))),
     }
 }

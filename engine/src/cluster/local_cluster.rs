@@ -182,6 +182,8 @@ impl LocalCluster {
 
 impl Drop for LocalCluster {
     fn drop(&mut self) {
+        // The driver first: executors killed under a serving driver would be reported lost.
+        self.driver.stop();
         for c in &mut self.children {
             let _ = c.kill();
             let _ = c.wait();

@@ -221,13 +221,21 @@ impl ClusterDriver {
     }
 }
 
-impl Drop for ClusterDriver {
-    fn drop(&mut self) {
+impl ClusterDriver {
+    /// Stops serving: the service, its task channels and its runtime end here, so executors
+    /// stopped after this are not seen breaking their channels (nor declared lost).
+    pub(crate) fn stop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
         }
+    }
+}
+
+impl Drop for ClusterDriver {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
