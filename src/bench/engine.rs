@@ -2,7 +2,9 @@
 //! inside one process, reported with the process's peak resident memory.
 
 use crate::jobs::wordcount;
-use discnn_engine::{register_op, AggregateFn, BoxIter, Context, MapFn, PartitionFn, Result};
+use discnn_engine::{
+    register_op, AggregateFn, BoxIter, Broadcast, Context, MapFn, PartitionFn, Result,
+};
 use discnn_naive::{BytesDigest, GroupDigest, SortDigest};
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -116,7 +118,7 @@ register_op!(map MakePair);
 
 /// `x` plus the first weight of a broadcast vector: W0 with a broadcast read by every task.
 #[derive(Clone, Serialize, Deserialize)]
-pub struct AddFirstWeight(pub discnn_engine::Broadcast<Vec<f32>>);
+pub struct AddFirstWeight(pub Broadcast<Vec<f32>>);
 impl MapFn for AddFirstWeight {
     type In = i64;
     type Out = i64;
@@ -129,7 +131,7 @@ register_op!(map AddFirstWeight);
 /// w0-leader's map side, a Dis-CNN gradient task without its compute: one record per
 /// partition, `(group 0, the broadcast's weights plus the partition's record count and index)`.
 #[derive(Clone, Serialize, Deserialize)]
-pub struct StandInGradient(pub discnn_engine::Broadcast<Vec<f32>>);
+pub struct StandInGradient(pub Broadcast<Vec<f32>>);
 impl PartitionFn for StandInGradient {
     type In = i64;
     type Out = (u8, Vec<f32>);
@@ -156,6 +158,25 @@ impl PartitionFn for SumVectors {
     }
 }
 register_op!(partitions SumVectors);
+
+/// One w0-leader job over `r`'s 2 partitions of 1,000 records, with job `i`'s broadcast; fails
+/// on a sum other than the one expected.
+fn leader_iteration(r: &discnn_engine::Rdd<i64>, w: &Broadcast<Vec<f32>>, i: u64) -> Result<()> {
+    let sums = r
+        .map_partitions(StandInGradient(w.clone()))
+        .partition_by_leader(discnn_engine::HashPartitioner(2))?
+        .map_partitions(SumVectors)
+        .collect()?;
+    // Both partitions' vectors, in group 0: (i + 1000 + 0) + (i + 1000 + 1).
+    let expected = 2.0 * i as f32 + 2001.0;
+    if sums.len() != 1 || sums[0].first() != Some(&expected) {
+        return Err(discnn_engine::EngineError::BadInput(format!(
+            "w0-leader job {i} summed to {:?}, expected [{expected}, …]",
+            sums.iter().map(|s| s.first()).collect::<Vec<_>>()
+        )));
+    }
+    Ok(())
+}
 
 /// A partition of grouped pairs as its [`GroupDigest`] (groups, values, digest).
 #[derive(Clone, Serialize, Deserialize)]
@@ -258,27 +279,16 @@ pub fn run(ctx: &Context, workload: &str, size: u64, work_dir: &Path) -> Result<
             for i in 0..size {
                 if workload == "w0" {
                     r.count()?;
-                } else if workload == "w0-leader" {
-                    let w = ctx.broadcast(vec![i as f32; 12_448])?;
-                    let sums = r
-                        .map_partitions(StandInGradient(w.clone()))
-                        .partition_by_leader(discnn_engine::HashPartitioner(2))?
-                        .map_partitions(SumVectors)
-                        .collect()?;
-                    w.destroy();
-                    // Both partitions' vectors, in group 0: 2i + 1000 + 0 + 1000 + 1.
-                    let expected = 2.0 * i as f32 + 2001.0;
-                    if sums.len() != 1 || sums[0].first() != Some(&expected) {
-                        return Err(discnn_engine::EngineError::BadInput(format!(
-                            "w0-leader job {i} summed to {:?}, expected [{expected}, …]",
-                            sums.iter().map(|s| s.first()).collect::<Vec<_>>()
-                        )));
-                    }
-                } else {
-                    let w = ctx.broadcast(vec![i as f32; 12_448])?;
-                    r.map(AddFirstWeight(w.clone())).count()?;
-                    w.destroy();
+                    continue;
                 }
+                let w = ctx.broadcast(vec![i as f32; 12_448])?;
+                let ran = if workload == "w0-leader" {
+                    leader_iteration(&r, &w, i)
+                } else {
+                    r.map(AddFirstWeight(w.clone())).count().map(drop)
+                };
+                w.destroy();
+                ran?;
             }
             Ok(report(
                 setup,

@@ -188,8 +188,8 @@ enum BenchKind {
     /// The RDD engine workloads of BENCHMARKS.md.
     Engine {
         /// w0 (small-job overhead), w0-broadcast (w0 with a fresh broadcast per job),
-        /// w0-leader (a Dis-CNN iteration without its compute), w1 (wordcount), w2 (logistic regression), w3-group or w3-sort (group_by_key /
-        /// sort_by_key).
+        /// w0-leader (a Dis-CNN iteration without its compute), w1 (wordcount), w2 (logistic
+        /// regression), w3-group or w3-sort (group_by_key / sort_by_key).
         #[arg(long)]
         workload: String,
         /// Jobs for w0 and its variants, lines for w1, points for w2, pairs for w3.
